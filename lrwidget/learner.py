@@ -1,0 +1,509 @@
+"""Learner: a model, its data, loss and optimizer, and one training loop for lr_find, fit and fit_one_cycle."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import numbers
+import random
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import DataLoaders, default_device, split_batch, to_device
+from .recorder import Recorder
+from .schedules import lr_per_group, lr_range, one_cycle
+from .suggest import suggest_lrs
+
+__all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "MIN_NUM_IT"]
+
+SAVE_FORMAT = "lrwidget.learner/1"
+
+
+class Observer:
+    """Receives the Learner's events; override what you need. Called on the training thread."""
+
+    def fit_start(self, learn: "Learner") -> None: ...
+    def batch_end(self, learn: "Learner") -> None: ...
+    def epoch_end(self, learn: "Learner") -> None: ...
+    def fit_end(self, learn: "Learner", error: BaseException | None) -> None: ...
+
+
+@dataclass
+class RunInfo:
+    """What the Learner is running: kind ('lr_find' or 'fit'), its size and where it is."""
+    kind: str
+    n_epoch: int
+    n_iter: int                 # training batches per epoch
+    total: int                  # training batches planned in all
+    epoch: int = 0
+    start: float = field(default_factory=time.monotonic)
+    end_reason: str = ""        # 'completed', 'stopped', 'diverged', 'non-finite loss' or 'error'
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self.start
+
+
+@dataclass
+class LRFindResult:
+    """An lr_find curve and its suggestions; unpacks as `lr_min, lr_steep = learn.lr_find()`."""
+    lrs: np.ndarray
+    losses: np.ndarray
+    raw_losses: np.ndarray
+    lr_min: float | None
+    lr_steep: float | None
+    valley: float | None
+    slide: float | None
+    reasons: dict[str, str]
+    points: dict[str, tuple[float, float]]
+    num_it: int
+    end_reason: str
+
+    def __iter__(self) -> Iterator[float | None]:
+        return iter((self.lr_min, self.lr_steep))
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> float | None:
+        return (self.lr_min, self.lr_steep)[i]
+
+    @property
+    def suggestions(self) -> dict[str, float | None]:
+        """The four suggestions by name."""
+        return {k: getattr(self, k) for k in ("lr_min", "lr_steep", "valley", "slide")}
+
+    def __repr__(self) -> str:
+        s = ", ".join(f"{k}={v!r}" for k, v in self.suggestions.items())
+        return f"LRFindResult({s}; {len(self.lrs)} steps, {self.end_reason})"
+
+
+# the smallest num_it whose curve keeps 2 points once the first num_it//10 and the last 5 are dropped
+MIN_NUM_IT = 7
+
+
+def _check_positive(name: str, v: Any, allow_zero: bool = False) -> float:
+    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+    if not ok:
+        what = "a finite number >= 0" if allow_zero else "a positive finite number"
+        raise ValueError(f"{name} must be {what}, got {v!r}")
+    return float(v)
+
+
+def _check_n_epoch(n_epoch: Any) -> int:
+    if not isinstance(n_epoch, numbers.Integral) or isinstance(n_epoch, bool) or n_epoch < 1:
+        raise ValueError(f"n_epoch must be a whole number >= 1, got {n_epoch!r}")
+    return int(n_epoch)
+
+
+def _mom_key(opt: torch.optim.Optimizer) -> str | None:
+    g = opt.param_groups[0]
+    return "betas" if "betas" in g else "momentum" if "momentum" in g else None
+
+
+def _clone_cpu(o: Any) -> Any:
+    """A deep copy with every tensor copied to host memory."""
+    if isinstance(o, torch.Tensor):
+        return o.detach().to("cpu", copy=True)
+    if isinstance(o, dict):
+        return {k: _clone_cpu(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return type(o)(_clone_cpu(v) for v in o)
+    return copy.deepcopy(o)
+
+
+def _loader_generators(dl: Any) -> list[torch.Generator]:
+    """The random generators a loader draws its shuffling from, where it has its own."""
+    found = []
+    for obj in (dl, getattr(dl, "sampler", None), getattr(getattr(dl, "batch_sampler", None), "sampler", None)):
+        g = getattr(obj, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not h for h in found):
+            found.append(g)
+    return found
+
+
+def default_opt_func(params: Any, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """fastai's default optimizer: AdamW, betas (0.9, 0.99), eps 1e-5, decoupled weight decay 0.01."""
+    fused = device is not None and device.type == "cuda"
+    return torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01,
+                             **({"fused": True} if fused else {}))
+
+
+def default_loss_for(y: Any) -> nn.Module:
+    """Cross-entropy for integer class targets, mean squared error for float targets."""
+    if isinstance(y, torch.Tensor) and y.is_floating_point():
+        return nn.MSELoss()
+    return nn.CrossEntropyLoss()
+
+
+def _loss_name(f: Any) -> str:
+    return type(f).__name__ if isinstance(f, nn.Module) else getattr(f, "__name__", repr(f))
+
+
+def _metric_name(m: Any) -> str:
+    return getattr(m, "__name__", None) or getattr(m, "name", None) or type(m).__name__
+
+
+class _Stop(Exception):
+    """Raised inside the loop to end a run early and quietly."""
+
+
+class Learner:
+    """A model with its data, loss and optimizer, trained by one loop (lr_find, fit, fit_one_cycle)."""
+
+    def __init__(self, dls: DataLoaders | Sequence, model: nn.Module, loss_func: Callable | None = None,
+                 opt_func: Callable | None = None, metrics: Callable | Sequence[Callable] | None = None,
+                 splitter: Callable[[nn.Module], Sequence] | None = None, wd: float | None = None,
+                 device: str | torch.device | None = None, mixed_precision: str | None = None,
+                 lr: float = 1e-3, moms: tuple[float, float, float] = (0.95, 0.85, 0.95)):
+        if not isinstance(dls, DataLoaders):
+            if isinstance(dls, (tuple, list)) and 1 <= len(dls) <= 2:
+                dls = DataLoaders(*dls)
+            else:
+                raise TypeError(f"dls must be DataLoaders(train_dl, valid_dl), got {type(dls).__name__}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if mixed_precision not in (None, "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', got {mixed_precision!r}")
+        self.dls, self.loss_func, self.mixed_precision = dls, loss_func, mixed_precision
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device)
+        self.metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics] if metrics else []
+        self.splitter = splitter or (lambda m: [list(m.parameters())])
+        self.lr, self.moms = lr, moms
+        self.opt_func = opt_func or partial(default_opt_func, device=self.device)
+        groups = [{"params": list(ps)} for ps in self.splitter(self.model)]
+        if not groups or not any(g["params"] for g in groups):
+            raise ValueError("the splitter gave no parameters: it must return a list of parameter lists")
+        self.opt = self.opt_func(groups)
+        if wd is not None:
+            self._set_wd(wd)
+        self.recorder = Recorder()
+        self.observers: list[Observer] = []
+        self.run: RunInfo | None = None
+        self._stop_requested = False
+
+    # -- public API -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the running lr_find or fit to end at the next batch boundary (thread-safe)."""
+        self._stop_requested = True
+
+    def fit(self, n_epoch: int, lr: float | slice | None = None, wd: float | None = None) -> None:
+        """Train `n_epoch` epochs at a constant learning rate (float or slice over groups)."""
+        n_epoch = _check_n_epoch(n_epoch)
+        lr = self.lr if lr is None else lr
+        per_group = lr_per_group(lr, len(self.opt.param_groups), name="lr")
+        if wd is not None:
+            self._set_wd(wd)
+        total = n_epoch * len(self.dls.train)
+        self._loop("fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None)
+
+    def fit_one_cycle(self, n_epoch: int, lr_max: float | slice | None = None, div: float = 25.,
+                      div_final: float = 1e5, pct_start: float = 0.25, wd: float | None = None,
+                      moms: tuple[float, float, float] | None = None) -> None:
+        """Train with fastai's one-cycle policy: cosine lr warm-up to `lr_max` then annealing, momentum inverse."""
+        n_epoch = _check_n_epoch(n_epoch)
+        lr_max = self.lr if lr_max is None else lr_max
+        per_group = lr_per_group(lr_max, len(self.opt.param_groups), name="lr_max")
+        if wd is not None:
+            self._set_wd(wd)
+        total = n_epoch * len(self.dls.train)
+        lrs, mom = one_cycle(total, per_group, div=div, div_final=div_final, pct_start=pct_start,
+                             moms=self.moms if moms is None else moms)
+        self._loop("fit", n_epoch, lrs, mom if _mom_key(self.opt) else None)
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
+                show_plot: bool = True) -> LRFindResult:
+        """The learning-rate range test; model, optimizer and random state are restored afterwards."""
+        start_lr, end_lr = _check_positive("start_lr", start_lr), _check_positive("end_lr", end_lr)
+        if start_lr >= end_lr:
+            raise ValueError(f"start_lr must be below end_lr, got start_lr={start_lr!r} >= end_lr={end_lr!r}")
+        if not isinstance(num_it, numbers.Integral) or isinstance(num_it, bool) or num_it < MIN_NUM_IT:
+            raise ValueError(
+                f"num_it must be a whole number >= {MIN_NUM_IT}, got {num_it!r}: the suggestions drop the first "
+                f"num_it//10 and the last 5 steps, so fewer steps leave nothing to suggest from (100 is the default)")
+        lrs = lr_range(start_lr, end_lr, int(num_it))
+        n_groups = len(self.opt.param_groups)
+        best = math.inf
+        rec = self.recorder
+
+        def check() -> str | None:
+            nonlocal best
+            s = rec.smooth_loss
+            if not math.isfinite(s):
+                return "non-finite loss"
+            best = min(best, s)
+            return "diverged" if stop_div and s > 4 * best else None
+
+        saved = self._snapshot()
+        try:
+            n_iter = len(self.dls.train)
+            self._loop("lr_find", math.ceil(num_it / n_iter), np.repeat(lrs[:, None], n_groups, axis=1), None,
+                       validate=False, check=check)
+        finally:
+            self._restore(saved)
+        s = suggest_lrs(rec.lrs, rec.losses, num_it)
+        res = LRFindResult(np.array(rec.lrs), rec.losses.copy(), rec.raw_losses.copy(), s["lr_min"], s["lr_steep"],
+                           s["valley"], s["slide"], dict(s.reasons), dict(s.points), int(num_it), self.run.end_reason)
+        rec.lr_find_result = res
+        if show_plot:
+            _show_in_notebook(lambda: rec.plot_lr_find())
+        return res
+
+    def save(self, path: str | Path, with_opt: bool = True) -> Path:
+        """Save the weights (and optimizer state) to `path` (`.pth` added when it has no suffix)."""
+        path = Path(path)
+        if not path.suffix:
+            path = path.with_suffix(".pth")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {"format": SAVE_FORMAT, "model": self.model.state_dict()}
+        if with_opt:
+            state["opt"] = self.opt.state_dict()
+        torch.save(state, path)
+        return path
+
+    def load(self, path: str | Path, with_opt: bool = True, strict: bool = True) -> "Learner":
+        """Load weights (and optimizer state) saved by `save`; tensors only (weights_only=True)."""
+        path = Path(path)
+        if not path.exists() and not path.suffix and path.with_suffix(".pth").exists():
+            path = path.with_suffix(".pth")
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved learner at {str(path)!r}")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{str(path)!r} is not a file saved by Learner.save ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from e
+        if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
+            raise ValueError(f"{str(path)!r} is not a file saved by Learner.save (no lrwidget header); "
+                             "to load plain weights use learn.model.load_state_dict(torch.load(path))")
+        self.model.load_state_dict(state["model"], strict=strict)
+        if with_opt and "opt" in state:
+            self.opt.load_state_dict(state["opt"])
+        return self
+
+    def freeze_to(self, n: int) -> None:
+        """Train only parameter groups from `n` on (batch-norm layers stay trainable, as in fastai)."""
+        groups = self.opt.param_groups
+        frozen = groups[:n] if n >= 0 else groups[:len(groups) + n]
+        frozen_ids = {id(p) for g in frozen for p in g["params"]}
+        bn_ids = {id(p) for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                  for p in m.parameters()}
+        for g in groups:
+            for p in g["params"]:
+                p.requires_grad_(id(p) not in frozen_ids or id(p) in bn_ids)
+
+    def freeze(self) -> None:
+        """Train only the last parameter group (the head)."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        """Train every parameter group."""
+        self.freeze_to(0)
+
+    # -- the training loop -------------------------------------------------------------------
+
+    def _loop(self, kind: str, n_epoch: int, lrs: np.ndarray, moms: np.ndarray | None,
+              validate: bool = True, check: Callable[[], str | None] | None = None) -> None:
+        """The one training loop: batch k uses lrs[k] (one per group) and moms[k]; validation each epoch."""
+        model, opt, dl, rec = self.model, self.opt, self.dls.train, self.recorder
+        groups = opt.param_groups
+        total = len(lrs)
+        lr_rows, mom_list = lrs.tolist(), (moms.tolist() if moms is not None else None)
+        mom_key = _mom_key(opt)
+        names = ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.metrics), "time"]
+        rec.reset(names)
+        self.run = run = RunInfo(kind, n_epoch, len(dl), total)
+        self._stop_requested = False
+        autocast = self._autocast()
+        scaler = torch.amp.GradScaler(self.device.type) if self.mixed_precision == "fp16" else None
+        dev, k, error = self.device, 0, None
+        opt.zero_grad(set_to_none=True)
+        self._emit("fit_start")
+        try:
+            for epoch in range(n_epoch):
+                run.epoch, t0 = epoch, time.monotonic()
+                model.train()
+                for batch in dl:
+                    if self._stop_requested:
+                        raise _Stop("stopped")
+                    row = lr_rows[k]
+                    for g, lr in zip(groups, row):
+                        g["lr"] = lr
+                    m = None
+                    if mom_list is not None:
+                        m = mom_list[k]
+                        for g in groups:
+                            if mom_key == "betas":
+                                g["betas"] = (m, g["betas"][1])
+                            else:
+                                g["momentum"] = m
+                    xs, kw, y = split_batch(to_device(batch, dev))
+                    with autocast:
+                        out = model(*xs, **kw)
+                        loss = self._loss(out, y, first=k == 0)
+                    if scaler is None:
+                        loss.backward()
+                        opt.step()
+                    else:
+                        scaler.scale(loss).backward()
+                        scaler.step(opt)
+                        scaler.update()
+                    opt.zero_grad(set_to_none=True)
+                    rec.add_batch(loss.detach(), row[-1], m)
+                    k += 1
+                    for o in self.observers:
+                        o.batch_end(self)
+                    if check is not None and (reason := check()):
+                        raise _Stop(reason)
+                    if k >= total:
+                        break
+                if k == 0:
+                    raise ValueError("the training data produced no batches: check the DataLoader and its dataset")
+                row = [rec.smooth_loss]
+                if validate:
+                    row += self._validate()
+                else:
+                    row += [math.nan] * (1 + len(self.metrics))
+                rec.add_epoch(row, time.monotonic() - t0)
+                self._emit("epoch_end")
+            run.end_reason = "completed"
+        except _Stop as s:
+            run.end_reason = str(s)
+        except BaseException as e:
+            run.end_reason, error = "error", e
+            raise
+        finally:
+            rec.flush()
+            opt.zero_grad(set_to_none=True)
+            self._emit("fit_end", error)
+
+    def _loss(self, out: Any, y: Any, first: bool) -> torch.Tensor:
+        """The loss of a batch; errors from a shape mismatch name both shapes."""
+        if self.loss_func is None:
+            self.loss_func = default_loss_for(y)
+        if first:
+            self._check_shapes(out, y)
+        try:
+            return self.loss_func(out, y)
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise ValueError(self._shape_message(out, y) + f" ({type(e).__name__}: {e})") from e
+
+    def _shape_message(self, out: Any, y: Any) -> str:
+        so = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        sy = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        return (f"the loss function {_loss_name(self.loss_func)} cannot compare the model's output of shape {so} "
+                f"with the target of shape {sy}: make the model's last layer match the target")
+
+    def _check_shapes(self, out: Any, y: Any) -> None:
+        """Catch, once per run, shape mismatches that torch would broadcast or crash the GPU on."""
+        if not (isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor)):
+            return
+        lf = self.loss_func
+        if isinstance(lf, (nn.CrossEntropyLoss, nn.NLLLoss)) and not y.is_floating_point():
+            if out.ndim != y.ndim + 1 or out.shape[0] != y.shape[0] or out.shape[2:] != y.shape[1:]:
+                raise ValueError(self._shape_message(out, y) + f" (expected output (batch, n_classes), "
+                                 f"here ({y.shape[0] if y.ndim else '?'}, n_classes))")
+            hi = int(y.max()) if y.numel() else -1     # one sync per run: a bad index would kill a CUDA context
+            if hi >= out.shape[1]:
+                raise ValueError(self._shape_message(out, y) + f": the target holds class {hi} but the model "
+                                 f"outputs only {out.shape[1]} classes (set n_out to at least {hi + 1})")
+        elif isinstance(lf, (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCEWithLogitsLoss)):
+            if out.shape != y.shape:
+                raise ValueError(self._shape_message(out, y) + " (this loss needs equal shapes)")
+
+    def _validate(self) -> list[float]:
+        """Validation loss and metrics, averaged over samples; one device read at the end."""
+        if self.dls.valid is None:
+            return [math.nan] * (1 + len(self.metrics))
+        model, dev = self.model, self.device
+        model.eval()
+        sums, n = None, 0
+        with torch.no_grad(), self._autocast():
+            for batch in self.dls.valid:
+                if self._stop_requested:
+                    raise _Stop("stopped")
+                xs, kw, y = split_batch(to_device(batch, dev))
+                out = model(*xs, **kw)
+                bs = y.shape[0] if isinstance(y, torch.Tensor) and y.ndim else len(y)
+                vals = torch.stack([torch.as_tensor(f(out, y), device=dev).float().reshape(())
+                                    for f in (self.loss_func, *self.metrics)]) * bs
+                sums = vals if sums is None else sums + vals
+                n += bs
+        if sums is None:
+            raise ValueError("the validation data produced no batches")
+        return (sums.cpu().double() / n).tolist()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.mixed_precision is None:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.mixed_precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for o in self.observers:
+            getattr(o, event)(self, *args)
+
+    def _set_wd(self, wd: float) -> None:
+        wd = _check_positive("wd", wd, allow_zero=True)
+        for g in self.opt.param_groups:
+            g["weight_decay"] = wd
+
+    # -- exact save and restore of everything lr_find touches -----------------------------------
+
+    def _snapshot(self) -> dict:
+        """Model, optimizer, module modes, grads and every random state, copied to host memory."""
+        gens = _loader_generators(self.dls.train)
+        return {
+            "model": _clone_cpu(self.model.state_dict()),
+            "opt": _clone_cpu(self.opt.state_dict()),
+            "modes": [(m, m.training) for m in self.model.modules()],
+            "grads": [(p, None if p.grad is None else p.grad.detach().to("cpu", copy=True))
+                      for p in self.model.parameters()],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+            "mps": torch.mps.get_rng_state() if self.device.type == "mps" else None,
+            "numpy": np.random.get_state(),
+            "random": random.getstate(),
+            "loader": [(g, g.get_state()) for g in gens],
+        }
+
+    def _restore(self, s: dict) -> None:
+        """Put back what `_snapshot` saved."""
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        for m, training in s["modes"]:
+            m.training = training
+        for p, g in s["grads"]:
+            p.grad = None if g is None else g.to(p.device)
+        torch.set_rng_state(s["torch"])
+        if s["cuda"] is not None:
+            torch.cuda.set_rng_state_all(s["cuda"])
+        if s["mps"] is not None:
+            torch.mps.set_rng_state(s["mps"])
+        np.random.set_state(s["numpy"])
+        random.setstate(s["random"])
+        for g, state in s["loader"]:
+            g.set_state(state)
+
+
+def _show_in_notebook(make: Callable[[], Any]) -> None:
+    """Display a figure when running inside a Jupyter kernel; do nothing elsewhere."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None or not hasattr(ip, "kernel"):
+        return
+    from IPython.display import display
+    display(make())

@@ -1,0 +1,227 @@
+"""bqplot figures: the lr_find curve (with draggable markers), the training loss and the schedule."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import bqplot as bq
+import numpy as np
+
+MAX_POINTS = 1000
+SUGGESTION_COLORS = {"lr_min": "#ff7f0e", "lr_steep": "#d62728", "valley": "#2ca02c", "slide": "#9467bd"}
+MARGIN = {"top": 40, "bottom": 50, "left": 60, "right": 30}
+
+
+def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most `n` evenly spaced points of (x, y), always keeping the first and the last."""
+    if len(x) <= n:
+        return x, y
+    idx = np.unique(np.linspace(0, len(x) - 1, n).round().astype(np.int64))
+    return x[idx], y[idx]
+
+
+def _figure(marks: list, axes: list, title: str, height: str = "360px") -> bq.Figure:
+    return bq.Figure(marks=marks, axes=axes, title=title, fig_margin=dict(MARGIN),
+                     layout={"width": "100%", "height": height})
+
+
+def _set(mark: bq.Mark, **values: Any) -> None:
+    """Set several traits of a mark in one message to the browser."""
+    with mark.hold_sync():
+        for k, v in values.items():
+            setattr(mark, k, v)
+
+
+def fmt_lr(v: float) -> str:
+    """A learning rate for a label: three significant digits."""
+    return f"{v:.3g}"
+
+
+def _y_range(y: np.ndarray) -> tuple[float, float]:
+    y = y[np.isfinite(y)]
+    if not len(y):
+        return 0.0, 1.0
+    lo, hi = float(y.min()), float(y.max())
+    pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 0.05
+    return lo - pad, hi + pad
+
+
+def curve_at(lrs: np.ndarray, losses: np.ndarray, lr: float) -> float:
+    """The curve's loss at `lr`, interpolated in log(lr)."""
+    ok = np.isfinite(losses)
+    if not ok.any():
+        return math.nan
+    return float(np.interp(math.log(lr), np.log(lrs[ok]), losses[ok]))
+
+
+class Marker:
+    """A draggable vertical marker: a one-point Scatter moved along x, a vertical line and a value label."""
+
+    def __init__(self, name: str, sx: bq.Scale, color: str, row: int):
+        self.name = name
+        sy = bq.LinearScale(min=0.0, max=1.0)
+        self.y_handle, self.y_label = 0.04 + 0.07 * row, 0.95 - 0.08 * row
+        sc = {"x": sx, "y": sy}
+        self.line = bq.Lines(x=[1.0, 1.0], y=[0.0, 1.0], scales=sc, colors=[color], line_style="dashed",
+                             stroke_width=1.5)
+        self.label = bq.Label(x=[1.0], y=[self.y_label], text=[name], scales=sc, colors=[color], x_offset=5,
+                              default_size=13, font_weight="bold")
+        self.handle = bq.Scatter(x=[1.0], y=[self.y_handle], scales=sc, colors=[color], marker="diamond",
+                                 default_size=180, stroke="white", enable_move=True, restrict_x=True,
+                                 tooltip=bq.Tooltip(fields=["x"], formats=[".4g"], labels=[name]))
+
+    @property
+    def marks(self) -> list[bq.Mark]:
+        """Line, label and handle, the handle last so that it is on top."""
+        return [self.line, self.label, self.handle]
+
+    def move(self, x: float, value: float) -> None:
+        """Draw the marker at `x`, its label showing `value`."""
+        _set(self.handle, x=np.array([x]))
+        self.draw_at(x, value)
+
+    def draw_at(self, x: float, value: float) -> None:
+        """Move the line and label only (while the handle is being dragged)."""
+        _set(self.line, x=np.array([x, x]))
+        _set(self.label, x=np.array([x]), text=np.array([f"{self.name} {fmt_lr(value)}"]))
+
+
+class LRFindChart:
+    """Smoothed (and faint raw) loss against lr on a log axis, suggestions as labelled points, optional markers."""
+
+    def __init__(self, res: Any = None, skip_end: int = 5, lr_range: tuple[float, float] = (1e-7, 10.0)):
+        self.sx = bq.LogScale(min=lr_range[0], max=lr_range[1])
+        self.sy = bq.LinearScale(min=0.0, max=1.0)
+        sc = {"x": self.sx, "y": self.sy}
+        self.raw = bq.Lines(x=[], y=[], scales=sc, colors=["#1f77b4"], opacities=[0.25], stroke_width=1,
+                            labels=["raw loss"])
+        self.smooth = bq.Lines(x=[], y=[], scales=sc, colors=["#1f77b4"], stroke_width=2.5, labels=["smoothed loss"],
+                               tooltip=bq.Tooltip(fields=["x", "y"], formats=[".3e", ".4f"], labels=["lr", "loss"]))
+        self.points = bq.Scatter(x=[], y=[], names=[], display_names=True, scales=sc, colors=["#555"],
+                                 default_size=70, stroke="white",
+                                 tooltip=bq.Tooltip(fields=["name", "x", "y"], formats=["", ".4g", ".4f"],
+                                                    labels=["suggestion", "lr", "loss"]))
+        self.point_keys: list[str] = []
+        self.markers: dict[str, Marker] = {}
+        axes = [bq.Axis(scale=self.sx, label="learning rate (log scale)", tick_format=".0e"),
+                bq.Axis(scale=self.sy, label="loss", orientation="vertical", tick_format=".3g")]
+        self.figure = _figure([self.raw, self.smooth, self.points], axes, "lr_find: loss against learning rate")
+        if res is not None:
+            self.show_result(res, skip_end)
+
+    @property
+    def lr_range(self) -> tuple[float, float]:
+        """The lr range the x axis shows."""
+        return float(self.sx.min), float(self.sx.max)
+
+    def add_marker(self, name: str, color: str) -> Marker:
+        """A draggable marker on this chart's lr axis."""
+        m = Marker(name, self.sx, color, row=len(self.markers))
+        self.markers[name] = m
+        self.figure.marks = [*self.figure.marks, *m.marks]
+        return m
+
+    def show_curve(self, lrs: np.ndarray, losses: np.ndarray, raw: np.ndarray | None = None,
+                   lr_range: tuple[float, float] | None = None) -> None:
+        """Draw a (possibly partial) curve; the y axis fits the smoothed loss."""
+        lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
+        n = min(len(lrs), len(losses))
+        lrs, losses = lrs[:n], losses[:n]
+        raw = np.asarray(raw if raw is not None else [], dtype=float)[:n]
+        lo, hi = _y_range(losses)
+        with self.figure.hold_sync():
+            if lr_range is not None:
+                _set(self.sx, min=float(lr_range[0]), max=float(lr_range[1]))
+            _set(self.sy, min=lo, max=hi)
+            xs, ys = downsample(lrs, losses)
+            _set(self.smooth, x=xs, y=ys)
+            xr, yr = downsample(lrs[:len(raw)], raw)
+            _set(self.raw, x=xr, y=yr)
+
+    def show_result(self, res: Any, skip_end: int = 5) -> None:
+        """Draw an LRFindResult: its curve without the last `skip_end` steps, and its suggestions."""
+        lrs, losses = np.asarray(res.lrs, dtype=float), np.asarray(res.losses, dtype=float)
+        n = max(len(lrs) - skip_end, min(len(lrs), 2)) if skip_end else len(lrs)
+        lrs, losses, raw = lrs[:n], losses[:n], np.asarray(res.raw_losses, dtype=float)[:n]
+        rng = (float(lrs[0]), float(lrs[-1])) if len(lrs) >= 2 else None
+        self.show_curve(lrs, losses, raw, rng)
+        keys = [k for k, v in res.suggestions.items() if v is not None]
+        xs = [float(res.suggestions[k]) for k in keys]
+        ys = [curve_at(lrs, losses, x) if len(lrs) else math.nan for x in xs]
+        self.point_keys = keys
+        _set(self.points, x=np.array(xs, dtype=float), y=np.array(ys, dtype=float),
+             names=np.array([f"{k} {fmt_lr(x)}" for k, x in zip(keys, xs)], dtype=str),
+             colors=[SUGGESTION_COLORS[k] for k in keys] or ["#555"])
+
+
+def lr_find_figure(res: Any, skip_end: int = 5) -> bq.Figure:
+    """The lr_find curve: smoothed and faint raw loss against lr (log axis), suggestions as labelled points."""
+    return LRFindChart(res, skip_end).figure
+
+
+class LossChart:
+    """Smoothed training loss per batch and validation loss per epoch."""
+
+    def __init__(self, skip_start: int = 0, with_valid: bool = True, height: str = "300px"):
+        self.skip_start, self.with_valid = skip_start, with_valid
+        sx, sy = bq.LinearScale(), bq.LinearScale()
+        sc = {"x": sx, "y": sy}
+        self.train = bq.Lines(x=[], y=[], scales=sc, colors=["#1f77b4"], labels=["train"], display_legend=True)
+        self.valid = bq.Lines(x=[], y=[], scales=sc, colors=["#ff7f0e"], labels=["valid"], display_legend=True,
+                              marker="circle", marker_size=40)
+        axes = [bq.Axis(scale=sx, label="batches"), bq.Axis(scale=sy, label="loss", orientation="vertical")]
+        self.figure = _figure([self.train, self.valid], axes, "loss", height)
+
+    def update(self, rec: Any) -> None:
+        """Redraw from a Recorder (reads its losses: call from the training thread, or after the run)."""
+        losses = np.asarray(rec.losses, dtype=float)
+        it = np.arange(len(losses), dtype=float)
+        x, y = downsample(it[self.skip_start:], losses[self.skip_start:])
+        vx, vy = np.empty(0), np.empty(0)
+        if self.with_valid and rec.values:
+            v = np.array([row[1] for row in rec.values], dtype=float)
+            ok = np.isfinite(v)
+            vx, vy = (np.asarray(rec.iters, dtype=float) - 1)[ok], v[ok]
+        _set(self.train, x=x, y=y)
+        _set(self.valid, x=vx, y=vy)
+
+
+def loss_figure(rec: Any, skip_start: int = 5, with_valid: bool = True) -> bq.Figure:
+    """Smoothed training loss per batch, and the validation loss at each epoch end."""
+    chart = LossChart(skip_start, with_valid, height="360px")
+    chart.update(rec)
+    return chart.figure
+
+
+class SchedChart:
+    """Learning rate (left axis) and momentum (right axis) of the last parameter group per batch."""
+
+    def __init__(self, height: str = "300px"):
+        sx, sy, sm = bq.LinearScale(), bq.LinearScale(), bq.LinearScale()
+        self.lr = bq.Lines(x=[], y=[], scales={"x": sx, "y": sy}, colors=["#2ca02c"], labels=["lr"],
+                           display_legend=True)
+        self.mom = bq.Lines(x=[], y=[], scales={"x": sx, "y": sm}, colors=["#9467bd"], labels=["momentum"],
+                            display_legend=True)
+        axes = [bq.Axis(scale=sx, label="batches"),
+                bq.Axis(scale=sy, label="learning rate", orientation="vertical", tick_format=".1e"),
+                bq.Axis(scale=sm, label="momentum", orientation="vertical", side="right")]
+        self.figure = _figure([self.lr, self.mom], axes, "schedule", height)
+
+    def update(self, rec: Any) -> None:
+        """Redraw from a Recorder's lrs and moms."""
+        n = len(rec.lrs)
+        it = np.arange(n, dtype=float)
+        x, y = downsample(it, np.asarray(rec.lrs[:n], dtype=float))
+        moms = rec.moms[:n]
+        mx, my = np.empty(0), np.empty(0)
+        if any(m is not None for m in moms):
+            mx, my = downsample(it, np.array([np.nan if m is None else m for m in moms], dtype=float))
+        _set(self.lr, x=x, y=y)
+        _set(self.mom, x=mx, y=my)
+
+
+def sched_figure(rec: Any) -> bq.Figure:
+    """Learning rate (and momentum) of the last parameter group per batch."""
+    chart = SchedChart(height="360px")
+    chart.update(rec)
+    return chart.figure

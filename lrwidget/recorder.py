@@ -1,0 +1,111 @@
+"""Per-batch and per-epoch training history, with fastai's debiased loss smoothing."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def smooth(raw: np.ndarray, beta: float = 0.98, state: tuple[float, int] = (0.0, 0)) -> tuple[np.ndarray, tuple[float, int]]:
+    """Debiased exponential moving average of `raw`, continuing from `state` (avg, count)."""
+    avg, count = state
+    out = np.empty(len(raw))
+    for i, v in enumerate(raw.tolist()):
+        avg = beta * avg + (1 - beta) * v
+        count += 1
+        out[i] = avg / (1 - beta ** count)
+    return out, (avg, count)
+
+
+class Recorder:
+    """What a run did: lr, momentum and loss per training batch, and a row of values per epoch.
+
+    Batch losses stay on the device until read (`losses`, `raw_losses`, `flush()`), so recording
+    costs no host-device synchronisation per batch.
+    """
+
+    def __init__(self, beta: float = 0.98):
+        self.beta = beta
+        self.metric_names: list[str] = ["epoch", "train_loss", "valid_loss", "time"]
+        self.lr_find_result: Any = None
+        self.reset()
+
+    def reset(self, metric_names: list[str] | None = None) -> None:
+        """Forget the last run (fastai resets its recorder at every fit)."""
+        self.lrs: list[float] = []
+        self.moms: list[float] = []
+        self.values: list[list[float]] = []
+        self.iters: list[int] = []          # number of batches done at each epoch end
+        self.times: list[float] = []        # seconds per epoch
+        self._pending: list[torch.Tensor] = []
+        self._raw = np.empty(0)
+        self._smooth = np.empty(0)
+        self._state = (0.0, 0)
+        if metric_names is not None:
+            self.metric_names = metric_names
+
+    def add_batch(self, loss: torch.Tensor, lr: float, mom: float | None) -> None:
+        """Record one training batch; `loss` is a detached device tensor, read back later."""
+        self._pending.append(loss)
+        self.lrs.append(lr)
+        self.moms.append(mom)
+        if len(self._pending) >= 1024:      # bound device memory; one sync per 1024 batches
+            self.flush()
+
+    def flush(self) -> None:
+        """Read pending losses back from the device in one transfer and smooth them."""
+        if not self._pending:
+            return
+        p, self._pending = self._pending, []
+        raw = np.array([float(p[0])]) if len(p) == 1 else torch.stack(p).float().cpu().numpy().astype(np.float64)
+        sm, self._state = smooth(raw, self.beta, self._state)
+        self._raw = np.concatenate([self._raw, raw])
+        self._smooth = np.concatenate([self._smooth, sm])
+
+    @property
+    def losses(self) -> np.ndarray:
+        """Smoothed training loss per batch (what fastai's recorder keeps)."""
+        self.flush()
+        return self._smooth
+
+    @property
+    def raw_losses(self) -> np.ndarray:
+        """Unsmoothed training loss per batch."""
+        self.flush()
+        return self._raw
+
+    @property
+    def smooth_loss(self) -> float:
+        """The latest smoothed loss (nan before any batch)."""
+        self.flush()
+        return float(self._smooth[-1]) if len(self._smooth) else math.nan
+
+    @property
+    def n_batches(self) -> int:
+        """Training batches recorded so far, read or not."""
+        return len(self.lrs)
+
+    def add_epoch(self, values: list[float], seconds: float) -> None:
+        """Record an epoch's row: train_loss, valid_loss, metrics."""
+        self.values.append(values)
+        self.iters.append(self.n_batches)
+        self.times.append(seconds)
+
+    def plot_loss(self, skip_start: int = 5, with_valid: bool = True):
+        """Training loss per batch with the validation loss per epoch, as a bqplot Figure."""
+        from . import plots
+        return plots.loss_figure(self, skip_start=skip_start, with_valid=with_valid)
+
+    def plot_lr_find(self, skip_end: int = 5):
+        """The last lr_find curve with its suggestions, as a bqplot Figure."""
+        from . import plots
+        if self.lr_find_result is None:
+            raise RuntimeError("no lr_find result to plot: run learn.lr_find() first")
+        return plots.lr_find_figure(self.lr_find_result, skip_end=skip_end)
+
+    def plot_sched(self):
+        """Learning rate and momentum per batch of the last run, as a bqplot Figure."""
+        from . import plots
+        return plots.sched_figure(self)

@@ -1,0 +1,117 @@
+"""Learning-rate and momentum schedules: pure functions of the training position `pos` in [0, 1]."""
+from __future__ import annotations
+
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["exp_sweep", "cos_anneal", "combined_cos", "lr_range", "one_cycle", "even_mults", "lr_per_group"]
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, Real) and not isinstance(x, bool)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, Integral) and not isinstance(x, bool)
+
+
+def exp_sweep(start: float, end: float, pos: ArrayLike) -> np.ndarray | float:
+    """Exponential schedule from start to end: even steps in log(lr), as the lr_find sweep needs."""
+    return start * (end / start) ** np.asarray(pos, dtype=np.float64)
+
+
+def cos_anneal(start: ArrayLike, end: ArrayLike, pos: ArrayLike) -> np.ndarray | float:
+    """Cosine schedule from start to end (fastai's SchedCos): flat at both ends, fastest in the middle."""
+    return start + (1 + np.cos(np.pi * (1 - np.asarray(pos, dtype=np.float64)))) * np.subtract(end, start) / 2
+
+
+def combined_cos(pct: float, start: ArrayLike, middle: ArrayLike, end: ArrayLike, pos: ArrayLike) -> np.ndarray | float:
+    """Cosine start->middle over pos in [0, pct), then middle->end over [pct, 1]: the one-cycle shape."""
+    pos = np.asarray(pos, dtype=np.float64)
+    start, middle, end = (np.asarray(v, dtype=np.float64) for v in (start, middle, end))
+    if max(start.ndim, middle.ndim, end.ndim) > 0:
+        pos = pos[..., None]  # per-group values: one column per group, shape (len(pos), n_groups)
+    up = cos_anneal(start, middle, pos / pct) if pct > 0 else middle  # pct=0: no warm-up phase
+    down = cos_anneal(middle, end, (pos - pct) / (1 - pct)) if pct < 1 else middle  # pct=1: no annealing phase
+    return np.where(pos < pct, up, down)[()]  # [()] turns a 0-d result back into a scalar
+
+
+def lr_range(start_lr: float, end_lr: float, num_it: int) -> np.ndarray:
+    """The num_it lrs of the lr_find sweep: start_lr * (end_lr/start_lr) ** (i/num_it), end_lr itself excluded."""
+    for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
+        if not (_is_real(v) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    if not _is_int(num_it) or num_it < 1:
+        raise ValueError(f"num_it must be an integer >= 1, got {num_it!r}")
+    return exp_sweep(float(start_lr), float(end_lr), np.arange(num_it) / num_it)
+
+
+def one_cycle(n_steps: int, lr_max: float | ArrayLike, div: float = 25., div_final: float = 1e5,
+              pct_start: float = 0.25, moms: tuple[float, float, float] = (0.95, 0.85, 0.95)
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-batch lrs, shape (n_steps, n_groups), and momenta, shape (n_steps,), of fastai's one-cycle policy."""
+    if not _is_int(n_steps) or n_steps < 1:
+        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+    for name, v in (("div", div), ("div_final", div_final)):
+        if not (_is_real(v) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    if not (_is_real(pct_start) and 0 <= pct_start <= 1):
+        raise ValueError(f"pct_start must be a number in [0, 1], got {pct_start!r}")
+    try:
+        lr = np.atleast_1d(np.asarray(lr_max, dtype=np.float64))
+    except (TypeError, ValueError):
+        lr = None
+    if lr is None or lr.ndim != 1 or lr.size == 0 or not np.all(np.isfinite(lr) & (lr > 0)):
+        raise ValueError(f"lr_max must be a positive finite number or a 1-D array of them (one per parameter "
+                         f"group; see lr_per_group for slices), got {lr_max!r}")
+    pos = np.arange(n_steps) / n_steps  # batch k uses pos = k/n_steps
+    lrs = combined_cos(pct_start, lr / div, lr, lr / div_final, pos)
+    return lrs, combined_cos(pct_start, *moms, pos)
+
+
+def even_mults(start: float, stop: float, n: int) -> np.ndarray:
+    """n values from start to stop evenly spaced in log scale (fastai's even_mults): per-group lrs of a slice."""
+    if n == 1:
+        return np.array([stop], dtype=np.float64)
+    return np.geomspace(start, stop, n)  # endpoints exact, so the last group gets stop itself
+
+
+def _show(lr: object) -> str:
+    if isinstance(lr, slice) and lr.step is None:
+        return f"slice({lr.start!r}, {lr.stop!r})"
+    return repr(lr)
+
+
+def _positive(name: str, x: object, shown: object) -> float:
+    msg = f"{name} must be a positive finite number or a slice of them, got {_show(shown)}"
+    if not _is_real(x):
+        raise TypeError(msg)
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(msg)
+    return float(x)
+
+
+def lr_per_group(lr: float | slice, n_groups: int, name: str = "lr_max") -> np.ndarray:
+    """One lr per parameter group from a number, slice(a, b) or slice(None, b), validated and read as fastai does."""
+    if not _is_int(n_groups) or n_groups < 1:
+        raise ValueError(f"n_groups must be an integer >= 1, got {n_groups!r}")
+    if not isinstance(lr, slice):
+        return np.full(n_groups, _positive(name, lr, lr))
+    if lr.step is not None:
+        raise ValueError(f"{name} must be a number or slice(start, stop) without a step, got {lr!r}")
+    stop = _positive(name, lr.stop, lr)
+    if lr.start is None:
+        out = np.full(n_groups, stop / 10)
+        out[-1] = stop
+        return out
+    start = _positive(name, lr.start, lr)
+    if start > stop and n_groups > 1:
+        # Shown once per calling line by Python's default warning filter.
+        warnings.warn(f"{name}={_show(lr)} has start > stop, so the earlier layers get the higher learning rate "
+                      f"({start:g} for the first group, {stop:g} for the last); swap them if that is not intended",
+                      UserWarning, stacklevel=2)
+    return even_mults(start, stop, n_groups)

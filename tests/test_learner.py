@@ -1,0 +1,517 @@
+"""The Learner: lr_find with exact restore, fit and fit_one_cycle on one loop, recorder, save/load, bad input."""
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lrwidget import DataLoaders, Learner, LRFindResult, accuracy, error_rate
+from lrwidget.data import digits
+from lrwidget.learner import Observer
+from lrwidget.schedules import one_cycle
+
+
+def mlp(seed: int = 0, bn: bool = False) -> nn.Module:
+    torch.manual_seed(seed)
+    layers = [nn.Linear(64, 64)] + ([nn.BatchNorm1d(64)] if bn else []) + [nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10)]
+    return nn.Sequential(*layers)
+
+
+def make_learner(seed: int = 0, bn: bool = True, **kw) -> Learner:
+    return Learner(digits(seed=seed), mlp(seed, bn), metrics=[accuracy, error_rate], device="cpu", **kw)
+
+
+def state_of(learn: Learner) -> dict:
+    """Everything lr_find must leave as it found it, copied."""
+    gens = [learn.dls.train.generator.get_state()]
+    return {
+        "model": {k: v.clone() for k, v in learn.model.state_dict().items()},
+        "opt": _clone(learn.opt.state_dict()),
+        "training": [m.training for m in learn.model.modules()],
+        "torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate(),
+        "loader": gens,
+    }
+
+
+def _clone(o):
+    if isinstance(o, torch.Tensor):
+        return o.clone()
+    if isinstance(o, dict):
+        return {k: _clone(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return type(o)(_clone(v) for v in o)
+    return o
+
+
+def assert_same(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+@pytest.fixture
+def trained() -> Learner:
+    """A learner with a non-empty optimizer state, in eval mode, with moved random states."""
+    learn = make_learner()
+    learn.fit(1, 1e-3)
+    learn.model.eval()
+    torch.manual_seed(123); np.random.seed(7); random.seed(5)
+    return learn
+
+
+# -- lr_find -----------------------------------------------------------------------------------------
+
+def test_lr_find_result_unpacks_and_suggests_on_digits():
+    learn = make_learner()
+    res = learn.lr_find()
+    assert isinstance(res, LRFindResult)
+    lr_min, lr_steep = res
+    assert (lr_min, lr_steep) == (res.lr_min, res.lr_steep) == (res[0], res[1])
+    for v in res.suggestions.values():
+        assert v is not None and 1e-7 < v < 10
+    n = len(res.lrs)
+    assert 20 < n <= 100 and len(res.losses) == len(res.raw_losses) == n
+    np.testing.assert_allclose(res.lrs, 1e-7 * (10 / 1e-7) ** (np.arange(n) / 100), rtol=1e-12)
+    assert res.end_reason in ("completed", "diverged")
+    assert learn.recorder.lr_find_result is res
+
+
+def test_lr_find_smoothing_is_debiased_ema():
+    learn = make_learner()
+    res = learn.lr_find(num_it=30, stop_div=False)
+    raw, avg, want = res.raw_losses, 0.0, []
+    for i, v in enumerate(raw, 1):
+        avg = 0.98 * avg + 0.02 * v
+        want.append(avg / (1 - 0.98 ** i))
+    np.testing.assert_allclose(res.losses, want, rtol=1e-12)
+
+
+def test_lr_find_stops_on_divergence():
+    learn = make_learner()
+    res = learn.lr_find(start_lr=1e-3, end_lr=1e6, num_it=100)
+    assert res.end_reason in ("diverged", "non-finite loss") and len(res.lrs) < 100
+    assert not (np.isfinite(res.losses[-1]) and res.losses[-1] <= 4 * res.losses.min())
+
+
+def test_lr_find_reuses_the_loader_for_many_steps():
+    learn = make_learner()
+    n_batches = len(learn.dls.train)
+    res = learn.lr_find(start_lr=1e-6, end_lr=1e-4, num_it=3 * n_batches + 5, stop_div=False)
+    assert len(res.lrs) == 3 * n_batches + 5
+
+
+class _StopAt(Observer):
+    def __init__(self, k: int, action):
+        self.k, self.action, self.n = k, action, 0
+
+    def batch_end(self, learn):
+        self.n += 1
+        if self.n == self.k:
+            self.action(learn)
+
+
+def _raise(exc):
+    def f(learn):
+        raise exc
+    return f
+
+
+ENDINGS = {
+    "normal": lambda learn: learn.lr_find(start_lr=1e-5, end_lr=1e-3, num_it=20),
+    "divergence": lambda learn: learn.lr_find(start_lr=1e-2, end_lr=1e7, num_it=100),
+    "stop": lambda learn: (learn.observers.append(_StopAt(5, Learner.stop)), learn.lr_find())[1],
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_lr_find_restores_everything(trained, ending):
+    before = state_of(trained)
+    res = ENDINGS[ending](trained)
+    assert_same(before, state_of(trained))
+    if ending == "stop":
+        assert res.end_reason == "stopped" and len(res.lrs) == 5
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom in the model"), KeyboardInterrupt()])
+def test_lr_find_restores_after_an_exception(trained, exc):
+    before = state_of(trained)
+    trained.observers.append(_StopAt(4, _raise(exc)))
+    with pytest.raises(type(exc)):
+        trained.lr_find()
+    assert_same(before, state_of(trained))
+
+
+def test_lr_find_restores_after_non_finite_loss(trained):
+    before = state_of(trained)
+    calls = {"n": 0}
+    ce = nn.CrossEntropyLoss()
+
+    def nan_after_6(out, y):
+        calls["n"] += 1
+        return ce(out, y) * (math.nan if calls["n"] > 6 else 1.0)
+
+    trained.loss_func = nan_after_6
+    res = trained.lr_find()
+    assert res.end_reason == "non-finite loss" and len(res.lrs) == 7
+    trained.loss_func = ce
+    assert_same(before, state_of(trained))
+
+
+def test_lr_find_error_inside_loss_restores(trained):
+    before = state_of(trained)
+    ce, calls = nn.CrossEntropyLoss(), {"n": 0}
+
+    def bad(out, y):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ZeroDivisionError("bad loss")
+        return ce(out, y)
+
+    trained.loss_func = bad
+    with pytest.raises(ZeroDivisionError):
+        trained.lr_find()
+    trained.loss_func = ce
+    assert_same(before, state_of(trained))
+
+
+def test_training_after_lr_find_is_bit_for_bit_training_without():
+    a, b = make_learner(seed=3), make_learner(seed=3)
+    torch.manual_seed(11)
+    a.lr_find()
+    a.fit_one_cycle(2, lr_max=3e-3)
+    torch.manual_seed(11)
+    b.fit_one_cycle(2, lr_max=3e-3)
+    for (k, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(pa, pb), k
+    assert a.recorder.values == b.recorder.values
+
+
+def test_lr_find_input_errors():
+    learn = make_learner()
+    with pytest.raises(ValueError, match="start_lr must be below end_lr"):
+        learn.lr_find(start_lr=1.0, end_lr=1e-3)
+    with pytest.raises(ValueError, match="start_lr must be below end_lr"):
+        learn.lr_find(start_lr=1.0, end_lr=1.0)
+    for bad in (0, -1e-3, math.nan, math.inf):
+        with pytest.raises(ValueError, match="start_lr must be a positive finite number"):
+            learn.lr_find(start_lr=bad)
+    with pytest.raises(ValueError, match="end_lr must be a positive finite number"):
+        learn.lr_find(end_lr=-1)
+    with pytest.raises(ValueError, match=r"num_it must be a whole number >= 7.*drop the first"):
+        learn.lr_find(num_it=5)
+    with pytest.raises(ValueError, match="num_it"):
+        learn.lr_find(num_it=50.5)
+
+
+def test_short_lr_find_gives_none_with_reasons_not_errors():
+    learn = make_learner()
+    res = learn.lr_find(num_it=8, start_lr=1e-4, end_lr=1e-2)
+    assert res.slide is None and "slide" in res.reasons and res.reasons["slide"]
+
+
+# -- fit_one_cycle and fit ---------------------------------------------------------------------------
+
+def test_fit_one_cycle_follows_fastai_schedule_per_batch():
+    learn = make_learner()
+    learn.fit_one_cycle(2, lr_max=1e-2)
+    n = 2 * len(learn.dls.train)
+    rec = learn.recorder
+    assert len(rec.lrs) == len(rec.moms) == len(rec.losses) == n
+    lrs, moms = one_cycle(n, 1e-2)
+    np.testing.assert_allclose(rec.lrs, lrs[:, -1], rtol=1e-12)
+    np.testing.assert_allclose(rec.moms, moms, rtol=1e-12)
+    k = np.arange(n) / n
+    want = np.where(k < 0.25, 4e-4 + (1 + np.cos(np.pi * (1 - k / 0.25))) * (1e-2 - 4e-4) / 2,
+                    1e-2 + (1 + np.cos(np.pi * (1 - (k - 0.25) / 0.75))) * (1e-7 - 1e-2) / 2)
+    np.testing.assert_allclose(rec.lrs, want, rtol=1e-9)
+    assert rec.lrs[0] == pytest.approx(1e-2 / 25) and max(rec.lrs) <= 1e-2
+    assert learn.opt.param_groups[0]["betas"][0] == pytest.approx(moms[-1])
+
+
+def test_fit_one_cycle_schedules_sgd_momentum():
+    learn = make_learner(opt_func=partial(torch.optim.SGD, lr=0.1, momentum=0.9))
+    learn.fit_one_cycle(1, lr_max=0.1)
+    assert rec_min(learn.recorder.moms) == pytest.approx(0.85, abs=1e-3)
+    assert learn.recorder.moms[0] == pytest.approx(0.95)
+    assert learn.opt.param_groups[0]["momentum"] == pytest.approx(learn.recorder.moms[-1])
+
+
+def rec_min(x):
+    return min(x)
+
+
+def three_group_learner(**kw) -> Learner:
+    def splitter(m):
+        return [list(m[0].parameters()), list(m[1].parameters()), list(m[4].parameters())]
+    return Learner(digits(), mlp(bn=True), splitter=splitter, device="cpu", **kw)
+
+
+class _PeakLrs(Observer):
+    def __init__(self):
+        self.peak = None
+
+    def batch_end(self, learn):
+        lrs = [g["lr"] for g in learn.opt.param_groups]
+        if self.peak is None or lrs[-1] > self.peak[-1]:
+            self.peak = lrs
+
+
+@pytest.mark.parametrize("lr_max,want", [
+    (slice(1e-4, 1e-2), [1e-4, 1e-3, 1e-2]),
+    (slice(None, 1e-2), [1e-3, 1e-3, 1e-2]),
+    (3e-3, [3e-3, 3e-3, 3e-3]),
+])
+def test_discriminative_lrs_over_param_groups(lr_max, want):
+    learn = three_group_learner()
+    obs = _PeakLrs()
+    learn.observers.append(obs)
+    n = len(learn.dls.train)
+    learn.fit_one_cycle(4, lr_max=lr_max)   # the peak batch is k = n exactly: pos = pct_start
+    assert 4 * n * 0.25 == n
+    np.testing.assert_allclose(obs.peak, want, rtol=1e-12)
+
+
+def test_reversed_slice_runs_like_fastai_and_warns_once():
+    learn = three_group_learner()
+    obs = _PeakLrs()
+    learn.observers.append(obs)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        learn.fit_one_cycle(4, lr_max=slice(1e-2, 1e-4))
+    msgs = [str(x.message) for x in w if issubclass(x.category, UserWarning)]
+    assert len(msgs) == 1 and "\n" not in msgs[0] and "higher learning rate" in msgs[0]
+    np.testing.assert_allclose(obs.peak, [1e-2, 1e-3, 1e-4], rtol=1e-12)
+
+
+def test_fit_constant_lr_and_epoch_values():
+    learn = make_learner()
+    learn.fit(3, 2e-3)
+    rec = learn.recorder
+    assert set(rec.lrs) == {2e-3}
+    assert rec.metric_names == ["epoch", "train_loss", "valid_loss", "accuracy", "error_rate", "time"]
+    assert len(rec.values) == 3 and all(len(v) == 4 for v in rec.values)
+    for tl, vl, acc, err in rec.values:
+        assert 0 < tl < 3 and 0 < vl < 3 and acc + err == pytest.approx(1)
+    assert rec.values[-1][0] == pytest.approx(rec.losses[-1])     # train_loss: the smoothed loss, as fastai
+    assert rec.iters == [len(learn.dls.train) * i for i in (1, 2, 3)]
+
+
+def test_one_cycle_at_suggested_lr_reaches_95_percent_on_digits():
+    import time
+    learn = Learner(digits(), mlp(1), metrics=accuracy, device="cpu")
+    lr_min, lr_steep = learn.lr_find()
+    t = time.perf_counter()
+    learn.fit_one_cycle(8, lr_max=slice(lr_min, lr_steep))
+    secs = time.perf_counter() - t
+    assert learn.recorder.values[-1][2] >= 0.95, (lr_min, lr_steep, learn.recorder.values[-1])
+    assert secs < 30
+
+
+def test_valid_values_are_sample_weighted_means():
+    x, y = torch.randn(100, 64), torch.randint(0, 10, (100,))
+    dls = DataLoaders.from_tensors(x, y, x[:70], y[:70], bs=32)   # valid batches of 32, 32, 6
+    learn = Learner(dls, mlp(), metrics=accuracy, device="cpu")
+    learn.fit(1, 1e-3)
+    learn.model.eval()
+    with torch.no_grad():
+        out = learn.model(x[:70])
+    want_loss = nn.functional.cross_entropy(out, y[:70]).item()
+    want_acc = (out.argmax(1) == y[:70]).float().mean().item()
+    assert learn.recorder.values[0][1] == pytest.approx(want_loss, rel=1e-5)
+    assert learn.recorder.values[0][2] == pytest.approx(want_acc, rel=1e-6)
+
+
+def test_no_host_device_sync_per_batch(monkeypatch):
+    """lrwidget's own reads of device values happen a few times per fit, not once per batch.
+
+    (torch's single-tensor AdamW on CPU reads its step counter itself; only our calls count.)
+    """
+    import sys
+    learn = make_learner()
+    learn.fit(1, 1e-3)
+    counts = {"n": 0}
+    for name in ("item", "cpu", "tolist", "__float__", "numpy"):
+        orig = getattr(torch.Tensor, name)
+
+        def wrapped(self, *a, _orig=orig, **k):
+            counts["n"] += "lrwidget" in sys._getframe(1).f_code.co_filename
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, wrapped)
+    learn.fit(4, 1e-3)
+    assert 4 * len(learn.dls.train) >= 80
+    assert 1 <= counts["n"] <= 4 * 4, counts   # epoch-end reads exist, and are counted
+
+
+def test_observer_events():
+    seen = []
+
+    class Obs(Observer):
+        def fit_start(self, learn): seen.append(("start", learn.run.kind, learn.run.total))
+        def batch_end(self, learn): seen.append("b")
+        def epoch_end(self, learn): seen.append(("epoch", learn.run.epoch))
+        def fit_end(self, learn, error): seen.append(("end", error, learn.run.end_reason))
+
+    learn = make_learner()
+    learn.observers.append(Obs())
+    learn.fit(2, 1e-3)
+    n = len(learn.dls.train)
+    assert seen[0] == ("start", "fit", 2 * n)
+    assert seen.count("b") == 2 * n
+    assert [s for s in seen if isinstance(s, tuple) and s[0] == "epoch"] == [("epoch", 0), ("epoch", 1)]
+    assert seen[-1] == ("end", None, "completed")
+
+
+def test_stop_during_fit_keeps_trained_weights():
+    learn = make_learner()
+    w0 = learn.model[0].weight.detach().clone()
+    learn.observers.append(_StopAt(3, Learner.stop))
+    learn.fit_one_cycle(5, 1e-2)
+    assert learn.run.end_reason == "stopped" and learn.recorder.n_batches == 3
+    assert not torch.equal(w0, learn.model[0].weight)
+
+
+def test_error_during_fit_keeps_trained_weights():
+    learn = make_learner()
+    w0 = learn.model[0].weight.detach().clone()
+    learn.observers.append(_StopAt(3, _raise(RuntimeError("mid-fit"))))
+    with pytest.raises(RuntimeError, match="mid-fit"):
+        learn.fit(1, 1e-2)
+    assert learn.run.end_reason == "error"
+    assert not torch.equal(w0, learn.model[0].weight)
+
+
+@pytest.mark.parametrize("mp", ["bf16", "fp16"])
+def test_mixed_precision_trains(mp):
+    learn = Learner(digits(), mlp(), metrics=accuracy, device="cpu", mixed_precision=mp)
+    learn.fit_one_cycle(3, 1e-2)
+    assert learn.recorder.values[-1][2] > 0.85
+
+
+def test_batch_kinds_lists_and_dicts():
+    x, y = torch.randn(64, 64), torch.randint(0, 10, (64,))
+
+    class DictModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(64, 10)
+
+        def forward(self, pixels):
+            return self.lin(pixels)
+
+    as_list = [[x[i:i + 16], y[i:i + 16]] for i in range(0, 64, 16)]
+    Learner(DataLoaders(as_list, as_list), mlp(), device="cpu").fit(1)
+    as_dict = [{"pixels": x[i:i + 16], "labels": y[i:i + 16]} for i in range(0, 64, 16)]
+    learn = Learner(DataLoaders(as_dict, as_dict), DictModel(), device="cpu")
+    learn.fit(1)
+    assert len(learn.recorder.losses) == 4
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+def test_empty_training_data():
+    empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 64), torch.zeros(0)), batch_size=8)
+    with pytest.raises(ValueError, match="training data is empty"):
+        DataLoaders(empty)
+    with pytest.raises(ValueError, match="training data is empty"):
+        Learner(([],), mlp())
+    with pytest.raises(TypeError, match="wrap it in a DataLoader"):
+        DataLoaders(torch.utils.data.TensorDataset(torch.zeros(4, 64), torch.zeros(4)))
+
+
+@pytest.mark.parametrize("bad", [0, -1e-3, math.nan, math.inf, slice(0, 1e-2), slice(1e-4, math.nan),
+                                 slice(None, -1.0), slice(1e-4, math.inf)])
+def test_bad_lr_max(bad):
+    learn = make_learner()
+    with pytest.raises(ValueError, match="lr_max"):
+        learn.fit_one_cycle(1, lr_max=bad)
+    with pytest.raises(ValueError, match="lr"):
+        learn.fit(1, bad)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "3"])
+def test_bad_n_epoch(bad):
+    learn = make_learner()
+    with pytest.raises(ValueError, match="n_epoch must be a whole number >= 1"):
+        learn.fit_one_cycle(bad, 1e-3)
+    with pytest.raises(ValueError, match="n_epoch"):
+        learn.fit(bad)
+
+
+def test_wrong_output_shape_names_both_shapes():
+    model = nn.Sequential(nn.Linear(64, 5))      # 5 outputs, 10 classes in the target
+    learn = Learner(digits(), model, device="cpu")
+    with pytest.raises(ValueError, match=r"\(64, 5\).*\(64,\).*class 9"):
+        learn.fit(1)
+    model = nn.Sequential(nn.Linear(64, 10), nn.Flatten(0))   # (640,) for targets (64,)
+    with pytest.raises(ValueError, match=r"\(640,\).*\(64,\)"):
+        Learner(digits(), model, device="cpu").lr_find()
+    x, y = torch.randn(32, 4), torch.randn(32)
+    reg = Learner(DataLoaders.from_tensors(x, y, bs=8), nn.Linear(4, 1), device="cpu")   # (8, 1) vs (8,) for MSE
+    with pytest.raises(ValueError, match=r"MSELoss.*\(8, 1\).*\(8,\)"):
+        reg.fit(1)
+
+
+@pytest.mark.parametrize("batch", [42, "text", None, object()])
+def test_bad_batch_type(batch):
+    learn = Learner(DataLoaders([batch]), mlp(), device="cpu")
+    with pytest.raises(TypeError, match="a batch must be a tensor, or a tuple, list or dict"):
+        learn.fit(1)
+
+
+def test_single_tensor_batch_has_no_target():
+    learn = Learner(DataLoaders([torch.randn(8, 64)]), mlp(), device="cpu")
+    with pytest.raises(ValueError, match="no target"):
+        learn.fit(1)
+
+
+def test_bad_learner_arguments():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        Learner(digits(), "resnet")
+    with pytest.raises(ValueError, match="mixed_precision"):
+        Learner(digits(), mlp(), mixed_precision="fp8")
+    with pytest.raises(ValueError, match="wd must be a finite number >= 0"):
+        Learner(digits(), mlp(), wd=-1)
+
+
+# -- save and load ----------------------------------------------------------------------------------
+
+def test_save_load_roundtrip(tmp_path):
+    a = make_learner()
+    a.fit(1, 1e-3)
+    path = a.save(tmp_path / "stage1")
+    assert path.name == "stage1.pth"
+    b = make_learner(seed=9)
+    b.load(tmp_path / "stage1")
+    assert_same(a.model.state_dict(), b.model.state_dict())
+    assert_same(a.opt.state_dict()["state"], b.opt.state_dict()["state"])
+
+
+def test_load_rejects_files_that_are_not_saved_learners(tmp_path):
+    learn = make_learner()
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a file saved by Learner.save"):
+        learn.load(junk)
+    plain = tmp_path / "plain.pth"
+    torch.save(learn.model.state_dict(), plain)
+    with pytest.raises(ValueError, match="not a file saved by Learner.save"):
+        learn.load(plain)
+    with pytest.raises(FileNotFoundError):
+        learn.load(tmp_path / "missing.pth")

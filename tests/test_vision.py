@@ -1,0 +1,93 @@
+"""vision_learner / cnn_learner over torchvision, and the article's snippets run as written."""
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+import torchvision.models._api
+from torch.utils.data import DataLoader, TensorDataset
+from torchvision.models import resnet18, resnet34
+
+from lrwidget import *  # noqa: F403 - the article's import
+from lrwidget import DataLoaders, vision_learner
+from lrwidget.data import digits
+
+
+def small_image_dls(n: int = 256, size: int = 16) -> DataLoaders:
+    """A few digits as 3-channel images: 'dls built from any torch data'."""
+    full = digits(images=True, size=size, channels=3)
+    x, y = full.train.dataset.tensors
+    xv, yv = full.valid.dataset.tensors
+    g = torch.Generator().manual_seed(0)
+    return DataLoaders(DataLoader(TensorDataset(x[:n], y[:n]), batch_size=64, shuffle=True, drop_last=True, generator=g),
+                       DataLoader(TensorDataset(xv[:128], yv[:128]), batch_size=64))
+
+
+def test_article_snippet_one_runs_as_written():
+    dls = small_image_dls()
+    torch.manual_seed(0)
+    learn = cnn_learner(dls, resnet34, metrics=accuracy, pretrained=False)
+    lr_min, lr_steep = learn.lr_find()
+    learn.fit_one_cycle(10, lr_max=slice(lr_min, lr_steep))
+    assert len(learn.recorder.values) == 10
+    assert learn.recorder.metric_names[-2] == "accuracy"
+    assert learn.recorder.values[-1][2] > 0.3   # 256 samples of 16x16, from scratch: better than chance
+
+
+def test_article_snippet_two_runs_as_written():
+    import bqplot
+    dls = small_image_dls(n=128)
+    torch.manual_seed(0)
+    learn = cnn_learner(dls, resnet34, metrics=accuracy, pretrained=False)
+    learn.lr_find()
+    fig = learn.recorder.plot_loss()
+    assert isinstance(fig, bqplot.Figure) and len(fig.marks[0].y) > 0
+    assert isinstance(learn.recorder.plot_lr_find(), bqplot.Figure)
+
+
+def test_cnn_learner_is_vision_learner_with_resnet_groups():
+    assert cnn_learner is vision_learner
+    learn = vision_learner(small_image_dls(), resnet18, pretrained=False)
+    assert len(learn.opt.param_groups) == 3                     # early body, late body, head (fastai's split)
+    assert learn.model[1][-1].out_features == 10                # n_out inferred from the data
+    n_params = sum(len(g["params"]) for g in learn.opt.param_groups)
+    assert n_params == len(list(learn.model.parameters()))
+    assert all(p.requires_grad for p in learn.model.parameters())  # not pretrained: nothing frozen
+
+
+def test_one_channel_images_adapt_the_first_conv():
+    dls = digits(images=True, size=16)                          # (1, 16, 16)
+    learn = vision_learner(dls, resnet18, pretrained=False, n_out=10)
+    assert learn.model[0][0].in_channels == 1
+    learn.fit(1, 1e-3)
+    assert len(learn.recorder.values) == 1
+
+
+def test_pretrained_without_network_says_to_pass_pretrained_false(monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError("Temporary failure in name resolution")   # what an offline machine sees
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match="pass pretrained=False"):
+        vision_learner(small_image_dls(), resnet18, pretrained=True)
+
+
+def test_pretrained_freezes_the_body_but_not_batchnorm(monkeypatch):
+    weights = resnet18().state_dict()
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda *a, **k: weights)
+    learn = vision_learner(small_image_dls(), resnet18, pretrained=True)
+    body, head = learn.model
+    assert all(p.requires_grad for p in head.parameters())
+    assert not body[0].weight.requires_grad and body[1].weight.requires_grad   # conv frozen, bn trains
+    assert torch.equal(body[0].weight, weights["conv1.weight"])
+    frozen = body[0].weight.detach().clone()
+    learn.fit(1, 1e-3)
+    assert torch.equal(frozen, body[0].weight)
+    learn.unfreeze()
+    assert all(p.requires_grad for p in learn.model.parameters())
+
+
+def test_n_out_must_be_given_when_it_cannot_be_inferred():
+    batches = [(torch.randn(4, 3, 16, 16), torch.randint(0, 3, (4,)))]
+    with pytest.raises(ValueError, match="pass n_out="):
+        vision_learner(DataLoaders(batches), resnet18, pretrained=False)
