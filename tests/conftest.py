@@ -1,0 +1,30 @@
+"""Shared test setup: tests never reach the network (weights and data are never downloaded)."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+LOCAL = ("127.", "localhost", "::1", "0.0.0.0")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Refuse connections and name lookups beyond this machine, so a download fails at once and loudly."""
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def local(host) -> bool:
+        return not isinstance(host, str) or host.startswith(LOCAL)
+
+    def guarded_connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not local(address[0]):
+            raise OSError(f"tests must not use the network (connect to {address!r})")
+        return connect(self, address)
+
+    def guarded_getaddrinfo(host, *a, **k):
+        if not local(host):
+            raise OSError(f"tests must not use the network (lookup of {host!r})")
+        return getaddrinfo(host, *a, **k)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
