@@ -199,24 +199,14 @@ class Learner:
 
     def fit(self, n_epoch: int, lr: float | slice | None = None, wd: float | None = None) -> None:
         """Train `n_epoch` epochs at a constant learning rate (float or slice over groups)."""
-        n_epoch = _check_n_epoch(n_epoch)
-        lr = self.lr if lr is None else lr
-        per_group = lr_per_group(lr, len(self.opt.param_groups), name="lr")
-        if wd is not None:
-            self._set_wd(wd)
-        total = n_epoch * len(self.dls.train)
+        n_epoch, per_group, total = self._plan(n_epoch, lr, "lr", wd)
         self._loop("fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None)
 
     def fit_one_cycle(self, n_epoch: int, lr_max: float | slice | None = None, div: float = 25.,
                       div_final: float = 1e5, pct_start: float = 0.25, wd: float | None = None,
                       moms: tuple[float, float, float] | None = None) -> None:
         """Train with fastai's one-cycle policy: cosine lr warm-up to `lr_max` then annealing, momentum inverse."""
-        n_epoch = _check_n_epoch(n_epoch)
-        lr_max = self.lr if lr_max is None else lr_max
-        per_group = lr_per_group(lr_max, len(self.opt.param_groups), name="lr_max")
-        if wd is not None:
-            self._set_wd(wd)
-        total = n_epoch * len(self.dls.train)
+        n_epoch, per_group, total = self._plan(n_epoch, lr_max, "lr_max", wd)
         lrs, mom = one_cycle(total, per_group, div=div, div_final=div_final, pct_start=pct_start,
                              moms=self.moms if moms is None else moms)
         self._loop("fit", n_epoch, lrs, mom if _mom_key(self.opt) else None)
@@ -452,6 +442,14 @@ class Learner:
     def _emit(self, event: str, *args: Any) -> None:
         for o in self.observers:
             getattr(o, event)(self, *args)
+
+    def _plan(self, n_epoch: int, lr: float | slice | None, name: str, wd: float | None) -> tuple[int, np.ndarray, int]:
+        """Check a fit's arguments: the epochs, one lr per parameter group, and the batches in all."""
+        n_epoch = _check_n_epoch(n_epoch)
+        per_group = lr_per_group(self.lr if lr is None else lr, len(self.opt.param_groups), name=name)
+        if wd is not None:
+            self._set_wd(wd)
+        return n_epoch, per_group, n_epoch * len(self.dls.train)
 
     def _set_wd(self, wd: float) -> None:
         wd = _check_positive("wd", wd, allow_zero=True)
