@@ -16,7 +16,7 @@ def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple[np.nd
     """At most `n` evenly spaced points of (x, y), always keeping the first and the last."""
     if len(x) <= n:
         return x, y
-    idx = np.unique(np.linspace(0, len(x) - 1, n).round().astype(np.int64))
+    idx = np.linspace(0, len(x) - 1, n).round().astype(np.int64)
     return x[idx], y[idx]
 
 
@@ -104,8 +104,9 @@ class LRFindChart:
         self.point_keys: list[str] = []
         self.markers: dict[str, Marker] = {}
         axes = [bq.Axis(scale=self.sx, label="learning rate (log scale)", tick_format=".0e"),
-                bq.Axis(scale=self.sy, label="loss", orientation="vertical", tick_format=".3g")]
-        self.figure = _figure([self.raw, self.smooth, self.points], axes, "lr_find: loss against learning rate")
+                bq.Axis(scale=self.sy, label="loss", side="left", tick_format=".3g")]
+        self.figure = _figure([self.raw, self.smooth, self.points], axes,
+                              "lr_find: smoothed loss (raw loss faint) against learning rate")
         if res is not None:
             self.show_result(res, skip_end)
 
@@ -129,22 +130,25 @@ class LRFindChart:
         lrs, losses = lrs[:n], losses[:n]
         raw = np.asarray(raw if raw is not None else [], dtype=float)[:n]
         lo, hi = _y_range(losses)
-        with self.figure.hold_sync():
-            if lr_range is not None:
-                _set(self.sx, min=float(lr_range[0]), max=float(lr_range[1]))
-            _set(self.sy, min=lo, max=hi)
-            xs, ys = downsample(lrs, losses)
-            _set(self.smooth, x=xs, y=ys)
-            xr, yr = downsample(lrs[:len(raw)], raw)
-            _set(self.raw, x=xr, y=yr)
+        if lr_range is not None:
+            _set(self.sx, min=float(lr_range[0]), max=float(lr_range[1]))
+        _set(self.sy, min=lo, max=hi)
+        xs, ys = downsample(lrs, losses)
+        _set(self.smooth, x=xs, y=ys)
+        xr, yr = downsample(lrs[:len(raw)], raw)
+        _set(self.raw, x=xr, y=yr)
 
-    def show_result(self, res: Any, skip_end: int = 5) -> None:
-        """Draw an LRFindResult: its curve without the last `skip_end` steps, and its suggestions."""
+    def show_result(self, res: Any, skip_end: int = 5, lr_range: tuple[float, float] | None = None) -> None:
+        """Draw an LRFindResult: its curve without the last `skip_end` steps, and its suggestions.
+
+        The x axis spans the curve drawn, or `lr_range` where given (a run stopped early).
+        """
         lrs, losses = np.asarray(res.lrs, dtype=float), np.asarray(res.losses, dtype=float)
         n = max(len(lrs) - skip_end, min(len(lrs), 2)) if skip_end else len(lrs)
         lrs, losses, raw = lrs[:n], losses[:n], np.asarray(res.raw_losses, dtype=float)[:n]
-        rng = (float(lrs[0]), float(lrs[-1])) if len(lrs) >= 2 else None
-        self.show_curve(lrs, losses, raw, rng)
+        if lr_range is None and len(lrs) >= 2:
+            lr_range = (float(lrs[0]), float(lrs[-1]))
+        self.show_curve(lrs, losses, raw, lr_range)
         keys = [k for k, v in res.suggestions.items() if v is not None]
         xs = [float(res.suggestions[k]) for k in keys]
         ys = [curve_at(lrs, losses, x) if len(lrs) else math.nan for x in xs]
@@ -169,7 +173,7 @@ class LossChart:
         self.train = bq.Lines(x=[], y=[], scales=sc, colors=["#1f77b4"], labels=["train"], display_legend=True)
         self.valid = bq.Lines(x=[], y=[], scales=sc, colors=["#ff7f0e"], labels=["valid"], display_legend=True,
                               marker="circle", marker_size=40)
-        axes = [bq.Axis(scale=sx, label="batches"), bq.Axis(scale=sy, label="loss", orientation="vertical")]
+        axes = [bq.Axis(scale=sx, label="batches"), bq.Axis(scale=sy, label="loss", side="left")]
         self.figure = _figure([self.train, self.valid], axes, "loss", height)
 
     def update(self, rec: Any) -> None:
@@ -203,8 +207,8 @@ class SchedChart:
         self.mom = bq.Lines(x=[], y=[], scales={"x": sx, "y": sm}, colors=["#9467bd"], labels=["momentum"],
                             display_legend=True)
         axes = [bq.Axis(scale=sx, label="batches"),
-                bq.Axis(scale=sy, label="learning rate", orientation="vertical", tick_format=".1e"),
-                bq.Axis(scale=sm, label="momentum", orientation="vertical", side="right")]
+                bq.Axis(scale=sy, label="learning rate", side="left", tick_format=".1e"),
+                bq.Axis(scale=sm, label="momentum", side="right")]
         self.figure = _figure([self.lr, self.mom], axes, "schedule", height)
 
     def update(self, rec: Any) -> None:

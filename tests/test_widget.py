@@ -1,0 +1,503 @@
+"""LRWidget without a browser: the browser's messages are replayed through the widgets' (dummy) comms."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+
+import bqplot as bq
+import ipywidgets as W
+import numpy as np
+import pytest
+import torch
+import traitlets
+from torch import nn
+
+from lrwidget import Learner, LRWidget, accuracy
+from lrwidget.data import digits
+from lrwidget.learner import Observer
+
+TIMEOUT = 60
+
+
+# -- the browser, as it talks to the kernel ------------------------------------------------------------
+
+def send(widget: W.Widget, data: dict, buffers: list | None = None) -> None:
+    """Deliver a comm message from the front end to `widget`, through its comm."""
+    widget.comm.handle_msg({"content": {"comm_id": widget.comm.comm_id, "data": data}, "buffers": buffers or []})
+
+
+def update(widget: W.Widget, **state) -> None:
+    """A front-end state update; numpy arrays travel as binary buffers, as bqplot's JS serializer sends them."""
+    st, paths, bufs = {}, [], []
+    for k, v in state.items():
+        if isinstance(v, np.ndarray):
+            st[k] = {"dtype": str(v.dtype), "shape": list(v.shape), "type": None}
+            paths.append([k, "value"])
+            bufs.append(memoryview(v.tobytes()))
+        else:
+            st[k] = v
+    send(widget, {"method": "update", "state": st, "buffer_paths": paths}, bufs)
+
+
+def custom(widget: W.Widget, content: dict) -> None:
+    send(widget, {"method": "custom", "content": content})
+
+
+def click(button: W.Button) -> None:
+    custom(button, {"event": "click"})
+
+
+def drag(w: LRWidget, name: str, lr: float, drop: bool = True, update_first: bool = True) -> None:
+    """Drag marker `name` to `lr` as bqplot's Scatter does: drag_start, drag, then x update and drag_end."""
+    m = w.markers[name]
+    x0, y = float(m.x[0]), float(m.y[0])
+    custom(m, {"event": "drag_start", "point": {"x": x0, "y": y}, "index": 0})
+    custom(m, {"event": "drag", "origin": {"x": x0, "y": y}, "point": {"x": lr, "y": y}, "index": 0})
+    if not drop:
+        return
+    end = {"event": "drag_end", "point": {"x": lr, "y": y}, "index": 0}
+    if not update_first:
+        custom(m, end)
+    update(m, x=np.array([lr], dtype=np.float64))
+    if update_first:
+        custom(m, end)
+
+
+def type_text(text: W.Text, value: str) -> None:
+    update(text, value=value)
+
+
+# -- learners ------------------------------------------------------------------------------------------
+
+def make_learn(seed: int = 0, bs: int = 64, two_groups: bool = False, loss_func=None) -> Learner:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    splitter = (lambda m: [list(m[0].parameters()), list(m[2].parameters())]) if two_groups else None
+    return Learner(digits(bs=bs, seed=seed), model, metrics=accuracy, splitter=splitter, loss_func=loss_func,
+                   device="cpu")
+
+
+class Record(Observer):
+    """Records what the training thread sees: runs started, per-group lrs, button states."""
+
+    def __init__(self, w: LRWidget | None = None):
+        self.w, self.starts, self.lrs, self.buttons = w, 0, [], set()
+
+    def fit_start(self, learn):
+        self.starts += 1
+
+    def batch_end(self, learn):
+        self.lrs.append([g["lr"] for g in learn.opt.param_groups])
+        if self.w is not None:
+            self.buttons.add((self.w.busy, self.w.find_button.disabled, self.w.fit_button.disabled,
+                              self.w.stop_button.disabled))
+
+
+def weights(learn: Learner) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def wait_for(cond, timeout: float = TIMEOUT) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.0005)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models on a busy 2-core machine: torch's intra-op threads only add contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def learn() -> Learner:
+    return make_learn()
+
+
+@pytest.fixture
+def w(learn) -> LRWidget:
+    widget = LRWidget(learn, epochs=1)
+    yield widget
+    widget.stop()
+    widget._thread and widget._thread.join(TIMEOUT)
+
+
+@pytest.fixture
+def found(w) -> LRWidget:
+    assert w.find()
+    w.wait(TIMEOUT)
+    return w
+
+
+# -- binding: markers <-> traitlets <-> fields -----------------------------------------------------------
+
+def test_is_a_displayable_vbox_with_the_public_surface(w):
+    assert isinstance(w, W.VBox) and w.chart in w.children
+    assert isinstance(w.chart, bq.Figure)
+    assert all(isinstance(b, W.Button) for b in (w.find_button, w.fit_button, w.stop_button))
+    assert (w.lr_min, w.lr_steep, w.epochs, w.busy) == (1e-4, 1e-2, 1, False)
+    assert "Find LR" in w.status
+    for name in ("lr_min", "lr_steep"):
+        m = w.markers[name]
+        assert m in w.chart.marks and m.enable_move and m.restrict_x and len(m.x) == 1
+
+
+def test_drag_each_marker_sets_its_traitlet(w):
+    drag(w, "lr_min", 3.3e-4, drop=False)
+    assert w.lr_min == 1e-4, "the value is taken on drop, not while dragging"
+    assert w._markers["lr_min"].line.x.tolist() == [3.3e-4, 3.3e-4], "the line follows the handle while dragging"
+    drag(w, "lr_min", 3.3e-4)
+    drag(w, "lr_steep", 0.0456789, update_first=False)
+    assert (w.lr_min, w.lr_steep) == (3.3e-4, 0.0456789)
+    assert w.texts["lr_min"].value == "0.00033" and w.texts["lr_steep"].value == "0.0456789"
+    assert w._markers["lr_steep"].line.x.tolist() == [0.0456789, 0.0456789]
+    assert "0.0457" in w._markers["lr_steep"].label.text[0]
+
+
+def test_drag_out_of_the_curve_is_clamped_into_its_lr_range(found):
+    lo, hi = found.chart_view.lr_range
+    drag(found, "lr_steep", hi * 100)
+    assert found.lr_steep == hi and found.markers["lr_steep"].x.tolist() == [hi]
+    drag(found, "lr_min", lo / 100)
+    assert found.lr_min == lo and found.markers["lr_min"].x.tolist() == [lo]
+
+
+def test_setting_traitlets_moves_markers_lines_labels_and_fields(w):
+    w.lr_min, w.lr_steep = 2e-3, 5e-2
+    for name, v in (("lr_min", 2e-3), ("lr_steep", 5e-2)):
+        mk = w._markers[name]
+        assert mk.handle.x.tolist() == [v] and mk.line.x.tolist() == [v, v]
+        assert f"{v:.3g}" in mk.label.text[0] and float(w.texts[name].value) == v
+
+
+def test_typed_values_set_the_traitlets(w):
+    type_text(w.texts["lr_steep"], "3e-2")
+    type_text(w.texts["lr_min"], " 0.002 ")
+    assert (w.lr_min, w.lr_steep) == (0.002, 0.03)
+    assert w.markers["lr_min"].x.tolist() == [0.002]
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1", "0", "nan", "inf", "", "1e-3x"])
+def test_refused_typed_text_keeps_the_old_value_and_says_so(w, bad):
+    w.lr_min = 2e-4
+    type_text(w.texts["lr_min"], bad)
+    assert w.lr_min == 2e-4
+    assert w.texts["lr_min"].value == "0.0002", "the field shows the kept value again"
+    assert "refused" in w.status and repr(bad) in w.status and "positive finite" in w.status
+
+
+@pytest.mark.parametrize("bad", [-1, 0, 0.0, math.nan, math.inf, -math.inf])
+def test_setting_a_bad_lr_from_code_raises_traiterror(w, bad):
+    with pytest.raises(traitlets.TraitError, match="positive finite"):
+        w.lr_min = bad
+    with pytest.raises(traitlets.TraitError, match=repr(bad).replace("(", r"\(")):
+        w.lr_steep = bad
+    assert (w.lr_min, w.lr_steep) == (1e-4, 1e-2)
+    with pytest.raises(traitlets.TraitError):
+        w.epochs = 0
+
+
+def test_values_are_plain_python_floats(w):
+    w.lr_min = np.float64(3e-4)
+    assert type(w.lr_min) is float
+
+
+def test_dragging_past_the_other_marker_pushes_it(w):
+    drag(w, "lr_min", 0.05)
+    assert w.lr_min == w.lr_steep == 0.05
+    assert "lr_steep pushed up" in w.status
+    assert w.markers["lr_steep"].x.tolist() == [0.05] and w.texts["lr_steep"].value == "0.05"
+    drag(w, "lr_steep", 1e-5)
+    assert w.lr_min == w.lr_steep == 1e-5
+    assert "lr_min pushed down" in w.status
+
+
+def test_pair_assignment_works_in_either_order(w):
+    w.lr_min, w.lr_steep = 0.5, 0.7          # both above the old lr_steep
+    assert (w.lr_min, w.lr_steep) == (0.5, 0.7)
+    w.lr_min, w.lr_steep = 1e-6, 2e-6        # both below the old lr_min
+    assert (w.lr_min, w.lr_steep) == (1e-6, 2e-6)
+
+
+# -- lr_find ---------------------------------------------------------------------------------------------
+
+def test_find_puts_markers_on_the_suggestions_and_draws_the_curve(w, learn):
+    click(w.find_button)
+    w.wait(TIMEOUT)
+    res = learn.recorder.lr_find_result
+    assert w.result is res and res.lr_min <= res.lr_steep
+    assert (w.lr_min, w.lr_steep) == (res.lr_min, res.lr_steep)
+    assert w.markers["lr_min"].x.tolist() == [res.lr_min]
+    assert w.code == "learn.lr_find(start_lr=1e-07, end_lr=10.0, num_it=100)"
+    assert w.code in w.code_html.value and "lr_find done" in w.status
+    cv = w.chart_view
+    n = len(res.lrs) - 5
+    assert np.array_equal(cv.smooth.x, res.lrs[:n]) and np.array_equal(cv.smooth.y, res.losses[:n])
+    assert np.array_equal(cv.raw.y, res.raw_losses[:n])
+    assert cv.lr_range == (res.lrs[0], res.lrs[n - 1])
+    assert isinstance(cv.sx, bq.LogScale)
+    assert sorted(cv.point_keys) == sorted(k for k, v in res.suggestions.items() if v is not None)
+    assert [str(s).split()[0] for s in cv.points.names] == cv.point_keys
+
+
+def test_find_options_are_passed_and_shown_in_code(w, learn):
+    type_text(w.start_text, "1e-5")
+    assert w.find(num_it=50, end_lr=1)
+    w.wait(TIMEOUT)
+    assert w.code == "learn.lr_find(start_lr=1e-05, end_lr=1, num_it=50)"
+    assert learn.recorder.lr_find_result.lrs[0] == pytest.approx(1e-5)
+    assert w.steps_box.value == 50 and w.end_text.value == "1"
+
+
+def test_find_with_refused_start_does_not_run(w):
+    type_text(w.start_text, "abc")
+    assert not w.find()
+    assert not w.busy and w._thread is None and "refused start_lr" in w.status
+
+
+def reversed_lr_find(learn, **changes):
+    real = learn.lr_find
+
+    def fake(**kw):
+        return dataclasses.replace(real(**kw), **changes)
+    return fake
+
+
+def test_reversed_suggestions_are_swapped_and_reported(w, learn, monkeypatch):
+    monkeypatch.setattr(learn, "lr_find", reversed_lr_find(learn, lr_min=0.03, lr_steep=0.002))
+    assert w.find()
+    w.wait(TIMEOUT)
+    assert (w.lr_min, w.lr_steep) == (0.002, 0.03)
+    assert "reversed" in w.status and "swapped" in w.status
+    assert "pushed" not in w.status
+
+
+def test_a_missing_suggestion_falls_back_and_says_so(w, learn, monkeypatch):
+    monkeypatch.setattr(learn, "lr_find", reversed_lr_find(learn, lr_min=None, valley=0.004, lr_steep=0.02))
+    assert w.find()
+    w.wait(TIMEOUT)
+    assert (w.lr_min, w.lr_steep) == (0.004, 0.02)
+    assert "no lr_min suggestion" in w.status and "valley" in w.status
+
+
+def test_widget_starts_at_the_last_lr_find_result(learn):
+    res = learn.lr_find(show_plot=False)
+    w = LRWidget(learn)
+    assert (w.lr_min, w.lr_steep) == (min(res), max(res))
+    assert np.array_equal(w.chart_view.smooth.x, res.lrs[:-5])
+
+
+def test_clicking_a_suggestion_snaps_the_nearest_marker(found):
+    res = found.result
+    keys = found.chart_view.point_keys
+    i = keys.index("valley")
+    v = res.valley
+    found.lr_min, found.lr_steep = v * 0.5, v * 100
+    custom(found.chart_view.points, {"event": "element_click",
+                                     "data": {"x": v, "y": 1.0, "index": i, "name": found.chart_view.points.names[i]}})
+    assert found.lr_min == v and found.lr_steep == v * 100
+    assert "lr_min snapped to valley" in found.status
+
+
+def test_snap_menu_moves_a_marker_to_a_suggestion(found):
+    res = found.result
+    labels = [label for label, _ in found.snap_menu.options]
+    idx = [i for i, (_, val) in enumerate(found.snap_menu.options) if val == ("lr_steep", "slide")][0]
+    found.lr_min = found.lr_steep = 1e-6
+    update(found.snap_menu, index=idx)
+    assert found.lr_steep == res.slide and found.lr_min == 1e-6
+    assert found.snap_menu.value is None and "snapped" in found.status and "slide" in labels[idx]
+    with pytest.raises(ValueError):
+        found.snap("lr_min", "nonsense")
+
+
+def test_stop_during_lr_find_leaves_the_weights_as_they_were(w, learn):
+    before = weights(learn)
+    opt_before = copy.deepcopy(learn.opt.state_dict())
+    lr_before = (w.lr_min, w.lr_steep)
+    assert w.find(num_it=20000, end_lr=1e-2)
+    wait_for(lambda: learn.recorder.n_batches >= 5)
+    click(w.stop_button)
+    w.wait(TIMEOUT)
+    assert learn.run.end_reason == "stopped" and learn.recorder.n_batches < 20000
+    assert same(weights(learn), before)
+    assert learn.opt.state_dict()["state"] == opt_before["state"]
+    assert (w.lr_min, w.lr_steep) == lr_before and "lr_find stopped" in w.status
+    assert w.chart_view.lr_range == (1e-7, 1e-2), "a stopped curve keeps the planned lr range to drag in"
+
+
+# -- fit ---------------------------------------------------------------------------------------------------
+
+def test_fit_trains_with_the_dragged_values():
+    learn = make_learn(two_groups=True)
+    w = LRWidget(learn, epochs=2)
+    a, b = 0.0012345678901234567, 0.031234567890123456
+    drag(w, "lr_steep", b)
+    drag(w, "lr_min", a)
+    rec = Record()
+    learn.observers.append(rec)
+    click(w.fit_button)
+    w.wait(TIMEOUT)
+    assert len(learn.dls.train) * 2 % 4 == 0, "the one-cycle peak falls on a batch"
+    peaks = np.max(np.array(rec.lrs), axis=0)
+    assert peaks[0] == pytest.approx(a, rel=1e-12) and peaks[1] == pytest.approx(b, rel=1e-12)
+    assert max(learn.recorder.lrs) == pytest.approx(b, rel=1e-12)
+    assert w.code == f"learn.fit_one_cycle(2, lr_max=slice({a!r}, {b!r}))"
+    assert "fit done" in w.status and learn.run.end_reason == "completed"
+
+
+def test_code_reproduces_the_widgets_fit_bit_for_bit(w, learn):
+    assert w.find()
+    w.wait(TIMEOUT)
+    a = 0.0013182567385564073
+    drag(w, "lr_min", a)
+    start = weights(learn)
+    assert w.fit(2)
+    w.wait(TIMEOUT)
+    trained = weights(learn)
+    assert not same(trained, start)
+    assert w.code.startswith(f"learn.fit_one_cycle(2, lr_max=slice({a!r}, ") and len(repr(a)) > 15
+    fresh = make_learn()
+    exec(w.code, {"learn": fresh})
+    assert same(weights(fresh), trained)
+    other = make_learn()
+    other.fit_one_cycle(2, lr_max=slice(a, float(f"{w.lr_steep:.4g}")))
+    assert not same(weights(other), trained), "rounded values give other weights: the full precision matters"
+
+
+def test_double_click_runs_once_and_buttons_are_disabled_while_busy(w, learn):
+    rec = Record(w)
+    learn.observers.append(rec)
+    click(w.fit_button)
+    click(w.fit_button)
+    click(w.find_button)
+    assert w.busy and not w.fit() and not w.find()
+    w.wait(TIMEOUT)
+    assert rec.starts == 1
+    assert rec.buttons == {(True, True, True, False)}
+    assert (w.busy, w.find_button.disabled, w.fit_button.disabled, w.stop_button.disabled) == (
+        False, False, False, True)
+    click(w.fit_button)
+    w.wait(TIMEOUT)
+    assert rec.starts == 2
+
+
+def test_stop_ends_a_fit_within_a_batch_or_two_and_keeps_the_weights(w, learn):
+    start = weights(learn)
+    assert w.fit(200)
+    wait_for(lambda: learn.recorder.n_batches >= 5)
+    click(w.stop_button)
+    n0 = learn.recorder.n_batches
+    w.wait(TIMEOUT)
+    assert learn.run.end_reason == "stopped"
+    assert learn.recorder.n_batches - n0 <= 2
+    assert not same(weights(learn), start)
+    assert "fit stopped" in w.status and not w.busy
+
+
+@pytest.mark.parametrize("kind", ["fit", "find"])
+def test_stop_right_after_start_is_not_lost(w, learn, kind):
+    before = weights(learn)
+    assert w.fit(200) if kind == "fit" else w.find(num_it=20000, end_lr=1e-2)
+    w.stop()
+    w.wait(TIMEOUT)
+    assert learn.run.end_reason == "stopped" and learn.recorder.n_batches <= 2
+    assert "stopped" in w.status and not w.busy
+    if kind == "find":
+        assert same(weights(learn), before)
+
+
+def test_live_charts_and_epoch_table_after_a_fit(found, learn):
+    curve_x = found.chart_view.smooth.x.copy()
+    assert found.fit(3)
+    found.wait(TIMEOUT)
+    rec = learn.recorder
+    n = rec.n_batches
+    assert n == 3 * len(learn.dls.train)
+    assert np.array_equal(found.loss_chart.train.x, np.arange(n)) and len(found.loss_chart.train.y) == n
+    assert np.array_equal(found.loss_chart.valid.y, [v[1] for v in rec.values]) and len(found.loss_chart.valid.x) == 3
+    assert np.array_equal(found.sched_chart.lr.y, rec.lrs) and len(found.sched_chart.mom.y) == n
+    table = found.table_html.value
+    assert table.count("<tr>") == 1 + 3
+    assert all(f">{c}</th>" in table for c in rec.metric_names)
+    assert found.progress.value == n == found.progress.max and "elapsed" in found.progress_label.value
+    assert found.train_box.layout.display == ""
+    assert np.array_equal(found.chart_view.smooth.x, curve_x), "the lr_find chart keeps the lr_find curve"
+
+
+def test_redraws_are_throttled_and_long_arrays_downsampled():
+    learn = make_learn(bs=8)
+    w = LRWidget(learn)
+    epochs = 6
+    t = time.monotonic()
+    assert w.fit(epochs)
+    w.wait(TIMEOUT)
+    elapsed = time.monotonic() - t
+    n = learn.recorder.n_batches
+    assert n > 1000
+    assert 2 <= w._redraws <= elapsed * 10 + 3 < n / 2
+    x = w.loss_chart.train.x
+    assert len(x) == 1000 and x[0] == 0 and x[-1] == n - 1
+    assert len(w.sched_chart.lr.x) == 1000
+
+
+# -- errors ------------------------------------------------------------------------------------------------
+
+class Boom(Exception):
+    pass
+
+
+def test_an_error_in_the_loss_reaches_status_and_wait():
+    calls = []
+
+    def bad_loss(out, y):
+        calls.append(1)
+        if len(calls) > 3:
+            raise Boom("the loss blew up")
+        return nn.functional.cross_entropy(out, y)
+
+    learn = make_learn(loss_func=bad_loss)
+    w = LRWidget(learn)
+    click(w.fit_button)
+    with pytest.raises(Boom, match="the loss blew up") as err:
+        w.wait(TIMEOUT)
+    assert err.value is w._error
+    assert w.status == "error: Boom: the loss blew up"
+    assert w.error_box.layout.display == "" and "the loss blew up" in w.error_html.value
+    assert "bad_loss" in w.traceback_html.value and "Traceback" in w.traceback_html.value
+    assert not w.busy and not w.fit_button.disabled and w._watcher not in learn.observers
+    with pytest.raises(Boom):
+        w.wait(TIMEOUT)
+    learn.loss_func = nn.CrossEntropyLoss()
+    assert w.fit()
+    w.wait(TIMEOUT)
+    assert w.error_box.layout.display == "none" and "fit done" in w.status
+
+
+# -- figures shared with the recorder ----------------------------------------------------------------------
+
+def test_recorder_plots_are_bqplot_figures(learn):
+    res = learn.lr_find(show_plot=False)
+    fig = learn.recorder.plot_lr_find()
+    assert isinstance(fig, bq.Figure) and isinstance(fig.axes[0].scale, bq.LogScale)
+    assert fig.axes[0].label.startswith("learning rate") and fig.axes[1].label == "loss"
+    lines = [m for m in fig.marks if isinstance(m, bq.Lines)]
+    assert len(lines) == 2 and all(len(m.x) == len(res.lrs) - 5 for m in lines)
+    assert min(m.opacities[0] if m.opacities else 1 for m in lines) < 1, "the raw loss is fainter"
+    pts = [m for m in fig.marks if isinstance(m, bq.Scatter)][0]
+    assert pts.display_names and len(pts.names) == len(pts.x) == sum(v is not None for v in res.suggestions.values())
+    learn.fit_one_cycle(1, lr_max=1e-2)
+    loss, sched = learn.recorder.plot_loss(), learn.recorder.plot_sched()
+    assert isinstance(loss, bq.Figure) and len(loss.marks[0].x) == len(learn.dls.train) - 5
+    assert len(loss.marks[1].y) == 1
+    assert isinstance(sched, bq.Figure) and len(sched.marks[0].y) == len(learn.dls.train)
