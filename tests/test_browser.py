@@ -1,0 +1,196 @@
+"""The widget used with a mouse in a real browser: JupyterLab 4 and Notebook 7, Debian's Chromium, Playwright."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_browser import ARTIFACTS, Lab, jupyter_server, launch_chromium, require_browser, write_notebook
+
+SETUP = [
+    "import torch\nfrom torch import nn\nfrom lrwidget import Learner, LRWidget, accuracy\nfrom lrwidget.data import digits",
+    "torch.manual_seed(0)\n"
+    "learn = Learner(digits(), nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), metrics=accuracy)\n"
+    "w = LRWidget(learn, epochs=2)\nw",
+]
+COLORS = {"lr_min": "rgb(255, 127, 14)", "lr_steep": "rgb(214, 39, 40)"}
+
+# centre of a marker's handle: the diamond (no arcs, unlike the round suggestion points) of the marker's colour
+JS_HANDLE = """(color) => {
+  const dots = [...document.querySelectorAll('g.object_grp > path.dot')].filter(
+      p => getComputedStyle(p).fill === color && !(p.getAttribute('d') || '').includes('A'));
+  if (dots.length !== 1) return null;
+  const r = dots[0].getBoundingClientRect();
+  const x = r.x + r.width / 2, y = r.y + r.height / 2;
+  const top = document.elementFromPoint(x, y);
+  return {x, y, top: top === dots[0]};
+}"""
+
+# the lr axis of the chart holding the handles: pixel x and value of each tick ("1e-5"; d3 writes a U+2212 minus)
+JS_TICKS = """() => {
+  const dot = document.querySelector('g.object_grp > path.dot');
+  const svg = dot.closest('.bqplot');
+  const out = [];
+  for (const t of svg.querySelectorAll('g.axis g.tick')) {
+    const txt = (t.textContent || '').replace('\\u2212', '-').trim();
+    if (!/^[0-9.]+e[-+]?[0-9]+$/.test(txt)) continue;
+    const line = t.querySelector('line') || t;
+    const r = line.getBoundingClientRect();
+    out.push([r.x + r.width / 2, parseFloat(txt)]);
+  }
+  return out;
+}"""
+
+
+def lr_at(ticks: list, px: float) -> float:
+    """What the log axis says at pixel `px`, from its outermost ticks."""
+    (x0, v0), (x1, v1) = min(ticks), max(ticks)
+    return 10 ** (math.log10(v0) + (px - x0) / (x1 - x0) * (math.log10(v1) - math.log10(v0)))
+
+
+def handle(lab: Lab, name: str) -> dict:
+    lab.page.wait_for_function(f"() => ({JS_HANDLE})({COLORS[name]!r}) !== null", timeout=30_000)
+    return lab.page.evaluate(JS_HANDLE, COLORS[name])
+
+
+def drag(lab: Lab, name: str, dx: float) -> float:
+    """Drag a marker's handle by dx pixels with the mouse; return the pixel x where it was let go."""
+    h = handle(lab, name)
+    assert h["top"], f"the {name} handle is covered at its centre"
+    m = lab.page.mouse
+    m.move(h["x"], h["y"])
+    m.down()
+    for i in range(1, 11):
+        m.move(h["x"] + dx * i / 10, h["y"])
+    m.up()
+    return h["x"] + dx
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_browser()
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()
+
+
+def open_widget(browser, server, request, name: str) -> Lab:
+    write_notebook(server.root / f"{name}.ipynb", SETUP)
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    lab = Lab(page, server)
+    request.node.lab = lab
+    lab.open(f"{name}.ipynb")
+    lab.run_all()
+    lab.wait_kernel("'w' in globals()", timeout=120)
+    page.wait_for_selector("text=Find LR", timeout=60_000)
+    return lab
+
+
+@pytest.fixture
+def server(request, tmp_path):
+    """A Jupyter server of the kind the test's `app` mark names, stopped in all cases."""
+    root = tmp_path / "root"
+    root.mkdir()
+    with jupyter_server(root, request.node.get_closest_marker("app").args[0]) as s:
+        yield s
+
+
+@pytest.fixture
+def shot_on_failure(server, request):
+    """On failure, save a screenshot of the page (before the server stops) and print its path."""
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    lab = getattr(request.node, "lab", None)
+    if lab is not None and rep is not None and rep.failed:
+        print(f"\nscreenshot of the failing page: {lab.screenshot(request.node.name)}")
+
+
+def find_lr(lab: Lab) -> None:
+    lab.page.get_by_role("button", name="Find LR").click()
+    lab.wait_kernel("w.result is not None and not w.busy", timeout=120)
+
+
+def fit_and_check(lab: Lab, epochs: int) -> None:
+    """Click Fit one cycle; the run must use the bound values, and the page must show its end."""
+    lab.page.get_by_role("button", name="Fit one cycle").click()
+    lab.wait_kernel(f"len(learn.recorder.values) == {epochs} and not w.busy", timeout=180)
+    lo, hi = lab.value("(w.lr_min, w.lr_steep)")
+    peak = lab.value("max(learn.recorder.lrs)")
+    assert peak == pytest.approx(hi, rel=1e-9)         # one parameter group: slice(lr_min, lr_steep) gives lr_steep
+    assert lab.value("w.code") == f"learn.fit_one_cycle({epochs}, lr_max=slice({lo!r}, {hi!r}))"
+    lab.page.wait_for_function("() => [...document.querySelectorAll('.progress-bar')].some("
+                               "b => b.style.width === '100%')", timeout=30_000)
+    rows = lab.page.locator("table tbody tr")
+    rows.first.wait_for(timeout=30_000)
+    assert rows.count() == epochs
+
+
+@pytest.mark.app("lab")
+def test_lab_drag_type_fit_stop(browser, server, request, shot_on_failure):
+    lab = open_widget(browser, server, request, "lab_widget")
+    find_lr(lab)
+    page = lab.page
+    assert page.locator("path.line").count() >= 2                    # smoothed and raw curves
+    for name in COLORS:
+        handle(lab, name)
+        assert page.locator(f"text={name}").count() >= 1               # the marker labels
+    ticks = page.evaluate(JS_TICKS)
+    assert len(ticks) >= 2, ticks
+
+    lo0, hi0 = lab.value("(w.lr_min, w.lr_steep)")
+    x = drag(lab, "lr_steep", 40)           # away from lr_min: past it, it would push lr_min along
+    lab.wait_kernel(f"w.lr_steep != {hi0!r}")
+    hi1 = lab.value("w.lr_steep")
+    assert hi1 == pytest.approx(lr_at(ticks, x), rel=0.05)
+    assert hi1 > hi0 and lab.value("w.lr_min") == lo0
+
+    x = drag(lab, "lr_min", -40)
+    lab.wait_kernel(f"w.lr_min != {lo0!r}")
+    lo1 = lab.value("w.lr_min")
+    assert lo1 == pytest.approx(lr_at(ticks, x), rel=0.05) and lo1 < lo0
+    assert lab.value("w.lr_steep") == hi1
+
+    typed = float(f"{math.sqrt(lo1 * hi1):.3g}")
+    before = handle(lab, "lr_min")["x"]
+    field = page.locator(".widget-text", has_text="lr_min").locator("input")
+    field.fill(str(typed))
+    field.press("Enter")
+    lab.wait_kernel(f"w.lr_min == {typed!r}")
+    page.wait_for_function(f"() => {{ const h = ({JS_HANDLE})({COLORS['lr_min']!r});"
+                           f" return h && Math.abs(h.x - {before}) > 2; }}", timeout=10_000)
+    assert lr_at(ticks, handle(lab, "lr_min")["x"]) == pytest.approx(typed, rel=0.05)
+
+    fit_and_check(lab, epochs=2)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(".widget-vbox").first.screenshot(path=str(ARTIFACTS / "widget-after-fit.png"))
+
+    epochs = page.locator(".widget-inline-hbox", has_text="epochs").locator("input").first
+    epochs.fill("500")
+    epochs.press("Enter")
+    lab.wait_kernel("w.epochs == 500")
+    page.get_by_role("button", name="Fit one cycle").click()
+    lab.wait_kernel("w.busy and learn.recorder.n_batches > 5", timeout=60)
+    t = time.monotonic()
+    page.get_by_role("button", name="Stop").click()
+    lab.wait_kernel("not w.busy", timeout=30)
+    assert time.monotonic() - t < 10
+    assert lab.value("learn.run.end_reason") == "stopped"
+    assert lab.value("len(learn.recorder.values)") < 500
+
+
+@pytest.mark.app("notebook")
+def test_notebook7_render_drag_fit(browser, server, request, shot_on_failure):
+    lab = open_widget(browser, server, request, "nb7_widget")
+    find_lr(lab)
+    assert lab.page.locator("path.line").count() >= 2
+    ticks = lab.page.evaluate(JS_TICKS)
+    hi0, lo0 = lab.value("w.lr_steep"), lab.value("w.lr_min")
+    x = drag(lab, "lr_steep", 30)
+    lab.wait_kernel(f"w.lr_steep != {hi0!r}")
+    assert lab.value("w.lr_steep") == pytest.approx(lr_at(ticks, x), rel=0.05)
+    assert lab.value("w.lr_min") == lo0
+    fit_and_check(lab, epochs=2)
