@@ -14,7 +14,7 @@ from typing import Any, Callable
 import ipywidgets as W
 import traitlets as T
 
-from . import plots
+from . import fastai_adapter, plots
 from .learner import MIN_NUM_IT, Learner, LRFindResult, Observer
 
 __all__ = ["LRWidget"]
@@ -106,6 +106,8 @@ class LRWidget(W.VBox):
     code = T.Unicode("", read_only=True, help="the Python call the last run made, values in full precision")
 
     def __init__(self, learn: Learner, epochs: int = 5, **kwargs: Any):
+        if fastai_adapter.is_fastai_learner(learn):
+            learn = fastai_adapter.wrap(learn)      # a fastai Learner: w.learn.learn is the fastai one
         self.learn = learn
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -208,7 +210,8 @@ class LRWidget(W.VBox):
         self._show_find_options(kw)
         lo, hi = parse_lr(kw.get("start_lr")), parse_lr(kw.get("end_lr"))
         self._find_range = (lo, hi) if lo is not None and hi is not None and lo < hi else None
-        code = f"learn.lr_find({', '.join(f'{k}={v!r}' for k, v in kw.items())})"
+        extra = getattr(self.learn, "lr_find_code_args", "")   # the fastai adapter's suggest_funcs
+        code = f"learn.lr_find({', '.join(f'{k}={v!r}' for k, v in kw.items())}{extra})"
         return self._start("lr_find", lambda: self.learn.lr_find(**kw, show_plot=False), code, self._after_find)
 
     def fit(self, epochs: int | None = None) -> bool:
@@ -450,12 +453,14 @@ class LRWidget(W.VBox):
     def _after_find(self, res: LRFindResult) -> None:
         steps, stopped = len(res.lrs), res.end_reason == "stopped"
         self._show_result(res, self._find_range if stopped else None)
+        note = getattr(self.learn, "note", "")                   # what a fastai Learner cannot tell
+        note = f"; {note}" if note else ""
         if stopped:
-            self._say(f"lr_find stopped after {steps} steps; the model, optimizer and random state are as before it; "
-                      "markers not moved")
+            restored = getattr(self.learn, "lr_find_restores", "the model, optimizer and random state are as before it")
+            self._say(f"lr_find stopped after {steps} steps; {restored}; markers not moved{note}")
         else:
             self._say(f"lr_find done ({steps} steps, {res.end_reason}): markers at "
-                      + self._markers_to_suggestions(res))
+                      + self._markers_to_suggestions(res) + note)
 
     def _after_fit(self, _: Any) -> None:
         run, rec = self.learn.run, self.learn.recorder

@@ -1,0 +1,321 @@
+"""A fastai Learner presented to LRWidget as an lrwidget Learner; fastai stays an optional extra.
+
+Importing this module does not import fastai: the callback class is built the first time a fastai
+Learner is wrapped, and by then fastai is loaded (the learner is one of its objects).
+
+What the adapter runs is fastai's own code: `lr_find` (its LRFinder schedule, its divergence rule,
+its suggestion functions, its save-and-reload of the weights) and `fit_one_cycle`. A fastai
+callback, ordered after fastai's Recorder, copies each training batch's lr, momentum and loss into
+an lrwidget Recorder, each epoch's row from fastai's recorder, tells the widget's observers, and
+ends the run at the next batch when `stop()` was asked.
+
+What fastai does not do, and the adapter says instead of failing:
+- fastai's lr_find does not say why it ended: the end reason is read off the curve ('diverged'
+  when it ended before num_it, 'non-finite loss' when the loss went nan or inf).
+- fastai's suggestion functions raise on a curve too short for them: each is called through a
+  guard, so that one that fails gives None and the reason, as lrwidget's own suggestions do.
+- fastai's lr_find reloads the weights and optimizer when it ends or is cancelled, not after an
+  error, and never the random-number state: after an error the adapter runs fastai's own reload
+  (LRFinder.after_fit); the random state moves on, and the widget says so.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+import weakref
+from typing import Any, Callable
+
+import numpy as np
+
+from .learner import LRFindResult, Observer, RunInfo, _show_in_notebook
+from .recorder import Recorder
+
+__all__ = ["FastaiLearner", "is_fastai_learner", "wrap"]
+
+LR_FIND_CODE_ARGS = ", suggest_funcs=(minimum, steep, valley, slide)"
+FIND_NOTE = "fastai Learner: why lr_find ended is read off the curve (fastai does not report it)"
+FIND_RESTORES = ("fastai's lr_find reloaded the model and optimizer as they were before it "
+                 "(the random-number state is not restored by fastai)")
+
+# the last lr_find result of each fastai Learner, so that a new widget on it starts from that curve
+# (results hold no reference to their learner: the learner can still be garbage-collected)
+_last_find: "weakref.WeakKeyDictionary[Any, LRFindResult]" = weakref.WeakKeyDictionary()
+
+
+def is_fastai_learner(obj: Any) -> bool:
+    """True when `obj` is a fastai Learner (or a subclass); never imports fastai."""
+    mod = sys.modules.get("fastai.learner")
+    cls = getattr(mod, "Learner", None) if mod is not None else None
+    return isinstance(cls, type) and isinstance(obj, cls)
+
+
+def wrap(learn: Any) -> "FastaiLearner":
+    """`learn` presented as an lrwidget Learner (an adapter already is one)."""
+    return learn if isinstance(learn, FastaiLearner) else FastaiLearner(learn)
+
+
+def _float(v: Any) -> float:
+    """A number from fastai (python, numpy or 0-d tensor, or None) as a Python float; None -> nan."""
+    if v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+_callback_cls: type | None = None
+
+
+def _callback_class() -> type:
+    """The fastai Callback class, defined on first use (fastai is imported by then)."""
+    global _callback_cls
+    if _callback_cls is not None:
+        return _callback_cls
+    from fastai.callback.core import Callback, CancelFitException
+
+    class LRWidgetCallback(Callback):
+        """Feeds an lrwidget Recorder and the widget's observers from fastai's training loop; ends it on Stop."""
+        order = 55       # after fastai's Recorder (50): its smooth loss, log and values are up to date;
+                         # before ParamScheduler/LRFinder (60): their CancelFitException in after_batch
+                         # comes after this callback has recorded the batch
+        run_valid = True
+
+        def __init__(self, adapter: "FastaiLearner", kind: str, n_epoch: int | None, total: int | None):
+            super().__init__()
+            self._adapter, self._kind, self._n_epoch, self._total = adapter, kind, n_epoch, total
+            self._started = self._ended = self._stopped = False
+            self._t0 = 0.0
+            self._lr_finder = None
+
+        # -- fastai events --------------------------------------------------------------------
+        def before_fit(self) -> None:
+            a, learn = self._adapter, self.learn
+            frec = getattr(learn, "recorder", None)
+            names = [str(n) for n in getattr(frec, "metric_names", ["epoch", "train_loss", "valid_loss"])]
+            names = [n for n in names if n not in ("epoch", "time")]
+            a.recorder.reset(["epoch", *names, "time"])
+            if frec is not None:
+                a.recorder.beta = getattr(getattr(frec, "smooth_loss", None), "beta", a.recorder.beta)
+            n_iter = len(learn.dls.train)
+            n_epoch = self._n_epoch or learn.n_epoch
+            a.run = RunInfo(self._kind, n_epoch, n_iter, self._total or n_epoch * n_iter)
+            for cb in learn.cbs:
+                if type(cb).__name__ == "LRFinder":
+                    self._lr_finder = cb
+            self._started = True
+            a._emit("fit_start")
+
+        def before_epoch(self) -> None:
+            self._adapter.run.epoch = self.learn.epoch
+            self._t0 = time.monotonic()
+
+        def before_batch(self) -> None:
+            if self._adapter._stop_requested:
+                self._stopped = True
+                raise CancelFitException()
+
+        def after_batch(self) -> None:
+            learn = self.learn
+            if not learn.training or not len(learn.yb) or learn.loss is None:
+                return
+            loss = learn.loss.detach()
+            if loss.ndim:
+                loss = loss.float().mean()
+            h = learn.opt.hypers[-1]
+            mom = h.get("mom")
+            self._adapter.recorder.add_batch(loss, _float(h["lr"]), None if mom is None else _float(mom))
+            self._adapter._emit("batch_end")
+
+        def after_epoch(self) -> None:
+            a = self._adapter
+            frec = getattr(self.learn, "recorder", None)
+            vals = list(frec.values[-1]) if frec is not None and getattr(frec, "values", None) else [a.recorder.smooth_loss]
+            width = len(a.recorder.metric_names) - 2
+            row = [_float(v) for v in vals][:width]
+            row += [math.nan] * (width - len(row))
+            a.recorder.add_epoch(row, time.monotonic() - self._t0)
+            a._emit("epoch_end")
+
+        def after_fit(self) -> None:
+            self._finish(None)
+
+        # -- the end of a run, also after an error (fastai calls no after_fit then) -------------
+        def _finish(self, error: BaseException | None) -> None:
+            if not self._started or self._ended:
+                return
+            self._ended = True
+            a = self._adapter
+            a.recorder.flush()
+            if error is not None:
+                reason = "error"
+            elif self._stopped:
+                reason = "stopped"
+            elif self._kind == "lr_find":
+                reason = a._find_end_reason()
+            else:
+                reason = "completed"
+            a.run.end_reason = reason
+            a._emit("fit_end", error)
+
+    _callback_cls = LRWidgetCallback
+    return LRWidgetCallback
+
+
+def _guarded(name: str, func: Callable, points: dict, reasons: dict) -> Callable:
+    """fastai suggestion `func`, returning (None, None) and noting why where it fails on a curve."""
+    def suggest(lrs: Any, losses: Any, num_it: int) -> tuple:
+        n = len(lrs)
+        try:
+            lr, point = func(lrs, losses, num_it)
+            lr = float(lr)
+            point = (float(point[0]), float(point[1]))
+        except Exception as e:
+            reasons[name] = (f"fastai's {func.__name__} found no lr on this curve ({n} usable point"
+                             f"{'' if n == 1 else 's'}; {type(e).__name__}: {e}); run lr_find with more steps")
+            return None, None
+        if not (math.isfinite(lr) and lr > 0):
+            reasons[name] = f"fastai's {func.__name__} gave {lr!r}, not a positive finite lr"
+            return None, None
+        points[name] = point
+        return lr, point
+    suggest.__name__ = func.__name__     # fastai names the fields of its result after the functions
+    return suggest
+
+
+class FastaiLearner:
+    """A fastai Learner seen through lrwidget's Learner interface (what LRWidget uses of a learner).
+
+    `learn` is the fastai Learner; other attributes (model, dls, opt, loss_func...) are read from it.
+    `recorder` is an lrwidget Recorder filled by a fastai callback during lr_find and fit; fastai's
+    own recorder is `learn.recorder`.
+    """
+
+    lr_find_code_args = LR_FIND_CODE_ARGS     # what LRWidget adds to the lr_find call it shows
+    lr_find_restores = FIND_RESTORES           # what LRWidget says is restored after a stopped lr_find
+
+    def __init__(self, learn: Any):
+        if not is_fastai_learner(learn):
+            raise TypeError(f"expected a fastai Learner, got {type(learn).__name__}")
+        self.learn = learn
+        self.recorder = Recorder()
+        with contextlib.suppress(TypeError):
+            self.recorder.lr_find_result = _last_find.get(learn)
+        self.observers: list[Observer] = []
+        self.run: RunInfo | None = None
+        self.note = ""
+        self._stop_requested = False
+        self._num_it = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "learn":
+            raise AttributeError(name)
+        return getattr(self.learn, name)
+
+    def __repr__(self) -> str:
+        return f"FastaiLearner({type(self.learn).__module__}.{type(self.learn).__name__})"
+
+    # -- the Learner interface LRWidget uses ------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the running lr_find or fit to end at the next batch (thread-safe)."""
+        self._stop_requested = True
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
+                show_plot: bool = True) -> LRFindResult:
+        """fastai's `learn.lr_find(..., suggest_funcs=(minimum, steep, valley, slide))`, as an LRFindResult."""
+        from fastai.callback.schedule import minimum, slide, steep, valley
+        funcs = {"lr_min": minimum, "lr_steep": steep, "valley": valley, "slide": slide}
+        points: dict[str, tuple[float, float]] = {}
+        reasons: dict[str, str] = {}
+        guarded = tuple(_guarded(k, f, points, reasons) for k, f in funcs.items())
+        self._num_it = int(num_it)
+        self.note = ""
+        cb = _callback_class()(self, "lr_find", None, max(int(num_it), 6))
+        fl = self.learn
+
+        def call() -> Any:
+            with fl.added_cbs(cb):
+                return fl.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div,
+                                  show_plot=False, suggest_funcs=guarded)
+
+        try:
+            sugg = self._run(cb, call)
+        except BaseException:
+            try:
+                self._reload_after_error(cb._lr_finder)
+            except Exception as e:
+                self.note = f"fastai's lr_find could not reload the weights after the error ({type(e).__name__}: {e})"
+            raise
+        frec = fl.recorder
+        lrs = np.array([_float(v) for v in frec.lrs], dtype=float)
+        losses = np.array([_float(v) for v in frec.losses], dtype=float)
+        raw = self.recorder.raw_losses
+        raw = raw.copy() if len(raw) == len(lrs) else np.empty(0)
+        values = dict(zip(funcs, (None if v is None else float(v) for v in sugg)))
+        for k in funcs:
+            if values[k] is None and k not in reasons:
+                reasons[k] = "fastai gave no suggestion"
+        res = LRFindResult(lrs, losses, raw, values["lr_min"], values["lr_steep"], values["valley"], values["slide"],
+                           reasons, points, int(num_it), self.run.end_reason if self.run else "")
+        self.recorder.lr_find_result = res
+        with contextlib.suppress(TypeError):
+            _last_find[fl] = res
+        self.note = FIND_NOTE if res.end_reason in ("diverged", "non-finite loss") else ""
+        if show_plot:
+            _show_in_notebook(lambda: self.recorder.plot_lr_find())
+        return res
+
+    def fit_one_cycle(self, n_epoch: int, lr_max: Any = None, **kwargs: Any) -> None:
+        """fastai's `learn.fit_one_cycle(n_epoch, lr_max=lr_max, **kwargs)`, with the live view fed."""
+        cbs = list(kwargs.pop("cbs", None) or [])
+        cb = _callback_class()(self, "fit", n_epoch, None)
+        self.note = ""
+        self._run(cb, lambda: self.learn.fit_one_cycle(n_epoch, lr_max=lr_max, cbs=[*cbs, cb], **kwargs))
+
+    def fit(self, n_epoch: int, lr: Any = None, **kwargs: Any) -> None:
+        """fastai's `learn.fit(n_epoch, lr, **kwargs)`, with the live view fed."""
+        cbs = list(kwargs.pop("cbs", None) or [])
+        cb = _callback_class()(self, "fit", n_epoch, None)
+        self.note = ""
+        self._run(cb, lambda: self.learn.fit(n_epoch, lr, cbs=[*cbs, cb], **kwargs))
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _run(self, cb: Any, call: Callable[[], Any]) -> Any:
+        """Run a fastai call without its progress bars and printed tables; end the run on an error."""
+        import fastai.callback.schedule  # noqa: F401  (adds lr_find and fit_one_cycle to fastai's Learner)
+        self._stop_requested = False
+        fl = self.learn
+        no_bar = getattr(fl, "no_bar", None)      # fastai.callback.progress: absent, so is its progress bar
+        try:
+            with (no_bar() if no_bar is not None else contextlib.nullcontext()), fl.no_logging():
+                return call()
+        except BaseException as e:
+            cb._finish(e)
+            raise
+
+    def _reload_after_error(self, lrf: Any) -> None:
+        """After an error fastai's LRFinder never reloads the weights it saved: run its after_fit here."""
+        if lrf is None or "tmp_p" not in vars(lrf):
+            return
+        old = lrf.learn
+        lrf.learn = self.learn       # fastai detached the callback from the learner on the way out
+        try:
+            lrf.after_fit()          # fastai's own reload of the weights and optimizer, and the cleanup
+        finally:
+            lrf.learn = old
+
+    def _find_end_reason(self) -> str:
+        """Why fastai's lr_find ended, read off its recorder: fastai does not say."""
+        frec = self.learn.recorder
+        losses = np.array([_float(v) for v in frec.losses], dtype=float)
+        if len(losses) and not np.isfinite(losses).all():
+            return "non-finite loss"
+        return "diverged" if len(losses) < max(self._num_it, 6) else "completed"
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for o in list(self.observers):
+            getattr(o, event)(self, *args)
