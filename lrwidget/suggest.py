@@ -63,17 +63,25 @@ def minimum(lrs: ArrayLike, losses: ArrayLike) -> Result:
     return float(lrs[i]) / 10, (float(lrs[i]), float(losses[i])), None
 
 
+STEEP_DECADES = 3
+
+
 def steep(lrs: ArrayLike, losses: ArrayLike) -> Result:
-    """The lr where the loss falls fastest against log(lr), up to the minimum loss only (not past a divergence)."""
-    # fastai searches the whole curve and can land where the loss falls back after diverging.
+    """The lr where the loss falls fastest against log(lr), on the descent into the minimum loss.
+
+    Searched only over the STEEP_DECADES decades of lr below the minimum: fastai searches the whole
+    curve and can land past a divergence, or on a blip of the noisy first steps (where the smoothed
+    loss averages only a few batches) decades before the real descent.
+    """
     lrs, losses = _np(lrs), _np(losses)
     if len(losses) < 2:
         return None, None, _short(len(losses))
     end = int(np.argmin(losses)) + 1
-    grads = np.diff(losses[:end]) / np.diff(np.log(lrs[:end]))
+    start = int(np.searchsorted(lrs[:end], lrs[end - 1] / 10 ** STEEP_DECADES))
+    grads = np.diff(losses[start:end]) / np.diff(np.log(lrs[start:end]))
     if len(grads) == 0 or grads.min() >= 0:
         return None, None, NEVER_DECREASES
-    i = int(np.argmin(grads))
+    i = start + int(np.argmin(grads))
     return float(lrs[i]), (float(lrs[i]), float(losses[i])), None
 
 

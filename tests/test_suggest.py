@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lrwidget.schedules import lr_range
-from lrwidget.suggest import NAMES, Suggestions, minimum, slide, steep, suggest_lrs, trim, valley
+from lrwidget.suggest import STEEP_DECADES, NAMES, Suggestions, minimum, slide, steep, suggest_lrs, trim, valley
 
 nan, inf = float("nan"), float("inf")
 
@@ -156,12 +156,23 @@ def test_matches_fastai_on_simulated_curves(seed, n):
     assert (s["valley"], s.points["valley"]) == fastai_valley(x, y)
     assert (s["slide"], s.points["slide"]) == fastai_slide(x, y)
     assert (s["lr_min"], s.points["lr_min"]) == fastai_minimum(x, y)
-    # steep agrees with fastai's whole-curve search unless fastai's pick lies past the minimum
-    fastai_lr = fastai_steep(x, y)[0]
-    if fastai_lr <= x[np.argmin(y)]:
+    # steep agrees with fastai's whole-curve search unless fastai's pick lies past the minimum,
+    # or more than STEEP_DECADES below it (a blip of the noisy first steps)
+    fastai_lr, lr_at_min = fastai_steep(x, y)[0], x[np.argmin(y)]
+    if lr_at_min / 10 ** STEEP_DECADES <= fastai_lr <= lr_at_min:
         assert s["lr_steep"] == fastai_lr
     else:
-        assert s["lr_steep"] < x[np.argmin(y)]
+        assert lr_at_min / 10 ** STEEP_DECADES <= s["lr_steep"] < lr_at_min
+
+
+def test_steep_ignores_a_blip_decades_before_the_descent():
+    lrs = 10 ** np.linspace(-7, 0, 71)                       # 10 points a decade
+    losses = 1 + 0.3 / (1 + np.exp(4 * (np.log10(lrs) + 1.5)))    # a plateau at 1.3, a fall to 1.0 around 3e-2
+    losses[-5:] += np.linspace(0, 1, 5)                       # divergence after the minimum
+    losses[6] -= 0.2                                          # a noise blip at 1e-6.4, sharper than the real fall
+    value, _, _ = steep(lrs, losses)
+    assert fastai_steep(lrs, losses)[0] == pytest.approx(lrs[5])    # fastai lands on the blip
+    assert 1e-3 <= value <= 1e-1 and value == pytest.approx(10 ** -1.5, rel=0.3)
 
 
 def test_valley_and_slide_agree_on_untrimmed_curves():
