@@ -27,4 +27,5 @@ test: setup chromium
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) benchmarks/overhead.py
+	-$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/run_all.py
