@@ -61,8 +61,7 @@ def test_widget_case_runs_the_fit_through_the_widget():
 
 def test_fastai_and_torch_lr_finder_side_by_side_where_installed():
     have = load("overhead").others_installed()
-    if not all(have.values()):
-        pytest.skip(f"optional bench extra not installed: {have}")
+    assert all(have.values()), f"the test extra installs fastai and torch-lr-finder; missing: {have}"
     # a separate process: fastai patches torch classes on import
     p = subprocess.run([sys.executable, str(BENCH / "overhead.py"), "--quick", "--arch", "mlp"],
                        capture_output=True, text=True, timeout=300)
