@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+import torch
 
 LOCAL = ("127.", "localhost", "::1", "0.0.0.0")
 
@@ -28,6 +29,15 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny models: on 2 busy cores, torch's intra-op threads only add contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -33,18 +33,10 @@ from lrwidget.fastai_adapter import FastaiLearner, is_fastai_learner
 from lrwidget.recorder import smooth
 from test_widget import click, drag, same, wait_for
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
 FIND_CODE = ("learn.lr_find(start_lr=1e-07, end_lr=10.0, num_it=100, "
              "suggest_funcs=(minimum, steep, valley, slide))")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a busy 2-core machine: torch's intra-op threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def fastai_dls(bs: int = 64, seed: int = 0) -> DataLoaders:

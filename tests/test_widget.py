@@ -18,6 +18,7 @@ from lrwidget import Learner, LRWidget, accuracy
 from lrwidget.data import digits
 from lrwidget.learner import Observer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
 
 
@@ -108,15 +109,6 @@ def wait_for(cond, timeout: float = TIMEOUT) -> None:
     while not cond():
         assert time.monotonic() < end, "timed out"
         time.sleep(0.0005)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a busy 2-core machine: torch's intra-op threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture
