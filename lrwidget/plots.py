@@ -207,9 +207,10 @@ class SchedChart:
         self.mom = bq.Lines(x=[], y=[], scales={"x": sx, "y": sm}, colors=["#9467bd"], labels=["momentum"],
                             display_legend=True)
         axes = [bq.Axis(scale=sx, label="batches"),
-                bq.Axis(scale=sy, label="learning rate", side="left", tick_format=".1e"),
-                bq.Axis(scale=sm, label="momentum", side="right")]
+                bq.Axis(scale=sy, label="learning rate", side="left", tick_format=".1e", label_offset="55px"),
+                bq.Axis(scale=sm, label="momentum", side="right", tick_format=".2f", label_offset="45px")]
         self.figure = _figure([self.lr, self.mom], axes, "schedule", height)
+        self.figure.fig_margin = {**MARGIN, "left": 75, "right": 60}   # room for both axes' tick labels
 
     def update(self, rec: Any) -> None:
         """Redraw from a Recorder's lrs and moms."""
