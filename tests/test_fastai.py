@@ -31,7 +31,7 @@ from lrwidget import Learner as OurLearner
 from lrwidget.data import digits
 from lrwidget.fastai_adapter import FastaiLearner, is_fastai_learner
 from lrwidget.recorder import smooth
-from test_widget import click, drag, same, wait_for
+from test_widget import click, drag, same, w, wait_for  # noqa: F401 - w: the widget fixture, over this module's learn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
@@ -64,14 +64,6 @@ def weights(learn: Learner) -> dict[str, torch.Tensor]:
 @pytest.fixture
 def learn(tmp_path) -> Learner:
     return make_fastai_learn(tmp_path)
-
-
-@pytest.fixture
-def w(learn) -> LRWidget:
-    widget = LRWidget(learn, epochs=1)
-    yield widget
-    widget.stop()
-    widget._thread and widget._thread.join(TIMEOUT)
 
 
 class Hypers(Callback):
