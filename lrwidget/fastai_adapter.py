@@ -270,17 +270,18 @@ class FastaiLearner:
 
     def fit_one_cycle(self, n_epoch: int, lr_max: Any = None, **kwargs: Any) -> None:
         """fastai's `learn.fit_one_cycle(n_epoch, lr_max=lr_max, **kwargs)`, with the live view fed."""
-        cbs = list(kwargs.pop("cbs", None) or [])
-        cb = _callback_class()(self, "fit", n_epoch, None)
-        self.note = ""
-        self._run(cb, lambda: self.learn.fit_one_cycle(n_epoch, lr_max=lr_max, cbs=[*cbs, cb], **kwargs))
+        self._train("fit_one_cycle", n_epoch, lr_max=lr_max, **kwargs)
 
     def fit(self, n_epoch: int, lr: Any = None, **kwargs: Any) -> None:
         """fastai's `learn.fit(n_epoch, lr, **kwargs)`, with the live view fed."""
+        self._train("fit", n_epoch, lr=lr, **kwargs)
+
+    def _train(self, method: str, n_epoch: int, **kwargs: Any) -> None:
+        """Call fastai's training `method` with the widget's callback added to the caller's `cbs`."""
         cbs = list(kwargs.pop("cbs", None) or [])
         cb = _callback_class()(self, "fit", n_epoch, None)
         self.note = ""
-        self._run(cb, lambda: self.learn.fit(n_epoch, lr, cbs=[*cbs, cb], **kwargs))
+        self._run(cb, lambda: getattr(self.learn, method)(n_epoch, cbs=[*cbs, cb], **kwargs))
 
     # -- helpers ------------------------------------------------------------------------------------
 
