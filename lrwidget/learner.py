@@ -478,7 +478,7 @@ class Learner:
     def _restore(self, s: dict) -> None:
         """Put back what `_snapshot` saved."""
         self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["opt"])
+        _load_opt_in_place(self.opt, s["opt"])
         for m, training in s["modes"]:
             m.training = training
         for p, g in s["grads"]:
@@ -492,6 +492,39 @@ class Learner:
         random.setstate(s["random"])
         for g, state in s["loader"]:
             g.set_state(state)
+
+
+def _load_opt_in_place(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Load a state_dict of `opt` into the tensors it already holds, so no device memory is allocated.
+
+    Falls back to `opt.load_state_dict` where the state's layout changed (keys, shapes or dtypes).
+    """
+    groups, saved_groups = opt.param_groups, saved["param_groups"]
+    pairs = [(p, i) for g, sg in zip(groups, saved_groups) for p, i in zip(g["params"], sg["params"])]
+    same_layout = len(groups) == len(saved_groups) and len(pairs) == sum(len(g["params"]) for g in groups)
+    for p, i in pairs if same_layout else ():
+        old, cur = saved["state"].get(i), opt.state.get(p)
+        if old is not None and (cur is None or cur.keys() != old.keys() or any(
+                isinstance(v, torch.Tensor) and not (isinstance(cur[k], torch.Tensor) and cur[k].shape == v.shape
+                                                     and cur[k].dtype == v.dtype) for k, v in old.items())):
+            same_layout = False
+            break
+    if not same_layout:
+        opt.load_state_dict(saved)
+        return
+    for g, sg in zip(groups, saved_groups):
+        g.update({k: copy.deepcopy(v) for k, v in sg.items() if k != "params"})
+    for p, i in pairs:
+        old = saved["state"].get(i)
+        if old is None:
+            opt.state.pop(p, None)
+            continue
+        cur = opt.state[p]
+        for k, v in old.items():
+            if isinstance(v, torch.Tensor):
+                cur[k].copy_(v)
+            else:
+                cur[k] = copy.deepcopy(v)
 
 
 def _show_in_notebook(make: Callable[[], Any]) -> None:

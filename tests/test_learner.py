@@ -191,6 +191,36 @@ def test_lr_find_error_inside_loss_restores(trained):
     assert_same(before, state_of(trained))
 
 
+def _opt_tensors(learn: Learner) -> dict:
+    return {(id(p), k): v for p, st in learn.opt.state.items() for k, v in st.items() if isinstance(v, torch.Tensor)}
+
+
+def test_lr_find_restores_the_optimizer_into_its_own_tensors(trained):
+    """No new optimizer tensors after lr_find: on a GPU the restore then needs no device memory."""
+    before = {key: (t, t.data_ptr(), t.clone()) for key, t in _opt_tensors(trained).items()}
+    trained.lr_find(num_it=30)
+    after = _opt_tensors(trained)
+    assert after.keys() == before.keys()
+    for key, (t, ptr, value) in before.items():
+        assert after[key] is t and t.data_ptr() == ptr and torch.equal(t, value), key
+
+
+def test_lr_find_on_a_fresh_learner_leaves_no_optimizer_state():
+    learn = make_learner()
+    learn.lr_find(num_it=20)
+    assert len(learn.opt.state) == 0 and learn.opt.state_dict()["state"] == {}
+
+
+def test_optimizer_restore_falls_back_when_the_state_changed_layout(trained):
+    from lrwidget.learner import _load_opt_in_place
+    saved = _clone(trained.opt.state_dict())
+    p = trained.opt.param_groups[0]["params"][0]
+    trained.opt.state[p]["exp_avg"] = torch.zeros(3)          # a different shape: cannot be copied into
+    trained.opt.param_groups[0]["lr"] = 123.0
+    _load_opt_in_place(trained.opt, saved)
+    assert_same(saved, _clone(trained.opt.state_dict()))
+
+
 def test_training_after_lr_find_is_bit_for_bit_training_without():
     a, b = make_learner(seed=3), make_learner(seed=3)
     torch.manual_seed(11)
