@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import sys
 import time
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     p.add_argument("--device", default=None, help="default: cuda where present, else cpu (with --quick sizes)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: batch 2, 5 steps, one repetition")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
     a = p.parse_args(argv)
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu" and not a.quick:
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"lr_find({n}) device peak {find / 2**20:.1f} MiB vs fit of {n} steps {fit / 2**20:.1f} MiB above the "
               f"model and optimizer ({state / 2**20:.1f} MiB): extra {(find - fit) / 2**20:+.1f} MiB "
               f"= {(find - fit) / state:+.3f} of the state (its copy is on the host)", flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
     return res
 
 

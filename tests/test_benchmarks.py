@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +109,44 @@ def test_gpu_script_runs_tiny_on_cpu(capsys):
     assert res["lrwidget_ips"] > 0 and res["hand_ips"] > 0 and res["ratio"] > 0
     out = capsys.readouterr().out
     assert out.startswith("device: CPU") and "img/s" in out and "median ratio" in out
+
+
+def gpu_image_env(tmp_path: Path) -> dict:
+    """This venv as the GPU machine's image has it: torch and pytest, but no ipywidgets, bqplot or IPython."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for name in ("ipywidgets", "bqplot", "IPython", "traitlets"):
+        (shims / f"{name}.py").write_text(f"raise ImportError('{name} is not installed on the GPU image')\n")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(shims), str(BENCH.parent)]), PYTHONUNBUFFERED="1")
+
+
+def test_the_gpu_check_is_ready_for_a_machine_with_only_torch(tmp_path):
+    """benchmarks/gpu_check.sh gets one short try on a GPU: its script parses, its tests import, its benchmark runs."""
+    env, root = gpu_image_env(tmp_path), BENCH.parent
+    subprocess.run(["bash", "-n", str(BENCH / "gpu_check.sh")], check=True)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "--collect-only", "-p", "no:cacheprovider",
+                        "tests/test_gpu.py"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    collected = [line for line in r.stdout.splitlines() if line.startswith("tests/test_gpu.py::")]
+    assert r.returncode == 0 and len(collected) >= 8, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-c", "import lrwidget, sys; assert 'ipywidgets' not in sys.modules; "
+                        "from lrwidget import LRWidget"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "ipywidgets is not installed" in r.stderr, "only LRWidget needs the widget packages"
+    out = tmp_path / "gpu.json"
+    r = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--quick", "--json", str(out)], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(out.read_text())
+    assert res["device"] == "CPU" and res["lrwidget_ips"] > 0 and res["hand_ips"] > 0
+
+
+def test_the_gpu_tests_fail_rather_than_skip_without_a_gpu(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+                        "tests/test_gpu.py", "-k", "default"], cwd=BENCH.parent, env=gpu_image_env(tmp_path),
+                       capture_output=True, text=True, timeout=300)
+    if torch.cuda.is_available():
+        assert r.returncode == 0, r.stdout
+    else:
+        assert r.returncode != 0 and "need a CUDA GPU" in r.stdout and "skipped" not in r.stdout, r.stdout
 
 
 def test_run_all_names_every_script(capsys):
