@@ -5,11 +5,12 @@ hand-written loop, in images per second.
     python benchmarks/gpu.py --quick   # tiny sizes on the CPU in seconds (the tests run it), to check the script
 
 Both sides: torchvision's resnet18(num_classes=10) in channels_last, AdamW (fused on CUDA; betas 0.9/0.99, eps 1e-5,
-wd 0.01), one-cycle lr and momentum, bf16 autocast, data already on the device (a list of (x, y) batches, so that
-loading does not count), losses read back once at the end. Warm-up runs are not timed; each repetition times both
-sides back to back on fresh models (alternating which goes first) between torch.cuda.synchronize() calls. The figure
-is the median of the per-repetition ratios lrwidget img/s / hand img/s (target >= 0.97). On CUDA it also prints the
-device memory lr_find needs beyond a fit of the same steps (target: none; lr_find keeps its copy on the host).
+wd 0.01 on the weights, none on batch-norm and biases), one-cycle lr and momentum, bf16 autocast, data already on
+the device (a list of (x, y) batches, so that loading does not count), losses read back once at the end. Warm-up
+runs are not timed; each repetition times both sides back to back on fresh models (alternating which goes first)
+between torch.cuda.synchronize() calls. The figure is the median of the per-repetition ratios lrwidget img/s / hand
+img/s (target >= 0.97). On CUDA it also prints the device memory lr_find needs beyond a fit of the same steps
+(target: none; lr_find keeps its copy on the host and restores into the optimizer's own tensors).
 """
 from __future__ import annotations
 
@@ -70,10 +71,19 @@ def autocast_dtype(device: torch.device, want: str) -> torch.dtype | None:
         return None
 
 
+def hand_adamw(model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW as lrwidget and fastai set it up: weight decay 0.01 on the weights, none on batch-norm and biases."""
+    no_wd = {id(p) for m in model.modules() for name, p in m.named_parameters(recurse=False)
+             if isinstance(m, nn.BatchNorm2d) or name == "bias"}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in no_wd]},
+              {"params": [p for p in model.parameters() if id(p) in no_wd], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=LR_MAX / 25, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01,
+                             **({"fused": True} if device.type == "cuda" else {}))
+
+
 def hand(batches: Batches, model: nn.Module, device: torch.device, amp: torch.dtype | None) -> Work:
     """The hand-written loop: fused AdamW, OneCycleLR, autocast, loss kept on the device."""
-    opt = torch.optim.AdamW(model.parameters(), lr=LR_MAX / 25, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01,
-                            **({"fused": True} if device.type == "cuda" else {}))
+    opt = hand_adamw(model, device)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR_MAX, total_steps=len(batches), pct_start=0.25,
                                                 div_factor=25., final_div_factor=1e5 / 25., base_momentum=0.85,
                                                 max_momentum=0.95)

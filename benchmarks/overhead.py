@@ -71,16 +71,22 @@ def make_cnn(seed: int = 0) -> nn.Module:
                          nn.Flatten(), nn.Linear(16 * 7 * 7, 10))
 
 
-def adamw(params: Any) -> torch.optim.Optimizer:
-    """lrwidget's default optimizer, spelled out so that every side uses the same one."""
-    return torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
+def adamw(model: nn.Module) -> torch.optim.Optimizer:
+    """lrwidget's (and fastai's) default optimizer, spelled out so that every side uses the same one: AdamW with
+    weight decay 0.01 on the weights, none on norm layers and biases (two parameter groups, as nanoGPT splits them)."""
+    norms = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
+    no_wd = {id(p) for m in model.modules() for name, p in m.named_parameters(recurse=False)
+             if isinstance(m, norms) or name == "bias"}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in no_wd]},
+              {"params": [p for p in model.parameters() if id(p) in no_wd], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
 
 
 # -- the hand-written loops --------------------------------------------------------------------------
 
 def hand_fit_one_cycle(dls: DataLoaders, model: nn.Module, epochs: int = 1, lr_max: float = LR_MAX) -> Work:
     """What a careful PyTorch user writes: AdamW, OneCycleLR, loss kept per batch, validation per epoch."""
-    opt = adamw(model.parameters())
+    opt = adamw(model)
     steps = epochs * len(dls.train)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr_max, total_steps=steps, pct_start=0.25,
                                                 div_factor=25., final_div_factor=1e5 / 25., base_momentum=0.85,
@@ -114,7 +120,7 @@ def hand_fit_one_cycle(dls: DataLoaders, model: nn.Module, epochs: int = 1, lr_m
 def hand_lr_find(dls: DataLoaders, model: nn.Module, num_it: int = NUM_IT, start: float = 1e-7,
                  end: float = 10.) -> Work:
     """torch-lr-finder's work: exponential lr, smoothed loss read every step, stop at 4x best, state restored."""
-    opt, loss_fn = adamw(model.parameters()), nn.CrossEntropyLoss()
+    opt, loss_fn = adamw(model), nn.CrossEntropyLoss()
 
     def work() -> int:
         saved = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()), torch.get_rng_state()
@@ -143,7 +149,7 @@ def hand_lr_find(dls: DataLoaders, model: nn.Module, num_it: int = NUM_IT, start
 # -- lrwidget ----------------------------------------------------------------------------------------
 
 def _learner(dls: DataLoaders, model: nn.Module) -> Learner:
-    return Learner(dls, model, opt_func=adamw, device="cpu", metrics=[accuracy])
+    return Learner(dls, model, device="cpu", metrics=[accuracy])     # its default optimizer is `adamw` above
 
 
 def ours_fit_one_cycle(dls: DataLoaders, model: nn.Module, epochs: int = 1, lr_max: float | slice = LR_MAX) -> Work:
@@ -235,7 +241,7 @@ def fastai_lr_find(dls: DataLoaders, model: nn.Module, num_it: int = NUM_IT) -> 
 def tlf_lr_find(dls: DataLoaders, model: nn.Module, num_it: int = NUM_IT) -> Work:
     """torch-lr-finder's range_test and reset, with lrwidget's smoothing (0.02) and divergence test (4x)."""
     from torch_lr_finder import LRFinder
-    opt = adamw(model.parameters())
+    opt = adamw(model)
 
     def work() -> int:
         finder = LRFinder(model, opt, nn.CrossEntropyLoss(), device="cpu")     # stores the state in memory

@@ -21,7 +21,7 @@ from .recorder import Recorder
 from .schedules import lr_per_group, lr_range, one_cycle
 from .suggest import suggest_lrs
 
-__all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "MIN_NUM_IT"]
+__all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "MIN_NUM_IT", "norm_bias_params", "param_groups"]
 
 SAVE_FORMAT = "lrwidget.learner/1"
 
@@ -130,6 +130,34 @@ def _loader_generators(dl: Any) -> list[torch.Generator]:
     return found
 
 
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm)
+
+
+def norm_bias_params(model: nn.Module) -> list[nn.Parameter]:
+    """fastai's norm_bias_params: every parameter of a norm layer, and every bias (kept out of weight decay)."""
+    if isinstance(model, NORM_TYPES):
+        return list(model.parameters())
+    out = [p for c in model.children() for p in norm_bias_params(c)]
+    bias = getattr(model, "bias", None)
+    if isinstance(bias, nn.Parameter):
+        out.append(bias)
+    return out
+
+
+def param_groups(model: nn.Module, layer_groups: Sequence[Sequence[nn.Parameter]], wd_bn_bias: bool) -> list[dict]:
+    """Optimizer parameter groups: per layer group, the decayed parameters, then (unless `wd_bn_bias`) the norm
+    and bias parameters with weight_decay 0, as fastai does. Each group's "layer_group" says which it belongs to."""
+    exempt = set() if wd_bn_bias else {id(p) for p in norm_bias_params(model)}
+    groups = []
+    for i, ps in enumerate(layer_groups):
+        decay, rest = [p for p in ps if id(p) not in exempt], [p for p in ps if id(p) in exempt]
+        if decay or not rest:
+            groups.append({"params": decay, "layer_group": i})
+        if rest:
+            groups.append({"params": rest, "layer_group": i, "weight_decay": 0.0, "wd_exempt": True})
+    return groups
+
+
 def default_opt_func(params: Any, device: torch.device | None = None) -> torch.optim.Optimizer:
     """fastai's default optimizer: AdamW, betas (0.9, 0.99), eps 1e-5, decoupled weight decay 0.01."""
     fused = device is not None and device.type == "cuda"
@@ -163,7 +191,7 @@ class Learner:
                  opt_func: Callable | None = None, metrics: Callable | Sequence[Callable] | None = None,
                  splitter: Callable[[nn.Module], Sequence] | None = None, wd: float | None = None,
                  device: str | torch.device | None = None, mixed_precision: str | None = None,
-                 lr: float = 1e-3, moms: tuple[float, float, float] = (0.95, 0.85, 0.95)):
+                 lr: float = 1e-3, moms: tuple[float, float, float] = (0.95, 0.85, 0.95), wd_bn_bias: bool = False):
         if not isinstance(dls, DataLoaders):
             if isinstance(dls, (tuple, list)) and 1 <= len(dls) <= 2:
                 dls = DataLoaders(*dls)
@@ -180,10 +208,11 @@ class Learner:
         self.splitter = splitter or (lambda m: [list(m.parameters())])
         self.lr, self.moms = lr, moms
         self.opt_func = opt_func or partial(default_opt_func, device=self.device)
-        groups = [{"params": list(ps)} for ps in self.splitter(self.model)]
-        if not groups or not any(g["params"] for g in groups):
+        self.wd_bn_bias = wd_bn_bias
+        layer_groups = [list(ps) for ps in self.splitter(self.model)]
+        if not any(layer_groups):
             raise ValueError("the splitter gave no parameters: it must return a list of parameter lists")
-        self.opt = self.opt_func(groups)
+        self.opt = self.opt_func(param_groups(self.model, layer_groups, wd_bn_bias))
         if wd is not None:
             self._set_wd(wd)
         self.recorder = Recorder()
@@ -192,6 +221,27 @@ class Learner:
         self._stop_requested = False
 
     # -- public API -------------------------------------------------------------------------
+
+    @property
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters of each layer group (the splitter's), which `slice` learning rates spread over."""
+        out: dict[int, list[nn.Parameter]] = {}
+        for i, g in zip(self._layer_index(), self.opt.param_groups):
+            out.setdefault(i, []).extend(g["params"])
+        return [out[i] for i in sorted(out)]
+
+    @property
+    def layer_lrs(self) -> list[float]:
+        """The current learning rate of each layer group (what `slice(a, b)` set)."""
+        lrs: dict[int, float] = {}
+        for i, g in zip(self._layer_index(), self.opt.param_groups):
+            lrs.setdefault(i, g["lr"])
+        return [lrs[i] for i in sorted(lrs)]
+
+    def _layer_index(self) -> list[int]:
+        """The layer group of each optimizer parameter group (its own index where an opt_func made its own)."""
+        idx = [g.get("layer_group", i) for i, g in enumerate(self.opt.param_groups)]
+        return idx if all(isinstance(i, int) for i in idx) else list(range(len(idx)))
 
     def stop(self) -> None:
         """Ask the running lr_find or fit to end at the next batch boundary (thread-safe)."""
@@ -222,7 +272,7 @@ class Learner:
                 f"num_it must be a whole number >= {MIN_NUM_IT}, got {num_it!r}: the suggestions drop the first "
                 f"num_it//10 and the last 5 steps, so fewer steps leave nothing to suggest from (100 is the default)")
         lrs = lr_range(start_lr, end_lr, int(num_it))
-        n_groups = len(self.opt.param_groups)
+        n_groups = len(self.layer_groups)
         best = math.inf
         rec = self.recorder
 
@@ -282,14 +332,14 @@ class Learner:
         return self
 
     def freeze_to(self, n: int) -> None:
-        """Train only parameter groups from `n` on (batch-norm layers stay trainable, as in fastai)."""
-        groups = self.opt.param_groups
-        frozen = groups[:n] if n >= 0 else groups[:len(groups) + n]
-        frozen_ids = {id(p) for g in frozen for p in g["params"]}
+        """Train only layer groups from `n` on (batch-norm layers stay trainable, as in fastai)."""
+        layers = self.layer_groups
+        frozen = layers[:n] if n >= 0 else layers[:len(layers) + n]
+        frozen_ids = {id(p) for ps in frozen for p in ps}
         bn_ids = {id(p) for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
                   for p in m.parameters()}
-        for g in groups:
-            for p in g["params"]:
+        for ps in layers:
+            for p in ps:
                 p.requires_grad_(id(p) not in frozen_ids or id(p) in bn_ids)
 
     def freeze(self) -> None:
@@ -304,11 +354,12 @@ class Learner:
 
     def _loop(self, kind: str, n_epoch: int, lrs: np.ndarray, moms: np.ndarray | None,
               validate: bool = True, check: Callable[[], str | None] | None = None) -> None:
-        """The one training loop: batch k uses lrs[k] (one per group) and moms[k]; validation each epoch."""
+        """The one training loop: batch k uses lrs[k] (one per layer group) and moms[k]; validation each epoch."""
         model, opt, dl, rec = self.model, self.opt, self.dls.train, self.recorder
         groups = opt.param_groups
         total = len(lrs)
-        lr_rows, mom_list = lrs.tolist(), (moms.tolist() if moms is not None else None)
+        lr_rows = lrs[:, self._layer_index()].tolist()      # one column per optimizer parameter group
+        mom_list = moms.tolist() if moms is not None else None
         mom_key = _mom_key(opt)
         names = ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.metrics), "time"]
         rec.reset(names)
@@ -446,7 +497,7 @@ class Learner:
     def _plan(self, n_epoch: int, lr: float | slice | None, name: str, wd: float | None) -> tuple[int, np.ndarray, int]:
         """Check a fit's arguments: the epochs, one lr per parameter group, and the batches in all."""
         n_epoch = _check_n_epoch(n_epoch)
-        per_group = lr_per_group(self.lr if lr is None else lr, len(self.opt.param_groups), name=name)
+        per_group = lr_per_group(self.lr if lr is None else lr, len(self.layer_groups), name=name)
         if wd is not None:
             self._set_wd(wd)
         return n_epoch, per_group, n_epoch * len(self.dls.train)
@@ -454,7 +505,8 @@ class Learner:
     def _set_wd(self, wd: float) -> None:
         wd = _check_positive("wd", wd, allow_zero=True)
         for g in self.opt.param_groups:
-            g["weight_decay"] = wd
+            if not g.get("wd_exempt"):
+                g["weight_decay"] = wd
 
     # -- exact save and restore of everything lr_find touches -----------------------------------
 

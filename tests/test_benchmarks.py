@@ -46,6 +46,26 @@ def test_overhead_benchmark_runs_every_case(capsys):
     assert "median ratio" in out and "load average" in out and "| mlp widget fit | lrwidget |" in out
 
 
+def _groups(opt: torch.optim.Optimizer) -> list[tuple[set, dict]]:
+    """Each non-empty parameter group: which parameters, and its settings apart from the lr."""
+    return [({id(p) for p in g["params"]}, {k: v for k, v in g.items() if k not in ("params", "lr", "layer_group",
+                                                                                   "wd_exempt", "initial_lr")})
+            for g in opt.param_groups if g["params"]]
+
+
+def test_the_hand_written_optimizers_are_lrwidgets_default():
+    """The same work on both sides: the same AdamW settings, the same parameters out of weight decay."""
+    from lrwidget import Learner
+    bench, gpu = load("overhead"), load("gpu")
+    cpu = torch.device("cpu")
+    dls = bench.make_data(256, 64, 64, shape=(1, 28, 28))
+    for model, hand_opt in [(m, bench.adamw(m)) for m in (bench.make_model(), bench.make_cnn())] + [
+            (m, gpu.hand_adamw(m, cpu)) for m in [gpu.make_model(cpu)]]:
+        ours = _groups(Learner(dls, model, device=cpu).opt)
+        assert ours == _groups(hand_opt) and len(ours) == 2
+        assert {g["weight_decay"] for _, g in ours} == {0.01, 0.0}
+
+
 def test_hand_written_lr_find_does_the_same_steps_as_ours():
     bench = load("overhead")
     dls = bench.make_data(2048, 64, 256)

@@ -332,3 +332,21 @@ def test_remembering_the_last_lr_find_keeps_no_fastai_learner_alive(tmp_path):
     del adapter, learn
     gc.collect()
     assert ref() is None
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mlp"])
+def test_weight_decay_skips_the_parameters_fastai_skips(arch):
+    """fastai's default (wd_bn_bias=False): no weight decay on norm layers' parameters and on biases."""
+    import torchvision
+    from fastai.torch_core import norm_bias_params as fastai_norm_bias_params
+    from lrwidget import vision_learner
+    if arch == "mlp":
+        learn = OurLearner(digits(), nn.Sequential(nn.Linear(64, 32), nn.LayerNorm(32), nn.ReLU(),
+                                                   nn.BatchNorm1d(32), nn.Linear(32, 10, bias=False)), device="cpu")
+    else:
+        learn = vision_learner(digits(images=True, size=16, channels=3), torchvision.models.resnet18,
+                               pretrained=False, device="cpu")
+    exempt = {id(p) for g in learn.opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    decayed = {id(p) for g in learn.opt.param_groups if g["weight_decay"] == 0.01 for p in g["params"]}
+    theirs = {id(p) for p in fastai_norm_bias_params(learn.model)}
+    assert exempt == theirs and decayed == {id(p) for p in learn.model.parameters()} - theirs

@@ -293,12 +293,21 @@ def three_group_learner(**kw) -> Learner:
     return Learner(digits(), mlp(bn=True), splitter=splitter, device="cpu", **kw)
 
 
+def layer_lrs(learn: Learner) -> list[float]:
+    """The lr of each layer group; its decayed and its exempt optimizer groups must agree."""
+    by_layer: dict[int, set] = {}
+    for g in learn.opt.param_groups:
+        by_layer.setdefault(g["layer_group"], set()).add(g["lr"])
+    assert all(len(v) == 1 for v in by_layer.values()), by_layer
+    return [by_layer[i].pop() for i in sorted(by_layer)]
+
+
 class _PeakLrs(Observer):
     def __init__(self):
         self.peak = None
 
     def batch_end(self, learn):
-        lrs = [g["lr"] for g in learn.opt.param_groups]
+        lrs = layer_lrs(learn)
         if self.peak is None or lrs[-1] > self.peak[-1]:
             self.peak = lrs
 
@@ -316,6 +325,46 @@ def test_discriminative_lrs_over_param_groups(lr_max, want):
     learn.fit_one_cycle(4, lr_max=lr_max)   # the peak batch is k = n exactly: pos = pct_start
     assert 4 * n * 0.25 == n
     np.testing.assert_allclose(obs.peak, want, rtol=1e-12)
+
+
+def _zero_grad_step(learn: Learner) -> dict[str, torch.Tensor]:
+    """One AdamW step on a loss with zero gradients: only decoupled weight decay moves a parameter."""
+    before = {k: v.detach().clone() for k, v in learn.model.named_parameters()}
+    learn.loss_func = lambda out, y: out.sum() * 0
+    learn.fit(1, 0.1)
+    return {k: before[k] - v.detach() for k, v in learn.model.named_parameters()}
+
+
+def test_weight_decay_skips_norm_and_bias_parameters_as_fastai_does():
+    learn = Learner(DataLoaders(list(digits().train)[:1]), mlp(bn=True), device="cpu", wd=0.5)
+    moved = _zero_grad_step(learn)
+    decayed = {k for k, d in moved.items() if d.abs().max() > 0}
+    assert decayed == {"0.weight", "4.weight"}, decayed           # Linear weights; not biases, not BatchNorm
+    assert learn.layer_lrs == [0.1]
+    for g in learn.opt.param_groups:
+        assert g["weight_decay"] == (0.0 if g.get("wd_exempt") else 0.5)
+
+
+def test_wd_bn_bias_true_decays_everything():
+    learn = Learner(DataLoaders(list(digits().train)[:1]), mlp(bn=True), device="cpu", wd=0.5, wd_bn_bias=True)
+    nn.init.ones_(learn.model[1].bias)                             # BatchNorm's bias starts at 0: nothing to decay
+    moved = _zero_grad_step(learn)
+    assert all(d.abs().max() > 0 for d in moved.values()) and len(learn.opt.param_groups) == 1
+
+
+def test_fit_wd_changes_only_the_decayed_groups():
+    learn = three_group_learner()
+    learn.fit(1, 1e-3, wd=0.25)
+    wds = {(g["layer_group"], bool(g.get("wd_exempt"))): g["weight_decay"] for g in learn.opt.param_groups}
+    assert wds == {(0, False): 0.25, (0, True): 0.0, (1, True): 0.0, (2, False): 0.25, (2, True): 0.0}
+
+
+def test_an_opt_func_that_makes_its_own_groups_still_works():
+    learn = Learner(digits(), mlp(), device="cpu", opt_func=lambda groups: torch.optim.SGD(
+        [{"params": [p for g in groups for p in g["params"]]}], lr=0.1, momentum=0.9))
+    assert len(learn.layer_groups) == 1
+    learn.fit_one_cycle(2, slice(1e-3, 1e-2))                   # 44 batches: batch 11 is the peak
+    assert max(learn.recorder.lrs) == pytest.approx(1e-2, rel=1e-12) and learn.layer_lrs == [learn.recorder.lrs[-1]]
 
 
 def test_reversed_slice_runs_like_fastai_and_warns_once():

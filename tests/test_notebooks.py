@@ -53,12 +53,12 @@ PROBES = {
         "use_mnist": USE_MNIST, "suggestions": res.suggestions, "lr_at_minimum": res.points["lr_min"][0],
         "lrs": lrs, "accuracy": {name: rec.values[-1][2] for name, rec in runs.items()}, "lines": len(lines)}""",
     "one_cycle.ipynb": """{
-        "use_cifar10": USE_CIFAR10, "lr_max": lr_max, "lr_min": res.lr_min, "groups": len(learn.opt.param_groups),
+        "use_cifar10": USE_CIFAR10, "lr_max": lr_max, "lr_min": res.lr_min, "groups": len(learn.layer_groups),
         "group_peaks": np.array(groups.lrs).max(0).tolist(), "sched_lrs": len(runs["one cycle, slice"].lrs),
         "moms": [min(runs["one cycle, slice"].moms), max(runs["one cycle, slice"].moms)],
         "accuracy": {name: [v[2] for v in rec.values] for name, rec in runs.items()}, "marks": len(marks)}""",
     "article.ipynb": """{
-        "lr_min": lr_min, "lr_steep": lr_steep, "groups": len(learn.opt.param_groups),
+        "lr_min": lr_min, "lr_steep": lr_steep, "groups": len(learn.layer_groups),
         "values": learn.recorder.values, "metric_names": learn.recorder.metric_names,
         "pretrained": any(not p.requires_grad for p in learn.model.parameters())}""",
 }

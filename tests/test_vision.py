@@ -49,10 +49,12 @@ def test_article_snippet_two_runs_as_written():
 def test_cnn_learner_is_vision_learner_with_resnet_groups():
     assert cnn_learner is vision_learner
     learn = vision_learner(small_image_dls(), resnet18, pretrained=False)
-    assert len(learn.opt.param_groups) == 3                     # early body, late body, head (fastai's split)
+    assert len(learn.layer_groups) == 3                         # early body, late body, head (fastai's split)
     assert learn.model[1][-1].out_features == 10                # n_out inferred from the data
-    n_params = sum(len(g["params"]) for g in learn.opt.param_groups)
-    assert n_params == len(list(learn.model.parameters()))
+    n_params = sum(len(g) for g in learn.layer_groups)
+    assert n_params == len(list(learn.model.parameters())) == sum(len(g["params"]) for g in learn.opt.param_groups)
+    body = learn.model[0]
+    assert {id(p) for p in learn.layer_groups[0]} == {id(p) for p in body[:6].parameters()}
     assert all(p.requires_grad for p in learn.model.parameters())  # not pretrained: nothing frozen
 
 

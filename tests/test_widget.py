@@ -81,7 +81,7 @@ def make_learn(seed: int = 0, bs: int = 64, two_groups: bool = False, loss_func=
 
 
 class Record(Observer):
-    """Records what the training thread sees: runs started, per-group lrs, button states."""
+    """Records what the training thread sees: runs started, per-layer-group lrs, button states."""
 
     def __init__(self, w: LRWidget | None = None):
         self.w, self.starts, self.lrs, self.buttons = w, 0, [], set()
@@ -90,7 +90,7 @@ class Record(Observer):
         self.starts += 1
 
     def batch_end(self, learn):
-        self.lrs.append([g["lr"] for g in learn.opt.param_groups])
+        self.lrs.append([lr for _, lr in sorted({g["layer_group"]: g["lr"] for g in learn.opt.param_groups}.items())])
         if self.w is not None:
             self.buttons.add((self.w.busy, self.w.find_button.disabled, self.w.fit_button.disabled,
                               self.w.stop_button.disabled))
