@@ -497,7 +497,8 @@ class Learner:
     def _plan(self, n_epoch: int, lr: float | slice | None, name: str, wd: float | None) -> tuple[int, np.ndarray, int]:
         """Check a fit's arguments: the epochs, one lr per parameter group, and the batches in all."""
         n_epoch = _check_n_epoch(n_epoch)
-        per_group = lr_per_group(self.lr if lr is None else lr, len(self.layer_groups), name=name)
+        # stacklevel 4: the warning for a reversed slice names the user's line that called fit or fit_one_cycle
+        per_group = lr_per_group(self.lr if lr is None else lr, len(self.layer_groups), name=name, stacklevel=4)
         if wd is not None:
             self._set_wd(wd)
         return n_epoch, per_group, n_epoch * len(self.dls.train)

@@ -95,8 +95,10 @@ def _positive(name: str, x: object, shown: object) -> float:
     return float(x)
 
 
-def lr_per_group(lr: float | slice, n_groups: int, name: str = "lr_max") -> np.ndarray:
-    """One lr per parameter group from a number, slice(a, b) or slice(None, b), validated and read as fastai does."""
+def lr_per_group(lr: float | slice, n_groups: int, name: str = "lr_max", stacklevel: int = 2) -> np.ndarray:
+    """One lr per parameter group from a number, slice(a, b) or slice(None, b), validated and read as fastai does.
+
+    `stacklevel` says whose line a warning names (2: the caller's)."""
     if not _is_int(n_groups) or n_groups < 1:
         raise ValueError(f"n_groups must be an integer >= 1, got {n_groups!r}")
     if not isinstance(lr, slice):
@@ -113,5 +115,5 @@ def lr_per_group(lr: float | slice, n_groups: int, name: str = "lr_max") -> np.n
         # Shown once per calling line by Python's default warning filter.
         warnings.warn(f"{name}={_show(lr)} has start > stop, so the earlier layers get the higher learning rate "
                       f"({start:g} for the first group, {stop:g} for the last); swap them if that is not intended",
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=stacklevel)
     return even_mults(start, stop, n_groups)

@@ -376,6 +376,7 @@ def test_reversed_slice_runs_like_fastai_and_warns_once():
         learn.fit_one_cycle(4, lr_max=slice(1e-2, 1e-4))
     msgs = [str(x.message) for x in w if issubclass(x.category, UserWarning)]
     assert len(msgs) == 1 and "\n" not in msgs[0] and "higher learning rate" in msgs[0]
+    assert [x.filename for x in w if issubclass(x.category, UserWarning)] == [__file__], "it names the caller's line"
     np.testing.assert_allclose(obs.peak, [1e-2, 1e-3, 1e-4], rtol=1e-12)
 
 
