@@ -24,6 +24,7 @@ from .suggest import suggest_lrs
 __all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "MIN_NUM_IT", "norm_bias_params", "param_groups"]
 
 SAVE_FORMAT = "lrwidget.learner/1"
+IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
 
 
 class Observer:
@@ -328,6 +329,10 @@ class Learner:
                              "to load plain weights use learn.model.load_state_dict(torch.load(path))")
         self.model.load_state_dict(state["model"], strict=strict)
         if with_opt and "opt" in state:
+            # keep this optimizer's implementation (fused, foreach...): a state saved on the CPU would turn off
+            # the fused CUDA kernel; loading then places each tensor, 'step' too, as that implementation needs
+            for saved, g in zip(state["opt"].get("param_groups", []), self.opt.param_groups):
+                saved.update({k: g[k] for k in IMPLEMENTATION_KEYS if k in g})
             self.opt.load_state_dict(state["opt"])
         return self
 

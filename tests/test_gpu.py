@@ -173,3 +173,6 @@ def test_save_on_gpu_load_on_cpu_and_back(tmp_path):
     again = Learner(digits(), mlp(seed=2)).load(cpu.save(tmp_path / "back"))
     assert all(torch.equal(a, b) for a, b in zip(learn.model.state_dict().values(), again.model.state_dict().values()))
     assert again.opt.state_dict()["state"].keys() == learn.opt.state_dict()["state"].keys()
+    assert all(g["fused"] is True for g in again.opt.param_groups), "a state saved on the CPU keeps the fused kernel"
+    again.fit(1, 1e-3)
+    assert np.isfinite(again.recorder.losses).all()

@@ -583,6 +583,18 @@ def test_save_load_roundtrip(tmp_path):
     assert_same(a.opt.state_dict()["state"], b.opt.state_dict()["state"])
 
 
+def test_load_keeps_the_optimizers_own_implementation(tmp_path):
+    """A state saved from a foreach (CPU) AdamW loads into a fused one (CUDA's default) and stays fused."""
+    a = make_learner(opt_func=lambda groups: torch.optim.AdamW(groups, foreach=False))
+    a.fit(1, 1e-3)
+    path = a.save(tmp_path / "a")
+    b = make_learner(seed=1, opt_func=lambda groups: torch.optim.AdamW(groups, fused=True))
+    b.load(path)
+    assert all(g["fused"] is True and g["foreach"] is None for g in b.opt.param_groups)
+    assert_same(a.opt.state_dict()["state"], b.opt.state_dict()["state"])
+    b.fit(1, 1e-3)                                              # the fused kernel takes the loaded state
+
+
 def test_load_rejects_files_that_are_not_saved_learners(tmp_path):
     learn = make_learner()
     junk = tmp_path / "junk.pth"
