@@ -484,6 +484,21 @@ def test_mixed_precision_trains(mp):
     assert learn.recorder.values[-1][2] > 0.85
 
 
+@pytest.mark.parametrize("mp", [None, "fp16"])
+def test_the_fused_adamw_cuda_gets_by_default_restores_and_scales(mp):
+    """CUDA's default optimizer is torch's fused AdamW ('step' kept beside the weights, the grad scaler's inputs
+    taken inside the kernel); torch runs it on the CPU too, so its lr_find restore and fp16 path are tested here."""
+    from lrwidget.learner import default_opt_func
+    learn = make_learner(mixed_precision=mp, opt_func=partial(default_opt_func, device=torch.device("cuda")))
+    assert all(g["fused"] for g in learn.opt.param_groups)
+    learn.fit(1, 1e-3)
+    before = state_of(learn)
+    res = learn.lr_find()
+    assert_same(before, state_of(learn))
+    learn.fit_one_cycle(3, res.lr_steep)
+    assert learn.recorder.values[-1][2] > 0.9
+
+
 def test_batch_kinds_lists_and_dicts():
     x, y = torch.randn(64, 64), torch.randint(0, 10, (64,))
 
