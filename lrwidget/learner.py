@@ -327,6 +327,7 @@ class Learner:
         if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
             raise ValueError(f"{str(path)!r} is not a file saved by Learner.save (no lrwidget header); "
                              "to load plain weights use learn.model.load_state_dict(torch.load(path))")
+        self._check_loadable(path, state, with_opt, strict)
         self.model.load_state_dict(state["model"], strict=strict)
         if with_opt and "opt" in state:
             # keep this optimizer's implementation (fused, foreach...): a state saved on the CPU would turn off
@@ -335,6 +336,26 @@ class Learner:
                 saved.update({k: g[k] for k in IMPLEMENTATION_KEYS if k in g})
             self.opt.load_state_dict(state["opt"])
         return self
+
+    def _check_loadable(self, path: Path, state: dict, with_opt: bool, strict: bool) -> None:
+        """Refuse, before anything is loaded, a file whose weights or optimizer groups do not fit this learner."""
+        own, saved = self.model.state_dict(), state["model"]
+        problems = [f"{k}: saved {tuple(v.shape)}, here {tuple(own[k].shape)}" for k, v in saved.items()
+                    if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape][:3]
+        if strict:
+            missing, unexpected = [k for k in own if k not in saved], [k for k in saved if k not in own]
+            problems += [f"missing {missing[:3]}"] * bool(missing) + [f"unexpected {unexpected[:3]}"] * bool(unexpected)
+        if problems:
+            raise ValueError(f"{str(path)!r} holds weights of another model ({'; '.join(problems)}); nothing was "
+                             "loaded. Build the same model first (strict=False loads the matching names only)")
+        if with_opt and "opt" in state:
+            sizes = [len(g["params"]) for g in state["opt"].get("param_groups", [])]
+            here = [len(g["params"]) for g in self.opt.param_groups]
+            if sizes != here:
+                raise ValueError(
+                    f"{str(path)!r} holds an optimizer state for parameter groups of sizes {sizes}, this learner's "
+                    f"optimizer has {here} (another splitter, wd_bn_bias or optimizer); nothing was loaded. "
+                    "Pass with_opt=False to load the weights alone")
 
     def freeze_to(self, n: int) -> None:
         """Train only layer groups from `n` on (batch-norm layers stay trainable, as in fastai)."""

@@ -610,6 +610,25 @@ def test_load_keeps_the_optimizers_own_implementation(tmp_path):
     b.fit(1, 1e-3)                                              # the fused kernel takes the loaded state
 
 
+def test_load_refuses_another_model_or_optimizer_layout_and_loads_nothing(tmp_path):
+    learn = make_learner()
+    learn.fit(1, 1e-3)
+    weights = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    one_group = make_learner(seed=1, wd_bn_bias=True)               # one optimizer group where learn has two
+    one_group.fit(1, 1e-3)
+    path = one_group.save(tmp_path / "one")
+    with pytest.raises(ValueError, match=r"sizes \[6\].*with_opt=False"):
+        learn.load(path)
+    assert_same(weights, learn.model.state_dict())
+    learn.load(path, with_opt=False)
+    assert_same(one_group.model.state_dict(), learn.model.state_dict())
+    wide = Learner(digits(), nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), device="cpu")
+    weights = {k: v.clone() for k, v in wide.model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"another model \(0.weight: saved \(64, 64\), here \(32, 64\)"):
+        wide.load(learn.save(tmp_path / "narrow"))
+    assert_same(weights, wide.model.state_dict())
+
+
 def test_load_rejects_files_that_are_not_saved_learners(tmp_path):
     learn = make_learner()
     junk = tmp_path / "junk.pth"
