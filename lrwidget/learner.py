@@ -580,7 +580,8 @@ def _load_opt_in_place(opt: torch.optim.Optimizer, saved: dict) -> None:
     """
     groups, saved_groups = opt.param_groups, saved["param_groups"]
     pairs = [(p, i) for g, sg in zip(groups, saved_groups) for p, i in zip(g["params"], sg["params"])]
-    same_layout = len(groups) == len(saved_groups) and len(pairs) == sum(len(g["params"]) for g in groups)
+    same_layout = len(groups) == len(saved_groups) and all(
+        len(g["params"]) == len(sg["params"]) for g, sg in zip(groups, saved_groups))
     for p, i in pairs if same_layout else ():
         old, cur = saved["state"].get(i), opt.state.get(p)
         if old is not None and (cur is None or cur.keys() != old.keys() or any(
