@@ -66,7 +66,7 @@ class JupyterServer:
             {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
         kind = "LabApp" if self.app == "lab" else "JupyterNotebookApp"
         cmd = [sys.executable, "-m", "jupyterlab" if self.app == "lab" else "notebook", "--no-browser",
-               f"--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
                f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                f"--{kind}.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True", "--allow-root",
                "--LabServerApp.workspaces_dir=" + self.env["JUPYTERLAB_WORKSPACES_DIR"]]
