@@ -10,13 +10,14 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from .data import DataLoaders, default_device, split_batch, to_device
+from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
 from .recorder import Recorder
 from .schedules import lr_per_group, lr_range, one_cycle
 from .suggest import suggest_lrs
@@ -51,40 +52,6 @@ class RunInfo:
     def elapsed(self) -> float:
         """Seconds since the run started."""
         return time.monotonic() - self.start
-
-
-@dataclass
-class LRFindResult:
-    """An lr_find curve and its suggestions; unpacks as `lr_min, lr_steep = learn.lr_find()`."""
-    lrs: np.ndarray
-    losses: np.ndarray
-    raw_losses: np.ndarray
-    lr_min: float | None
-    lr_steep: float | None
-    valley: float | None
-    slide: float | None
-    reasons: dict[str, str]
-    points: dict[str, tuple[float, float]]
-    num_it: int
-    end_reason: str
-
-    def __iter__(self) -> Iterator[float | None]:
-        return iter((self.lr_min, self.lr_steep))
-
-    def __len__(self) -> int:
-        return 2
-
-    def __getitem__(self, i: int) -> float | None:
-        return (self.lr_min, self.lr_steep)[i]
-
-    @property
-    def suggestions(self) -> dict[str, float | None]:
-        """The four suggestions by name."""
-        return {k: getattr(self, k) for k in ("lr_min", "lr_steep", "valley", "slide")}
-
-    def __repr__(self) -> str:
-        s = ", ".join(f"{k}={v!r}" for k, v in self.suggestions.items())
-        return f"LRFindResult({s}; {len(self.lrs)} steps, {self.end_reason})"
 
 
 # the smallest num_it whose curve keeps 2 points once the first num_it//10 and the last 5 are dropped
@@ -263,8 +230,12 @@ class Learner:
         self._loop("fit", n_epoch, lrs, mom if _mom_key(self.opt) else None)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                show_plot: bool = True) -> LRFindResult:
-        """The learning-rate range test; model, optimizer and random state are restored afterwards."""
+                show_plot: bool = True, suggest_funcs: Callable | Sequence[Callable] | None = None) -> LRFindResult:
+        """The learning-rate range test; model, optimizer and random state are restored afterwards.
+
+        The result unpacks as `lr_min, lr_steep`; with fastai's `suggest_funcs=(minimum, steep, valley, slide)`
+        (from lrwidget.suggest, or fastai's own) as those suggestions, each also an attribute of its name."""
+        funcs = check_suggest_funcs(suggest_funcs)
         start_lr, end_lr = _check_positive("start_lr", start_lr), _check_positive("end_lr", end_lr)
         if start_lr >= end_lr:
             raise ValueError(f"start_lr must be below end_lr, got start_lr={start_lr!r} >= end_lr={end_lr!r}")
@@ -295,6 +266,8 @@ class Learner:
         s = suggest_lrs(rec.lrs, rec.losses, num_it)
         res = LRFindResult(np.array(rec.lrs), rec.losses.copy(), rec.raw_losses.copy(), s["lr_min"], s["lr_steep"],
                            s["valley"], s["slide"], dict(s.reasons), dict(s.points), int(num_it), self.run.end_reason)
+        if funcs is not None:
+            apply_suggest_funcs(res, funcs)
         rec.lr_find_result = res
         if show_plot:
             _show_in_notebook(lambda: rec.plot_lr_find())

@@ -350,3 +350,18 @@ def test_weight_decay_skips_the_parameters_fastai_skips(arch):
     decayed = {id(p) for g in learn.opt.param_groups if g["weight_decay"] == 0.01 for p in g["params"]}
     theirs = {id(p) for p in fastai_norm_bias_params(learn.model)}
     assert exempt == theirs and decayed == {id(p) for p in learn.model.parameters()} - theirs
+
+
+def test_our_learner_takes_fastais_own_suggest_funcs():
+    """Code written for fastai 2.8's lr_find reads the same: its suggest_funcs, its names, its order."""
+    from lrwidget.suggest import trim
+    torch.manual_seed(0)
+    learn = OurLearner(digits(), nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), device="cpu")
+    ours = learn.lr_find(show_plot=False)
+    res = learn.lr_find(show_plot=False, suggest_funcs=(minimum, steep, valley, slide))
+    assert list(res) == [res.minimum, res.steep, res.valley, res.slide]
+    for name, mine in [("minimum", ours.lr_min), ("valley", ours.valley), ("slide", ours.slide)]:
+        assert getattr(res, name) == pytest.approx(mine, rel=1e-6), name     # fastai computes in float32
+    lrs, losses = trim(res.lrs, res.losses, res.num_it)
+    theirs, _ = steep(torch.tensor(lrs.tolist()), torch.tensor(losses.tolist()), res.num_it)
+    assert res.steep == pytest.approx(float(theirs), rel=1e-12), "fastai's steep, as asked (it searches the whole curve)"

@@ -93,6 +93,55 @@ def test_lr_find_result_unpacks_and_suggests_on_digits():
     assert learn.recorder.lr_find_result is res
 
 
+def test_suggest_funcs_answer_as_fastais_suggested_lrs():
+    from lrwidget.suggest import minimum, slide, steep, valley
+    learn = make_learner()
+    default = learn.lr_find()
+    res = learn.lr_find(suggest_funcs=(valley, slide))             # the same curve: lr_find restores everything
+    np.testing.assert_array_equal(res.losses, default.losses)
+    v, s = res
+    assert (v, s) == (res.valley, res.slide) == (default.valley, default.slide) and len(res) == 2
+    (only,) = learn.lr_find(suggest_funcs=steep)                    # a single function, as fastai's tuplify
+    assert only == default.lr_steep
+    res = learn.lr_find(suggest_funcs=(minimum, steep, valley, slide))
+    assert list(res) == [res.minimum, res.steep, res.valley, res.slide] == list(default.suggestions.values())
+
+
+def test_suggest_funcs_call_other_functions_as_fastai_does():
+    seen = {}
+
+    def third_of_the_minimum(lrs, losses, num_it):
+        seen.update(types=(type(lrs), lrs.dtype), num_it=num_it, n=len(lrs))
+        i = int(losses.argmin())
+        return float(lrs[i]) / 3, (float(lrs[i]), float(losses[i]))
+
+    learn = make_learner()
+    res = learn.lr_find(num_it=50, suggest_funcs=(third_of_the_minimum,))
+    assert seen["types"] == (torch.Tensor, torch.float32) and seen["num_it"] == 50 and seen["n"] >= 2
+    (lr,) = res
+    assert lr == res.third_of_the_minimum == res.suggestions["third_of_the_minimum"]
+    assert lr == pytest.approx(res.points["third_of_the_minimum"][0] / 3)
+    assert res.lr_min is not None, "the four suggestions are still there"
+
+
+@pytest.mark.parametrize("funcs,error,match", [
+    ("valley", TypeError, "suggest_funcs must be a function or a sequence of functions"),
+    ((), TypeError, "suggest_funcs must be"),
+    ((len, 3), TypeError, "suggest_funcs must be"),
+])
+def test_bad_suggest_funcs_are_refused_before_anything_runs(funcs, error, match):
+    learn = make_learner()
+    with pytest.raises(error, match=match):
+        learn.lr_find(suggest_funcs=funcs)
+    assert learn.run is None, "refused before lr_find ran"
+
+
+def test_a_suggestion_named_twice_is_refused():
+    from lrwidget.suggest import valley
+    with pytest.raises(ValueError, match="names a suggestion twice"):
+        make_learner().lr_find(suggest_funcs=(valley, valley))
+
+
 def test_lr_find_smoothing_is_debiased_ema():
     learn = make_learner()
     res = learn.lr_find(num_it=30, stop_div=False)
