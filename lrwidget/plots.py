@@ -155,7 +155,7 @@ class LRFindChart:
         self.point_keys = keys
         _set(self.points, x=np.array(xs, dtype=float), y=np.array(ys, dtype=float),
              names=np.array([f"{k} {fmt_lr(x)}" for k, x in zip(keys, xs)], dtype=str),
-             colors=[SUGGESTION_COLORS[k] for k in keys] or ["#555"])
+             colors=[SUGGESTION_COLORS.get(k, "#555") for k in keys] or ["#555"])
 
 
 def lr_find_figure(res: Any, skip_end: int = 5) -> bq.Figure:

@@ -62,6 +62,18 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _code(v: Any) -> str:
+    """A value as written in code: its repr, functions by name (suggest_funcs=(valley, slide))."""
+    if callable(v):
+        f = getattr(v, "func", v)
+        return getattr(f, "__name__", repr(v))
+    if isinstance(v, tuple):
+        return f"({', '.join(map(_code, v))}{',' if len(v) == 1 else ''})"
+    if isinstance(v, list):
+        return f"[{', '.join(map(_code, v))}]"
+    return repr(v)
+
+
 def epoch_table(names: list[str], values: list[list[float]], times: list[float]) -> str:
     """The per-epoch results as an HTML table (fastai's columns: epoch, losses, metrics, time)."""
     cell = "style='padding:2px 10px;text-align:right'"
@@ -211,7 +223,7 @@ class LRWidget(W.VBox):
         lo, hi = parse_lr(kw.get("start_lr")), parse_lr(kw.get("end_lr"))
         self._find_range = (lo, hi) if lo is not None and hi is not None and lo < hi else None
         extra = getattr(self.learn, "lr_find_code_args", "")   # the fastai adapter's suggest_funcs
-        code = f"learn.lr_find({', '.join(f'{k}={v!r}' for k, v in kw.items())}{extra})"
+        code = f"learn.lr_find({', '.join(f'{k}={_code(v)}' for k, v in kw.items())}{extra})"
         return self._start("lr_find", lambda: self.learn.lr_find(**kw, show_plot=False), code, self._after_find)
 
     def fit(self, epochs: int | None = None) -> bool:

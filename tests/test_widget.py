@@ -242,6 +242,21 @@ def test_find_puts_markers_on_the_suggestions_and_draws_the_curve(w, learn):
     assert [str(s).split()[0] for s in cv.points.names] == cv.point_keys
 
 
+def test_find_passes_suggest_funcs_and_writes_them_by_name(w, learn):
+    from lrwidget.suggest import slide, valley
+    assert w.find(suggest_funcs=(valley, slide))
+    w.wait(TIMEOUT)
+    assert w.code == "learn.lr_find(start_lr=1e-07, end_lr=10.0, num_it=100, suggest_funcs=(valley, slide))"
+    res = learn.recorder.lr_find_result
+    assert list(res) == [res.valley, res.slide] and (w.lr_min, w.lr_steep) == (res.lr_min, res.lr_steep)
+
+    def half_valley(lrs, losses, num_it):                           # a function of the user's: drawn too
+        return valley(lrs.numpy(), losses.numpy())[0] / 2, None
+    assert w.find(suggest_funcs=half_valley)
+    w.wait(TIMEOUT)
+    assert "suggest_funcs=half_valley)" in w.code and "half_valley" in w.chart_view.point_keys
+
+
 def test_find_options_are_passed_and_shown_in_code(w, learn):
     type_text(w.start_text, "1e-5")
     assert w.find(num_it=50, end_lr=1)
