@@ -229,6 +229,31 @@ class Learner:
                              moms=self.moms if moms is None else moms)
         self._loop("fit", n_epoch, lrs, mom if _mom_key(self.opt) else None)
 
+    def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
+                  pct_start: float = 0.3, div: float = 5.0, **kwargs: Any) -> None:
+        """fastai's fine_tune: one cycle with the body frozen, then `epochs` unfrozen at slice(base_lr/2/lr_mult,
+        base_lr/2). A Stop during the first phase ends it all."""
+        _check_n_epoch(epochs)
+        base_lr = _check_positive("base_lr", base_lr)
+        self.freeze()
+        self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, **kwargs)
+        if self.run.end_reason != "completed":
+            return
+        base_lr /= 2
+        self.unfreeze()
+        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, **kwargs)
+
+    def validate(self) -> list[float]:
+        """The validation loss and metrics of the model as it is, as fastai's: [valid_loss, *metrics]."""
+        if self.dls.valid is None:
+            raise ValueError("there is no validation data: build the learner with DataLoaders(train_dl, valid_dl)")
+        modes = [(m, m.training) for m in self.model.modules()]
+        try:
+            return self._validate(stoppable=False)
+        finally:
+            for m, training in modes:
+                m.training = training
+
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
                 show_plot: bool = True, suggest_funcs: Callable | Sequence[Callable] | None = None) -> LRFindResult:
         """The learning-rate range test; model, optimizer and random state are restored afterwards.
@@ -461,7 +486,7 @@ class Learner:
             if out.shape != y.shape:
                 raise ValueError(self._shape_message(out, y) + " (this loss needs equal shapes)")
 
-    def _validate(self) -> list[float]:
+    def _validate(self, stoppable: bool = True) -> list[float]:
         """Validation loss and metrics, averaged over samples; one device read at the end."""
         if self.dls.valid is None:
             return [math.nan] * (1 + len(self.metrics))
@@ -470,10 +495,12 @@ class Learner:
         sums, n = None, 0
         with torch.no_grad(), self._autocast():
             for batch in self.dls.valid:
-                if self._stop_requested:
+                if stoppable and self._stop_requested:
                     raise _Stop("stopped")
                 xs, kw, y = split_batch(to_device(batch, dev))
                 out = model(*xs, **kw)
+                if self.loss_func is None:
+                    self.loss_func = default_loss_for(y)
                 bs = y.shape[0] if isinstance(y, torch.Tensor) and y.ndim else len(y)
                 vals = torch.stack([torch.as_tensor(f(out, y), device=dev).float().reshape(())
                                     for f in (self.loss_func, *self.metrics)]) * bs

@@ -416,6 +416,65 @@ def test_an_opt_func_that_makes_its_own_groups_still_works():
     assert max(learn.recorder.lrs) == pytest.approx(1e-2, rel=1e-12) and learn.layer_lrs == [learn.recorder.lrs[-1]]
 
 
+def test_validate_reads_the_model_as_it_is():
+    learn = make_learner(loss_func=None)
+    before = learn.validate()                                       # before any training: the loss is inferred
+    assert len(before) == 3 and 2.0 < before[0] < 2.6
+    learn.observers.append(_StopAt(30, Learner.stop))
+    learn.fit(2, 3e-3)                                              # stopped in epoch 2: the stop flag stays set
+    learn.observers.clear()
+    learn.fit(1, 3e-3)
+    learn.model.train()
+    after = learn.validate()
+    assert after == learn.recorder.values[-1][1:] and after[1] > 0.9
+    assert all(m.training for m in learn.model.modules()), "validate leaves the modules' modes as they were"
+    learn.stop()
+    assert learn.validate() == after, "a pending stop does not cut validate short"
+    with pytest.raises(ValueError, match="no validation data"):
+        Learner(DataLoaders(learn.dls.train), mlp(), device="cpu").validate()
+
+
+class _Phases(Observer):
+    """Per run: the layer groups' peak lrs and which parameters train."""
+    def __init__(self):
+        self.runs = []
+
+    def fit_start(self, learn):
+        self.runs.append({"peak": None, "trainable": [p.requires_grad for p in learn.model.parameters()]})
+
+    def batch_end(self, learn):
+        r, lrs = self.runs[-1], learn.layer_lrs
+        if r["peak"] is None or lrs[-1] > r["peak"][-1]:
+            r["peak"] = lrs
+
+    def epoch_end(self, learn):
+        self.runs[-1]["values"] = [list(v) for v in learn.recorder.values]
+
+
+def test_fine_tune_is_fastais_two_phases():
+    learn = three_group_learner(metrics=accuracy)
+    obs = _Phases()
+    learn.observers.append(obs)
+    learn.fine_tune(2, base_lr=2e-2)
+    first, second = obs.runs
+    bn = {id(p) for p in learn.model[1].parameters()}
+    head = {id(p) for p in learn.model[4].parameters()}
+    assert first["trainable"] == [id(p) in head or id(p) in bn for p in learn.model.parameters()]
+    assert all(second["trainable"])
+    np.testing.assert_allclose(first["peak"], [2e-3, 2e-3, 2e-2], rtol=1e-2)   # slice(base_lr), peak at 99%
+    np.testing.assert_allclose(second["peak"], [1e-4, 1e-3, 1e-2], rtol=1e-3)  # slice(base_lr/2/100, base_lr/2)
+    assert len(first["values"]) == 1 and len(second["values"]) == 2
+    assert second["values"][-1][1] < first["values"][-1][1] and second["values"][-1][-1] > 0.85   # it learns on
+
+
+def test_a_stop_during_fine_tunes_first_phase_ends_it():
+    learn = three_group_learner()
+    obs = _Phases()
+    learn.observers += [obs, _StopAt(3, Learner.stop)]
+    learn.fine_tune(2)
+    assert len(obs.runs) == 1 and learn.run.end_reason == "stopped"
+
+
 def test_reversed_slice_runs_like_fastai_and_warns_once():
     learn = three_group_learner()
     obs = _PeakLrs()
