@@ -66,9 +66,9 @@ def _check_positive(name: str, v: Any, allow_zero: bool = False) -> float:
     return float(v)
 
 
-def _check_n_epoch(n_epoch: Any) -> int:
+def _check_n_epoch(n_epoch: Any, name: str = "n_epoch") -> int:
     if not isinstance(n_epoch, numbers.Integral) or isinstance(n_epoch, bool) or n_epoch < 1:
-        raise ValueError(f"n_epoch must be a whole number >= 1, got {n_epoch!r}")
+        raise ValueError(f"{name} must be a whole number >= 1, got {n_epoch!r}")
     return int(n_epoch)
 
 
@@ -233,7 +233,7 @@ class Learner:
                   pct_start: float = 0.3, div: float = 5.0, **kwargs: Any) -> None:
         """fastai's fine_tune: one cycle with the body frozen, then `epochs` unfrozen at slice(base_lr/2/lr_mult,
         base_lr/2). A Stop during the first phase ends it all."""
-        _check_n_epoch(epochs)
+        _check_n_epoch(epochs, "epochs"), _check_n_epoch(freeze_epochs, "freeze_epochs")
         base_lr = _check_positive("base_lr", base_lr)
         self.freeze()
         self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, **kwargs)

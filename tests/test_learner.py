@@ -467,6 +467,15 @@ def test_fine_tune_is_fastais_two_phases():
     assert second["values"][-1][1] < first["values"][-1][1] and second["values"][-1][-1] > 0.85   # it learns on
 
 
+def test_fine_tune_checks_its_arguments_before_freezing():
+    learn = three_group_learner()
+    for kw, match in [({"epochs": 0}, "epochs must be"), ({"epochs": 1, "freeze_epochs": 1.5}, "freeze_epochs must"),
+                      ({"epochs": 1, "base_lr": -1}, "base_lr must")]:
+        with pytest.raises(ValueError, match=match):
+            learn.fine_tune(**kw)
+        assert all(p.requires_grad for p in learn.model.parameters()) and learn.run is None
+
+
 def test_a_stop_during_fine_tunes_first_phase_ends_it():
     learn = three_group_learner()
     obs = _Phases()
