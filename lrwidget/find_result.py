@@ -15,7 +15,7 @@ __all__ = ["LRFindResult", "check_suggest_funcs", "apply_suggest_funcs"]
 FIELDS = ("lr_min", "lr_steep", "valley", "slide")
 # fastai's function names -> the fields that hold them
 FIELD_OF = {"minimum": "lr_min", "steep": "lr_steep", "valley": "valley", "slide": "slide"}
-OURS = {suggest.minimum: "lr_min", suggest.steep: "lr_steep", suggest.valley: "valley", suggest.slide: "slide"}
+OURS = (suggest.minimum, suggest.steep, suggest.valley, suggest.slide)     # computed already, by suggest_lrs
 
 
 @dataclass
@@ -81,6 +81,11 @@ def _name(f: Callable) -> str:
     return f.func.__name__ if isinstance(f, partial) else getattr(f, "__name__", type(f).__name__)
 
 
+def _key(f: Callable) -> str:
+    """Where a function's suggestion is kept: one of the four fields for fastai's names, else its own name."""
+    return FIELD_OF.get(_name(f), _name(f))
+
+
 def check_suggest_funcs(funcs: Any) -> tuple[Callable, ...] | None:
     """`suggest_funcs` as fastai takes it (a function or a sequence of them), checked before lr_find runs."""
     if funcs is None:
@@ -89,8 +94,8 @@ def check_suggest_funcs(funcs: Any) -> tuple[Callable, ...] | None:
     if not isinstance(funcs, Sequence) or isinstance(funcs, str) or not funcs or not all(map(callable, funcs)):
         raise TypeError(f"suggest_funcs must be a function or a sequence of functions such as (minimum, steep, "
                         f"valley, slide) from lrwidget.suggest or fastai, got {funcs!r}")
-    names = [FIELD_OF.get(_name(f), _name(f)) for f in funcs]
-    if len(set(names)) != len(names):
+    keys = [_key(f) for f in funcs]
+    if len(set(keys)) != len(keys):
         raise ValueError(f"suggest_funcs names a suggestion twice: {[_name(f) for f in funcs]}")
     return tuple(funcs)
 
@@ -103,7 +108,7 @@ def apply_suggest_funcs(res: LRFindResult, funcs: tuple[Callable, ...]) -> LRFin
     for f in funcs:
         if f in OURS:
             continue
-        key = FIELD_OF.get(_name(f), _name(f))
+        key = _key(f)
         if len(losses) < 2:
             value, point, why = None, None, res.reasons.get(key) or suggest._short(len(losses))
         else:
@@ -120,5 +125,5 @@ def apply_suggest_funcs(res: LRFindResult, funcs: tuple[Callable, ...]) -> LRFin
             res.points[key] = (float(point[0]), float(point[1]))
         if why is not None:
             res.reasons[key] = why
-    res.order = tuple(OURS.get(f) or FIELD_OF.get(_name(f), _name(f)) for f in funcs)
+    res.order = tuple(map(_key, funcs))
     return res
