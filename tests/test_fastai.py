@@ -31,7 +31,8 @@ from lrwidget import Learner as OurLearner
 from lrwidget.data import digits
 from lrwidget.fastai_adapter import FastaiLearner, is_fastai_learner
 from lrwidget.recorder import smooth
-from test_widget import click, drag, same, w, wait_for  # noqa: F401 - w: the widget fixture, over this module's learn
+# w (the widget fixture) and the shared tests run here over this module's fastai learn
+from test_widget import click, drag, same, test_stop_right_after_start_is_not_lost, w, wait_for, weights  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
@@ -55,10 +56,6 @@ def make_fastai_learn(path, seed: int = 0, loss_func=None, two_groups: bool = Fa
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     kw = {"splitter": lambda m: [list(m[0].parameters()), list(m[2].parameters())]} if two_groups else {}
     return Learner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(), metrics=accuracy, path=path, **kw)
-
-
-def weights(learn: Learner) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
 
 
 @pytest.fixture
@@ -194,18 +191,6 @@ def test_stop_during_lr_find_leaves_the_weights_as_they_were(w, learn, tmp_path)
     assert "fastai's lr_find reloaded the model and optimizer" in w.status and "random" in w.status
     assert w.chart_view.lr_range == (1e-7, 1e-2)
     assert not any((tmp_path / "models").glob("*/_tmp.pth"))
-
-
-@pytest.mark.parametrize("kind", ["fit", "find"])
-def test_stop_right_after_start_is_not_lost(w, learn, kind):
-    before = weights(learn)
-    assert w.fit(200) if kind == "fit" else w.find(num_it=20000, end_lr=1e-2)
-    w.stop()
-    w.wait(TIMEOUT)
-    assert w.learn.run.end_reason == "stopped" and w.learn.recorder.n_batches <= 2
-    assert "stopped" in w.status and not w.busy
-    if kind == "find":
-        assert same(weights(learn), before)
 
 
 # -- fit -----------------------------------------------------------------------------------------------

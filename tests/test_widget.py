@@ -418,7 +418,7 @@ def test_stop_right_after_start_is_not_lost(w, learn, kind):
     assert w.fit(200) if kind == "fit" else w.find(num_it=20000, end_lr=1e-2)
     w.stop()
     w.wait(TIMEOUT)
-    assert learn.run.end_reason == "stopped" and learn.recorder.n_batches <= 2
+    assert w.learn.run.end_reason == "stopped" and w.learn.recorder.n_batches <= 2
     assert "stopped" in w.status and not w.busy
     if kind == "find":
         assert same(weights(learn), before)
