@@ -8,7 +8,8 @@ from numbers import Integral, Real
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["exp_sweep", "cos_anneal", "combined_cos", "lr_range", "one_cycle", "even_mults", "lr_per_group"]
+__all__ = ["exp_sweep", "cos_anneal", "combined_cos", "lr_range", "one_cycle", "check_one_cycle", "check_moms",
+           "even_mults", "lr_per_group"]
 
 
 def _is_real(x: object) -> bool:
@@ -50,17 +51,34 @@ def lr_range(start_lr: float, end_lr: float, num_it: int) -> np.ndarray:
     return exp_sweep(float(start_lr), float(end_lr), np.arange(num_it) / num_it)
 
 
+def check_moms(moms: object) -> tuple[float, float, float]:
+    """Momenta (start, middle, end) of the one-cycle schedule, each in [0, 1), refused clearly otherwise."""
+    ok = isinstance(moms, (tuple, list, np.ndarray)) and len(moms) == 3 and all(
+        _is_real(m) and 0 <= m < 1 for m in moms)
+    if not ok:
+        raise ValueError(f"moms must be three momenta (start, middle, end), each in [0, 1), got {moms!r}; "
+                         "fastai's default is (0.95, 0.85, 0.95)")
+    return tuple(float(m) for m in moms)
+
+
+def check_one_cycle(div: float = 25., div_final: float = 1e5, pct_start: float = 0.25,
+                    moms: tuple[float, float, float] = (0.95, 0.85, 0.95)) -> None:
+    """Refuse one-cycle settings that are not numbers in range, before any training starts."""
+    for name, v in (("div", div), ("div_final", div_final)):
+        if not (_is_real(v) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    if not (_is_real(pct_start) and 0 <= pct_start <= 1):
+        raise ValueError(f"pct_start must be a number in [0, 1], got {pct_start!r}")
+    check_moms(moms)
+
+
 def one_cycle(n_steps: int, lr_max: float | ArrayLike, div: float = 25., div_final: float = 1e5,
               pct_start: float = 0.25, moms: tuple[float, float, float] = (0.95, 0.85, 0.95)
               ) -> tuple[np.ndarray, np.ndarray]:
     """Per-batch lrs, shape (n_steps, n_groups), and momenta, shape (n_steps,), of fastai's one-cycle policy."""
     if not _is_int(n_steps) or n_steps < 1:
         raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-    for name, v in (("div", div), ("div_final", div_final)):
-        if not (_is_real(v) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-    if not (_is_real(pct_start) and 0 <= pct_start <= 1):
-        raise ValueError(f"pct_start must be a number in [0, 1], got {pct_start!r}")
+    check_one_cycle(div, div_final, pct_start, moms)
     try:
         lr = np.atleast_1d(np.asarray(lr_max, dtype=np.float64))
     except (TypeError, ValueError):
@@ -88,6 +106,9 @@ def _show(lr: object) -> str:
 
 def _positive(name: str, x: object, shown: object) -> float:
     msg = f"{name} must be a positive finite number or a slice of them, got {_show(shown)}"
+    if x is None:
+        msg += ("; a None lr usually comes from an lr_find suggestion it could not make: res.reasons says why "
+                "(pass a number, or run lr_find again as it suggests)")
     if not _is_real(x):
         raise TypeError(msg)
     if not (math.isfinite(x) and x > 0):
@@ -95,12 +116,22 @@ def _positive(name: str, x: object, shown: object) -> float:
     return float(x)
 
 
-def lr_per_group(lr: float | slice, n_groups: int, name: str = "lr_max", stacklevel: int = 2) -> np.ndarray:
-    """One lr per parameter group from a number, slice(a, b) or slice(None, b), validated and read as fastai does.
+def lr_per_group(lr: float | slice | ArrayLike, n_groups: int, name: str = "lr_max", stacklevel: int = 2
+                 ) -> np.ndarray:
+    """One lr per parameter group from a number, slice(a, b), slice(None, b) or one number per group, validated
+    and read as fastai does.
 
     `stacklevel` says whose line a warning names (2: the caller's)."""
     if not _is_int(n_groups) or n_groups < 1:
         raise ValueError(f"n_groups must be an integer >= 1, got {n_groups!r}")
+    if isinstance(lr, np.ndarray) and lr.ndim == 0:
+        lr = lr.item()
+    if isinstance(lr, (list, tuple, np.ndarray)):
+        values = list(np.asarray(lr, dtype=object).ravel()) if isinstance(lr, np.ndarray) else list(lr)
+        if len(values) != n_groups:
+            raise ValueError(f"{name} has {len(values)} learning rates, but the model has {n_groups} layer "
+                             f"group{'s' * (n_groups != 1)}: give one per group, a number, or a slice")
+        return np.array([_positive(name, v, lr) for v in values])
     if not isinstance(lr, slice):
         return np.full(n_groups, _positive(name, lr, lr))
     if lr.step is not None:
