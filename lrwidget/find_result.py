@@ -68,6 +68,11 @@ class LRFindResult:
         return self.lr_steep
 
     @property
+    def missing(self) -> dict[str, str]:
+        """The suggestions this result unpacks to that the curve could not give, each with the reason."""
+        return {k: self.reasons.get(k, "no value") for k in self.order if self._value(k) is None}
+
+    @property
     def suggestions(self) -> dict[str, float | None]:
         """Every suggestion by name: the four, then those of other suggest_funcs."""
         return {**{k: getattr(self, k) for k in FIELDS}, **self.extra}

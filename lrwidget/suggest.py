@@ -127,26 +127,49 @@ def slide(lrs: ArrayLike, losses: ArrayLike, lr_diff: int = 15, thresh: float = 
     return lr, (lr, float(np.interp(np.log10(lr), np.log10(lrs), losses))), None
 
 
-def suggest_lrs(lrs: ArrayLike, losses: ArrayLike, num_it: int | None = None) -> Suggestions:
-    """The four suggestions on a whole lr_find curve, with the reason for each None; raises only on malformed input."""
-    x, y = trim(lrs, losses, num_it)
-    n_run = len(_np(lrs))
-    why = None
+def _ended_early(end_reason: str | None, n_run: int) -> str | None:
+    """Why a curve is too short, where lr_find's end says more than "too few steps"."""
+    if end_reason == "non-finite loss" and n_run <= 1:
+        return ("the loss was not finite from the first step: check the model and data for NaN or inf "
+                "(lowering start_lr will not help)")
+    if end_reason in ("diverged", "non-finite loss"):
+        what = "diverged" if end_reason == "diverged" else "stopped being finite"
+        return f"the loss {what} after {n_run} steps, too early to suggest from; lower start_lr"
+    if end_reason == "stopped":
+        if n_run == 0:
+            return "lr_find was stopped before its first step; let it run to the end"
+        return f"lr_find was stopped after {n_run} steps, too early to suggest from; let it run to the end"
+    return None
+
+
+def _unusable(x: np.ndarray, y: np.ndarray, n_run: int, num_it: int | None) -> str | None:
+    """Why a trimmed curve gives no suggestion at all, or None when it can give some."""
     if len(y) == 0:
         skip = (n_run if num_it is None else num_it) // 10
         if n_run == 0:
-            why = "lr_find recorded no points"
-        elif n_run - 5 - skip <= 0:
-            why = (f"the curve has no usable points: of the {n_run} steps run, the first {skip} and the last 5 are "
-                   f"left out; run lr_find with more steps (num_it)")
-        else:
-            why = "the loss is not finite from the first usable point on; lower start_lr"
-    elif len(y) < 2:
-        why = _short(len(y))
-    elif np.ptp(y) <= 1e-12 * max(1.0, abs(float(y.mean()))):
-        why = FLAT
-    elif np.argmin(y) == 0:
-        why = NEVER_DECREASES  # the first point is the best: no suggestion is meaningful, slide's included
+            return "lr_find recorded no points"
+        if n_run - 5 - skip <= 0:
+            return (f"the curve has no usable points: of the {n_run} steps run, the first {skip} and the last 5 are "
+                    f"left out; run lr_find with more steps (num_it)")
+        return "the loss is not finite from the first usable point on; lower start_lr"
+    if len(y) < 2:
+        return _short(len(y))
+    if np.ptp(y) <= 1e-12 * max(1.0, abs(float(y.mean()))):
+        return FLAT
+    if np.argmin(y) == 0:
+        return NEVER_DECREASES  # the first point is the best: no suggestion is meaningful, slide's included
+    return None
+
+
+def suggest_lrs(lrs: ArrayLike, losses: ArrayLike, num_it: int | None = None,
+                end_reason: str | None = None) -> Suggestions:
+    """The four suggestions on a whole lr_find curve, with the reason for each None; raises only on malformed input.
+
+    `end_reason` (lr_find's: 'diverged', 'non-finite loss', 'stopped'...) lets a too-short curve say why it is."""
+    x, y = trim(lrs, losses, num_it)
+    n_run = len(_np(lrs))
+    why = _ended_early(end_reason, n_run) if len(y) < 2 else None
+    why = why or _unusable(x, y, n_run, num_it)
     out = Suggestions()
     for name, method in zip(NAMES, (minimum, steep, valley, slide)):
         value, point, reason = (None, None, why) if why else method(x, y)
