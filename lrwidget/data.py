@@ -27,7 +27,8 @@ def to_device(b: Any, device: torch.device, non_blocking: bool = True) -> Any:
     if isinstance(b, torch.Tensor):
         return b.to(device, non_blocking=non_blocking)
     if isinstance(b, (tuple, list)):
-        return type(b)(to_device(o, device, non_blocking) for o in b)
+        moved = [to_device(o, device, non_blocking) for o in b]
+        return type(b)(*moved) if hasattr(b, "_fields") else type(b)(moved)  # a namedtuple takes its fields
     if isinstance(b, Mapping):
         return {k: to_device(v, device, non_blocking) for k, v in b.items()}
     raise TypeError(
@@ -98,6 +99,11 @@ class DataLoaders:
     def from_tensors(cls, x_train: torch.Tensor, y_train: torch.Tensor, x_valid: torch.Tensor | None = None,
                      y_valid: torch.Tensor | None = None, bs: int = 64, seed: int | None = 0) -> "DataLoaders":
         """DataLoaders over in-memory tensors: shuffled training batches, pinned on CUDA."""
+        if (x_valid is None) != (y_valid is None):
+            raise ValueError("give both x_valid and y_valid for a validation set, or neither for none")
+        for name, x, y in (("train", x_train, y_train), ("valid", x_valid, y_valid)):
+            if x is not None and len(x) != len(y):
+                raise ValueError(f"x_{name} has {len(x)} samples but y_{name} has {len(y)}: they must match")
         pin = torch.cuda.is_available()
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         train = DataLoader(TensorDataset(x_train, y_train), batch_size=bs, shuffle=True, drop_last=len(x_train) > bs,
@@ -131,8 +137,11 @@ def digits(bs: int = 64, images: bool = False, size: int = 8, valid_pct: float =
     """scikit-learn's 8x8 handwritten digits (1,797, 10 classes), shipped: demo data with no download.
 
     `images=False` gives flat vectors of 64 features; `images=True` gives (channels, size, size)
-    images, resized from 8x8, for convolutional models.
+    images, resized from 8x8, for convolutional models. `valid_pct=0` gives no validation set.
     """
+    if not (isinstance(valid_pct, (int, float)) and not isinstance(valid_pct, bool) and 0 <= valid_pct < 1):
+        raise ValueError(f"valid_pct must be a fraction in [0, 1), got {valid_pct!r}: the share of the 1,797 "
+                         "digits held out for validation (0.2 is the default)")
     with np.load(DIGITS_FILE) as f:
         x = torch.from_numpy(f["x"].astype(np.float32) / 16.0)
         y = torch.from_numpy(f["y"].astype(np.int64))
@@ -145,4 +154,6 @@ def digits(bs: int = 64, images: bool = False, size: int = 8, valid_pct: float =
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     n_valid = int(len(x) * valid_pct)
     vi, ti = perm[:n_valid], perm[n_valid:]
+    if n_valid == 0:
+        return DataLoaders.from_tensors(x[ti], y[ti], bs=bs, seed=seed)
     return DataLoaders.from_tensors(x[ti], y[ti], x[vi], y[vi], bs=bs, seed=seed)
