@@ -7,10 +7,11 @@ import math
 import numbers
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 from .data import DataLoaders, default_device, split_batch, to_device
 from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
 from .recorder import Recorder
-from .schedules import lr_per_group, lr_range, one_cycle
+from .schedules import check_moms, check_one_cycle, lr_per_group, lr_range, one_cycle
 from .suggest import suggest_lrs
 
 __all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "MIN_NUM_IT", "norm_bias_params", "param_groups"]
@@ -126,6 +127,26 @@ def param_groups(model: nn.Module, layer_groups: Sequence[Sequence[nn.Parameter]
     return groups
 
 
+def _layer_groups(groups: Any) -> list[list[nn.Parameter]]:
+    """The splitter's output as lists of parameters, refused with a clear message when it is not that."""
+    how = ("the splitter must return a list of parameter lists, one per layer group, e.g. "
+           "lambda m: [list(m[0].parameters()), list(m[1].parameters())]")
+    if isinstance(groups, (torch.Tensor, nn.Module)) or not isinstance(groups, Iterable):
+        raise TypeError(f"{how}; got {type(groups).__name__}")
+    out = []
+    for g in groups:
+        if isinstance(g, torch.Tensor) or not isinstance(g, Iterable):
+            raise TypeError(f"{how}; got a list holding {type(g).__name__} (wrap it: [list_of_params])")
+        g = list(g)
+        bad = [type(p).__name__ for p in g if not isinstance(p, nn.Parameter)]
+        if bad:
+            raise TypeError(f"{how}; a group holds {bad[0]}, not nn.Parameter (use module.parameters())")
+        out.append(g)
+    if not any(out):
+        raise ValueError(f"the splitter gave no parameters: {how}")
+    return out
+
+
 def default_opt_func(params: Any, device: torch.device | None = None) -> torch.optim.Optimizer:
     """fastai's default optimizer: AdamW, betas (0.9, 0.99), eps 1e-5, decoupled weight decay 0.01."""
     fused = device is not None and device.type == "cuda"
@@ -159,7 +180,8 @@ class Learner:
                  opt_func: Callable | None = None, metrics: Callable | Sequence[Callable] | None = None,
                  splitter: Callable[[nn.Module], Sequence] | None = None, wd: float | None = None,
                  device: str | torch.device | None = None, mixed_precision: str | None = None,
-                 lr: float = 1e-3, moms: tuple[float, float, float] = (0.95, 0.85, 0.95), wd_bn_bias: bool = False):
+                 lr: float = 1e-3, moms: tuple[float, float, float] = (0.95, 0.85, 0.95), wd_bn_bias: bool = False,
+                 train_bn: bool = True):
         if not isinstance(dls, DataLoaders):
             if isinstance(dls, (tuple, list)) and 1 <= len(dls) <= 2:
                 dls = DataLoaders(*dls)
@@ -169,17 +191,25 @@ class Learner:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if mixed_precision not in (None, "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', got {mixed_precision!r}")
+        if isinstance(loss_func, type):
+            raise TypeError(f"loss_func is the class {loss_func.__name__}: pass an instance, "
+                            f"loss_func={loss_func.__name__}()")
+        if loss_func is not None and not callable(loss_func):
+            raise TypeError(f"loss_func must be callable as loss_func(output, target), got {loss_func!r}")
+        check_moms(moms)
         self.dls, self.loss_func, self.mixed_precision = dls, loss_func, mixed_precision
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device)
         self.metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics] if metrics else []
+        for m in self.metrics:
+            if isinstance(m, type) or not callable(m):
+                raise TypeError(f"each metric must be a function metric(output, target) -> number, got {m!r}; "
+                                "e.g. metrics=accuracy (from lrwidget import accuracy)")
         self.splitter = splitter or (lambda m: [list(m.parameters())])
         self.lr, self.moms = lr, moms
         self.opt_func = opt_func or partial(default_opt_func, device=self.device)
-        self.wd_bn_bias = wd_bn_bias
-        layer_groups = [list(ps) for ps in self.splitter(self.model)]
-        if not any(layer_groups):
-            raise ValueError("the splitter gave no parameters: it must return a list of parameter lists")
+        self.wd_bn_bias, self.train_bn = wd_bn_bias, train_bn
+        layer_groups = _layer_groups(self.splitter(self.model))
         self.opt = self.opt_func(param_groups(self.model, layer_groups, wd_bn_bias))
         if wd is not None:
             self._set_wd(wd)
@@ -216,32 +246,50 @@ class Learner:
         self._stop_requested = True
 
     def fit(self, n_epoch: int, lr: float | slice | None = None, wd: float | None = None) -> None:
-        """Train `n_epoch` epochs at a constant learning rate (float or slice over groups)."""
+        """Train `n_epoch` epochs at a constant learning rate (float, slice or one per layer group)."""
+        self._stop_requested = False
         n_epoch, per_group, total = self._plan(n_epoch, lr, "lr", wd)
+        self._set_wd(wd)
         self._loop("fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None)
 
     def fit_one_cycle(self, n_epoch: int, lr_max: float | slice | None = None, div: float = 25.,
                       div_final: float = 1e5, pct_start: float = 0.25, wd: float | None = None,
                       moms: tuple[float, float, float] | None = None) -> None:
         """Train with fastai's one-cycle policy: cosine lr warm-up to `lr_max` then annealing, momentum inverse."""
-        n_epoch, per_group, total = self._plan(n_epoch, lr_max, "lr_max", wd)
+        self._stop_requested = False
+        self._one_cycle(n_epoch, lr_max, div, div_final, pct_start, wd, moms)
+
+    def _one_cycle(self, n_epoch: int, lr_max: Any, div: float, div_final: float, pct_start: float,
+                   wd: float | None, moms: tuple[float, float, float] | None) -> None:
+        """fit_one_cycle without clearing a stop already asked for: every argument is checked before anything
+        changes."""
+        n_epoch, per_group, total = self._plan(n_epoch, lr_max, "lr_max", wd, stacklevel=5)
         lrs, mom = one_cycle(total, per_group, div=div, div_final=div_final, pct_start=pct_start,
                              moms=self.moms if moms is None else moms)
+        self._set_wd(wd)
         self._loop("fit", n_epoch, lrs, mom if _mom_key(self.opt) else None)
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
-                  pct_start: float = 0.3, div: float = 5.0, **kwargs: Any) -> None:
+                  pct_start: float = 0.3, div: float = 5.0, div_final: float = 1e5, wd: float | None = None,
+                  moms: tuple[float, float, float] | None = None) -> None:
         """fastai's fine_tune: one cycle with the body frozen, then `epochs` unfrozen at slice(base_lr/2/lr_mult,
         base_lr/2). A Stop during the first phase ends it all."""
+        self._stop_requested = False
         _check_n_epoch(epochs, "epochs"), _check_n_epoch(freeze_epochs, "freeze_epochs")
         base_lr = _check_positive("base_lr", base_lr)
+        lr_mult = _check_positive("lr_mult", lr_mult)
+        moms = self.moms if moms is None else moms
+        check_one_cycle(div, div_final, pct_start, moms)
+        check_one_cycle(25., div_final, 0.99, moms)
+        if wd is not None:
+            _check_positive("wd", wd, allow_zero=True)
         self.freeze()
-        self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, **kwargs)
-        if self.run.end_reason != "completed":
+        self._one_cycle(freeze_epochs, slice(base_lr), 25., div_final, 0.99, wd, moms)
+        if self.run.end_reason != "completed" or self._stop_requested:
             return
         base_lr /= 2
         self.unfreeze()
-        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, **kwargs)
+        self._one_cycle(epochs, slice(base_lr / lr_mult, base_lr), div, div_final, pct_start, wd, moms)
 
     def validate(self) -> list[float]:
         """The validation loss and metrics of the model as it is, as fastai's: [valid_loss, *metrics]."""
@@ -258,8 +306,10 @@ class Learner:
                 show_plot: bool = True, suggest_funcs: Callable | Sequence[Callable] | None = None) -> LRFindResult:
         """The learning-rate range test; model, optimizer and random state are restored afterwards.
 
+        `show_plot` draws the curve in a notebook and warns of any suggestion the curve could not give (None).
         The result unpacks as `lr_min, lr_steep`; with fastai's `suggest_funcs=(minimum, steep, valley, slide)`
         (from lrwidget.suggest, or fastai's own) as those suggestions, each also an attribute of its name."""
+        self._stop_requested = False     # here, not in the loop: a Stop while the state is copied still counts
         funcs = check_suggest_funcs(suggest_funcs)
         start_lr, end_lr = _check_positive("start_lr", start_lr), _check_positive("end_lr", end_lr)
         if start_lr >= end_lr:
@@ -288,7 +338,7 @@ class Learner:
                        validate=False, check=check)
         finally:
             self._restore(saved)
-        s = suggest_lrs(rec.lrs, rec.losses, num_it)
+        s = suggest_lrs(rec.lrs, rec.losses, num_it, self.run.end_reason)
         res = LRFindResult(np.array(rec.lrs), rec.losses.copy(), rec.raw_losses.copy(), s["lr_min"], s["lr_steep"],
                            s["valley"], s["slide"], dict(s.reasons), dict(s.points), int(num_it), self.run.end_reason)
         if funcs is not None:
@@ -296,11 +346,14 @@ class Learner:
         rec.lr_find_result = res
         if show_plot:
             _show_in_notebook(lambda: rec.plot_lr_find())
+            _warn_missing(res.missing, self.lr)
         return res
 
     def save(self, path: str | Path, with_opt: bool = True) -> Path:
         """Save the weights (and optimizer state) to `path` (`.pth` added when it has no suffix)."""
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{str(path)!r} is a folder: give a file name, e.g. {str(path / 'model.pth')!r}")
         if not path.suffix:
             path = path.with_suffix(".pth")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -356,15 +409,22 @@ class Learner:
                     "Pass with_opt=False to load the weights alone")
 
     def freeze_to(self, n: int) -> None:
-        """Train only layer groups from `n` on (batch-norm layers stay trainable, as in fastai)."""
+        """Train only layer groups from `n` on, as fastai: norm layers stay trainable (`train_bn`), and the
+        optimizer state is cleared."""
+        if not isinstance(n, numbers.Integral) or isinstance(n, bool):
+            raise TypeError(f"freeze_to takes the index of the first layer group to train, got {n!r}")
         layers = self.layer_groups
         frozen = layers[:n] if n >= 0 else layers[:len(layers) + n]
+        if n >= len(layers):
+            warnings.warn(f"freezing {n} layer groups of {len(layers)}: the whole model is frozen, so training "
+                          "would fail; freeze_to(-1) trains the last group", UserWarning, stacklevel=2)
         frozen_ids = {id(p) for ps in frozen for p in ps}
-        bn_ids = {id(p) for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                  for p in m.parameters()}
+        norm_ids = {id(p) for m in self.model.modules() if isinstance(m, NORM_TYPES)
+                    for p in m.parameters()} if self.train_bn else set()
         for ps in layers:
             for p in ps:
-                p.requires_grad_(id(p) not in frozen_ids or id(p) in bn_ids)
+                p.requires_grad_(id(p) not in frozen_ids or id(p) in norm_ids)
+        self.opt.state.clear()
 
     def freeze(self) -> None:
         """Train only the last parameter group (the head)."""
@@ -381,6 +441,9 @@ class Learner:
         """The one training loop: batch k uses lrs[k] (one per layer group) and moms[k]; validation each epoch."""
         model, opt, dl, rec = self.model, self.opt, self.dls.train, self.recorder
         groups = opt.param_groups
+        if not any(p.requires_grad for g in groups for p in g["params"]):
+            raise ValueError("every parameter is frozen, so there is nothing to train: call learn.unfreeze(), "
+                             "or freeze_to(n) with n below the number of layer groups")
         total = len(lrs)
         lr_rows = lrs[:, self._layer_index()].tolist()      # one column per optimizer parameter group
         mom_list = moms.tolist() if moms is not None else None
@@ -388,7 +451,6 @@ class Learner:
         names = ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.metrics), "time"]
         rec.reset(names)
         self.run = run = RunInfo(kind, n_epoch, len(dl), total)
-        self._stop_requested = False
         autocast = self._autocast()
         scaler = torch.amp.GradScaler(self.device.type) if self.mixed_precision == "fp16" else None
         dev, k, error = self.device, 0, None
@@ -459,9 +521,14 @@ class Learner:
         if first:
             self._check_shapes(out, y)
         try:
-            return self.loss_func(out, y)
+            loss = self.loss_func(out, y)
         except (RuntimeError, ValueError, IndexError) as e:
             raise ValueError(self._shape_message(out, y) + f" ({type(e).__name__}: {e})") from e
+        if first and (not isinstance(loss, torch.Tensor) or loss.numel() != 1):
+            got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"the loss function {_loss_name(self.loss_func)} returned {got}; training needs one "
+                             "number per batch: use reduction='mean' (the default), or take .mean() of it")
+        return loss
 
     def _shape_message(self, out: Any, y: Any) -> str:
         so = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -475,6 +542,9 @@ class Learner:
             return
         lf = self.loss_func
         if isinstance(lf, (nn.CrossEntropyLoss, nn.NLLLoss)) and not y.is_floating_point():
+            if out.ndim == 2 and y.ndim == 2 and y.shape[1] == 1 and out.shape[0] == y.shape[0]:
+                raise ValueError(f"the class targets have shape {tuple(y.shape)}, an extra dimension of size 1: "
+                                 f"{_loss_name(lf)} wants shape ({y.shape[0]},); make the dataset yield y.squeeze(1)")
             if out.ndim != y.ndim + 1 or out.shape[0] != y.shape[0] or out.shape[2:] != y.shape[1:]:
                 raise ValueError(self._shape_message(out, y) + f" (expected output (batch, n_classes), "
                                  f"here ({y.shape[0] if y.ndim else '?'}, n_classes))")
@@ -502,8 +572,7 @@ class Learner:
                 if self.loss_func is None:
                     self.loss_func = default_loss_for(y)
                 bs = y.shape[0] if isinstance(y, torch.Tensor) and y.ndim else len(y)
-                vals = torch.stack([torch.as_tensor(f(out, y), device=dev).float().reshape(())
-                                    for f in (self.loss_func, *self.metrics)]) * bs
+                vals = torch.stack([_one_number(f, f(out, y), dev) for f in (self.loss_func, *self.metrics)]) * bs
                 sums = vals if sums is None else sums + vals
                 n += bs
         if sums is None:
@@ -520,16 +589,20 @@ class Learner:
         for o in self.observers:
             getattr(o, event)(self, *args)
 
-    def _plan(self, n_epoch: int, lr: float | slice | None, name: str, wd: float | None) -> tuple[int, np.ndarray, int]:
-        """Check a fit's arguments: the epochs, one lr per parameter group, and the batches in all."""
+    def _plan(self, n_epoch: int, lr: Any, name: str, wd: float | None, stacklevel: int = 4
+              ) -> tuple[int, np.ndarray, int]:
+        """Check a fit's arguments, changing nothing: the epochs, one lr per layer group, wd, the batches in all."""
         n_epoch = _check_n_epoch(n_epoch)
-        # stacklevel 4: the warning for a reversed slice names the user's line that called fit or fit_one_cycle
-        per_group = lr_per_group(self.lr if lr is None else lr, len(self.layer_groups), name=name, stacklevel=4)
+        # stacklevel: the warning for a reversed slice names the user's line that called fit or fit_one_cycle
+        per_group = lr_per_group(self.lr if lr is None else lr, len(self.layer_groups), name=name,
+                                 stacklevel=stacklevel)
         if wd is not None:
-            self._set_wd(wd)
+            _check_positive("wd", wd, allow_zero=True)
         return n_epoch, per_group, n_epoch * len(self.dls.train)
 
-    def _set_wd(self, wd: float) -> None:
+    def _set_wd(self, wd: float | None) -> None:
+        if wd is None:
+            return
         wd = _check_positive("wd", wd, allow_zero=True)
         for g in self.opt.param_groups:
             if not g.get("wd_exempt"):
@@ -552,6 +625,7 @@ class Learner:
             "numpy": np.random.get_state(),
             "random": random.getstate(),
             "loader": [(g, g.get_state()) for g in gens],
+            "workers": getattr(self.dls.train, "_iterator", None),
         }
 
     def _restore(self, s: dict) -> None:
@@ -571,6 +645,12 @@ class Learner:
         random.setstate(s["random"])
         for g, state in s["loader"]:
             g.set_state(state)
+        dl = self.dls.train
+        if getattr(dl, "persistent_workers", False) and s["workers"] is None and dl._iterator is not None:
+            # lr_find started the loader's worker processes, whose random state has moved on: end them, so that
+            # the next epoch starts them afresh from the restored generators, as it would have without lr_find
+            it, dl._iterator = dl._iterator, None
+            it._shutdown_workers()
 
 
 def _load_opt_in_place(opt: torch.optim.Optimizer, saved: dict) -> None:
@@ -605,6 +685,31 @@ def _load_opt_in_place(opt: torch.optim.Optimizer, saved: dict) -> None:
                 cur[k].copy_(v)
             else:
                 cur[k] = copy.deepcopy(v)
+
+
+def _warn_missing(missing: dict[str, str], lr: float) -> None:
+    """Warn, from lr_find to its caller, of the suggestions that came out None and why."""
+    if not missing:
+        return
+    by_reason: dict[str, list[str]] = {}
+    for name, why in missing.items():
+        by_reason.setdefault(why, []).append(name)
+    said = "; ".join(f"{', '.join(names)}: {why}" for why, names in by_reason.items())
+    warnings.warn(f"lr_find could not suggest {said}. Those are None, and fit_one_cycle(lr_max=None) trains at "
+                  f"learn.lr={lr:g}", UserWarning, stacklevel=3)
+
+
+def _one_number(f: Callable, v: Any, dev: torch.device) -> torch.Tensor:
+    """A loss or metric's value for a batch as a 0-d float tensor on `dev`; anything else is refused by name."""
+    try:
+        t = torch.as_tensor(v, device=dev)
+    except (TypeError, ValueError, RuntimeError):
+        t = None
+    if t is None or t.numel() != 1:
+        got = f"shape {tuple(t.shape)}" if t is not None else type(v).__name__
+        raise ValueError(f"{_metric_name(f)} returned {got} for a validation batch; a loss or metric must return "
+                         "one number per batch (e.g. average it with .mean())")
+    return t.float().reshape(())
 
 
 def _show_in_notebook(make: Callable[[], Any]) -> None:

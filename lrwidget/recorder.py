@@ -60,6 +60,7 @@ class Recorder:
             return
         p, self._pending = self._pending, []
         raw = np.array([float(p[0])]) if len(p) == 1 else torch.stack(p).float().cpu().numpy().astype(np.float64)
+        raw = raw.reshape(-1)    # a loss of shape (1,) is a number too
         sm, self._state = smooth(raw, self.beta, self._state)
         self._raw = np.concatenate([self._raw, raw])
         self._smooth = np.concatenate([self._smooth, sm])

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import warnings
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -185,7 +187,7 @@ def _raise(exc):
 ENDINGS = {
     "normal": lambda learn: learn.lr_find(start_lr=1e-5, end_lr=1e-3, num_it=20),
     "divergence": lambda learn: learn.lr_find(start_lr=1e-2, end_lr=1e7, num_it=100),
-    "stop": lambda learn: (learn.observers.append(_StopAt(5, Learner.stop)), learn.lr_find())[1],
+    "stop": lambda learn: (learn.observers.append(_StopAt(5, Learner.stop)), learn.lr_find(show_plot=False))[1],
 }
 
 
@@ -217,7 +219,9 @@ def test_lr_find_restores_after_non_finite_loss(trained):
         return ce(out, y) * (math.nan if calls["n"] > 6 else 1.0)
 
     trained.loss_func = nan_after_6
-    res = trained.lr_find()
+    with pytest.warns(UserWarning, match=r"could not suggest lr_min, lr_steep: the loss stopped being finite after "
+                                         r"7 steps, too early to suggest from; lower start_lr\. Those are None"):
+        res = trained.lr_find()
     assert res.end_reason == "non-finite loss" and len(res.lrs) == 7
     trained.loss_func = ce
     assert_same(before, state_of(trained))
@@ -301,8 +305,64 @@ def test_lr_find_input_errors():
 
 def test_short_lr_find_gives_none_with_reasons_not_errors():
     learn = make_learner()
-    res = learn.lr_find(num_it=8, start_lr=1e-4, end_lr=1e-2)
+    res = learn.lr_find(num_it=8, start_lr=1e-4, end_lr=1e-2, show_plot=False)
     assert res.slide is None and "slide" in res.reasons and res.reasons["slide"]
+
+
+def test_lr_find_warns_of_a_missing_suggestion_and_fit_names_where_to_look():
+    learn = make_learner()
+    learn.loss_func = lambda out, y: nn.functional.cross_entropy(out, y) * 0 + torch.arange(1.0, 2.0).sum()
+    with pytest.warns(UserWarning, match=r"^lr_find could not suggest lr_min, lr_steep: the loss is flat") as w:
+        res = learn.lr_find(num_it=20)
+    assert [x.filename for x in w] == [__file__], "the warning names the caller's line"
+    assert res.missing == {"lr_min": res.reasons["lr_min"], "lr_steep": res.reasons["lr_steep"]}
+    with pytest.raises(TypeError, match=r"slice\(None, None\); a None lr usually comes from an lr_find suggestion"):
+        learn.fit_one_cycle(1, lr_max=slice(res.lr_min, res.lr_steep))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert learn.lr_find(start_lr=1e-5, end_lr=1e-3, num_it=20, show_plot=False).missing   # quiet without plot
+        learn.loss_func = None
+        assert learn.lr_find(num_it=100).missing == {}                     # and when every suggestion is there
+
+
+@pytest.mark.parametrize("loss, start_lr, why", [
+    (lambda out, y: (out * math.nan).sum(), 1e-7, r"not finite from the first step: check the model and data"),
+    (None, 1.0, r"the loss (diverged|stopped being finite) after \d steps, too early to suggest from; lower start_lr"),
+])
+def test_lr_find_that_ends_at_once_says_why(loss, start_lr, why):
+    learn = make_learner()
+    learn.loss_func = loss
+    res = learn.lr_find(start_lr=start_lr, end_lr=1e7, show_plot=False)
+    assert res.lr_min is None and re.search(why, res.reasons["lr_min"]), res.reasons
+    assert "num_it" not in res.reasons["lr_min"], "more steps would not help"
+
+
+def test_a_stop_while_lr_find_copies_the_state_is_not_lost():
+    learn = make_learner()
+    snapshot = learn._snapshot
+
+    def stop_while_copying():
+        learn.stop()                       # as the widget's Stop would, from another thread, mid-copy
+        return snapshot()
+
+    learn._snapshot = stop_while_copying
+    res = learn.lr_find(show_plot=False)
+    assert res.end_reason == "stopped" and len(res.lrs) == 0
+    assert res.reasons["lr_min"] == "lr_find was stopped before its first step; let it run to the end"
+    del learn._snapshot
+    learn.lr_find(num_it=10, show_plot=False)
+    assert learn.run.end_reason == "completed", "a new run starts afresh"
+
+
+def test_a_loss_of_one_element_is_a_number_and_more_is_refused():
+    learn = make_learner()
+    learn.loss_func = lambda out, y: nn.functional.cross_entropy(out, y).reshape(1)
+    learn.fit(1, 1e-3)
+    assert learn.recorder.losses.shape == (len(learn.dls.train),) and learn.recorder.values[0][1] > 0
+    learn.loss_func = nn.CrossEntropyLoss(reduction="none")
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss returned a tensor of shape \(64,\); training needs one "
+                                         r"number per batch: use reduction='mean'"):
+        learn.fit(1, 1e-3)
 
 
 # -- fit_one_cycle and fit ---------------------------------------------------------------------------
@@ -476,6 +536,78 @@ def test_fine_tune_checks_its_arguments_before_freezing():
         assert all(p.requires_grad for p in learn.model.parameters()) and learn.run is None
 
 
+@pytest.mark.parametrize("kw, match", [
+    ({"pct_start": 2}, "pct_start must be"), ({"lr_mult": 0}, "lr_mult must be"), ({"div": -1}, "div must be"),
+    ({"moms": (0.9, 0.8)}, "moms must be"), ({"wd": -1}, "wd must be"), ({"div_final": math.nan}, "div_final"),
+])
+def test_fine_tune_refuses_a_bad_second_phase_before_training_the_first(kw, match):
+    learn = three_group_learner()
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    with pytest.raises(ValueError, match=match):
+        learn.fine_tune(1, **kw)
+    assert learn.run is None and all(p.requires_grad for p in learn.model.parameters())
+    assert_same(before, learn.model.state_dict())
+
+
+@pytest.mark.parametrize("kw, match", [({"pct_start": 2}, "pct_start"), ({"moms": (1.5, 0.8, 0.9)}, "moms"),
+                                       ({"div": 0}, "div must be"), ({"lr_max": [1e-3, 1e-2]}, "layer group")])
+def test_a_refused_fit_one_cycle_changes_nothing(kw, match):
+    learn = make_learner()
+    wds = [g["weight_decay"] for g in learn.opt.param_groups]
+    with pytest.raises(ValueError, match=match):
+        learn.fit_one_cycle(1, **{"lr_max": 1e-3, "wd": 0.5, **kw})
+    assert [g["weight_decay"] for g in learn.opt.param_groups] == wds and learn.run is None
+
+
+def test_fit_takes_one_lr_per_layer_group_as_fastai():
+    learn = three_group_learner()
+    obs = _PeakLrs()
+    learn.observers.append(obs)
+    learn.fit_one_cycle(1, lr_max=[1e-4, 1e-3, 1e-2])
+    np.testing.assert_allclose(obs.peak, [1e-4, 1e-3, 1e-2], rtol=5e-3)     # the nearest batch to the peak
+    learn.fit(1, np.array([3e-4, 3e-3, 3e-2]))
+    assert learn.layer_lrs == [3e-4, 3e-3, 3e-2]
+
+
+def norm_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 32), nn.LayerNorm(32), nn.ReLU(), nn.Linear(32, 32), nn.BatchNorm1d(32),
+                         nn.ReLU(), nn.Linear(32, 10))
+
+
+def test_freeze_keeps_every_norm_layer_trainable_and_clears_the_optimizer_state_as_fastai():
+    def split(m):
+        return [list(m[:6].parameters()), list(m[6].parameters())]
+    learn = Learner(digits(), norm_mlp(), splitter=split, device="cpu")
+    learn.fit(1, 1e-3)
+    assert len(learn.opt.state) == 10
+    learn.freeze()
+    trainable = {n for n, p in learn.model.named_parameters() if p.requires_grad}
+    assert trainable == {"1.weight", "1.bias", "4.weight", "4.bias", "6.weight", "6.bias"}  # LayerNorm, BatchNorm, head
+    assert len(learn.opt.state) == 0, "fastai's freeze_to clears the optimizer state"
+    learn.fit(1, 1e-3)
+    assert len(learn.opt.state) == 6
+    off = Learner(digits(), norm_mlp(), splitter=split, device="cpu", train_bn=False)
+    off.freeze()
+    assert {n for n, p in off.model.named_parameters() if p.requires_grad} == {"6.weight", "6.bias"}
+
+
+def test_freezing_every_group_warns_and_training_then_says_what_to_do():
+    learn = make_learner()
+    with pytest.warns(UserWarning, match=r"freezing 5 layer groups of 1: the whole model is frozen") as w:
+        learn.freeze_to(5)
+    assert [x.filename for x in w] == [__file__]
+    learn = Learner(digits(), mlp(), device="cpu")          # no norm layers: nothing stays trainable
+    with pytest.warns(UserWarning):
+        learn.freeze_to(1)
+    with pytest.raises(ValueError, match=r"every parameter is frozen.*learn.unfreeze\(\)"):
+        learn.fit(1)
+    with pytest.raises(TypeError, match="freeze_to takes the index"):
+        learn.freeze_to(0.5)
+    learn.unfreeze()
+    learn.fit(1)
+
+
 def test_a_stop_during_fine_tunes_first_phase_ends_it():
     learn = three_group_learner()
     obs = _Phases()
@@ -633,6 +765,53 @@ def test_batch_kinds_lists_and_dicts():
     learn = Learner(DataLoaders(as_dict, as_dict), DictModel(), device="cpu")
     learn.fit(1)
     assert len(learn.recorder.losses) == 4
+
+
+class Sample(NamedTuple):
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+def test_namedtuple_batches_as_torch_collates_them():
+    x, y = torch.randn(64, 64), torch.randint(0, 10, (64,))
+    ds = [Sample(x[i], y[i]) for i in range(64)]
+    dl = torch.utils.data.DataLoader(ds, batch_size=16)
+    assert isinstance(next(iter(dl)), Sample)
+    learn = Learner(DataLoaders(dl, dl), mlp(), device="cpu")
+    learn.fit(1)
+    assert len(learn.recorder.losses) == 4 and math.isfinite(learn.recorder.values[0][1])
+
+
+class Jitter(torch.utils.data.Dataset):
+    """Digits with random noise drawn in the loader's worker processes."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.1 * torch.randn(64), self.y[i]
+
+
+def test_training_after_lr_find_is_exact_with_persistent_workers():
+    """lr_find ends the worker processes it started, whose random state it cannot copy back."""
+    ds = digits().train.dataset
+    x, y = ds.tensors
+
+    def run(find: bool) -> dict:
+        dl = torch.utils.data.DataLoader(Jitter(x, y), batch_size=256, shuffle=True, num_workers=1,
+                                         persistent_workers=True, generator=torch.Generator().manual_seed(0))
+        learn = Learner(DataLoaders(dl), mlp(seed=1), device="cpu")
+        torch.manual_seed(0)
+        if find:
+            learn.lr_find(num_it=8, show_plot=False)
+            assert dl._iterator is None, "lr_find's workers were ended"
+        learn.fit(1, 1e-3)
+        return learn.model.state_dict()
+
+    assert_same(run(False), run(True))
 
 
 # -- bad input ---------------------------------------------------------------------------------------
