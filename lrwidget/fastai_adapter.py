@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .learner import LRFindResult, Observer, RunInfo, _show_in_notebook
+from .learner import LRFindResult, Observer, RunGuard, RunInfo, _show_in_notebook
 from .recorder import Recorder
 
 __all__ = ["FastaiLearner", "is_fastai_learner", "wrap"]
@@ -42,6 +42,8 @@ FIND_RESTORES = ("fastai's lr_find reloaded the model and optimizer as they were
 # the last lr_find result of each fastai Learner, so that a new widget on it starts from that curve
 # (results hold no reference to their learner: the learner can still be garbage-collected)
 _last_find: "weakref.WeakKeyDictionary[Any, LRFindResult]" = weakref.WeakKeyDictionary()
+# one guard per fastai learner, shared by every adapter (every widget) over it
+_guards: "weakref.WeakKeyDictionary[Any, RunGuard]" = weakref.WeakKeyDictionary()
 
 
 def is_fastai_learner(obj: Any) -> bool:
@@ -208,6 +210,10 @@ class FastaiLearner:
         self.note = ""
         self._stop_requested = False
         self._num_it = 0
+        try:
+            self._guard = _guards.setdefault(learn, RunGuard())
+        except TypeError:                 # not weakly referable: this adapter's own guard
+            self._guard = RunGuard()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "learn":
@@ -219,6 +225,11 @@ class FastaiLearner:
 
     # -- the Learner interface LRWidget uses ------------------------------------------------------
 
+    @property
+    def busy(self) -> bool:
+        """True while lr_find or a fit runs through this adapter."""
+        return self._guard.busy
+
     def stop(self) -> None:
         """Ask the running lr_find or fit to end at the next batch (thread-safe)."""
         self._stop_requested = True
@@ -228,45 +239,46 @@ class FastaiLearner:
         """fastai's `learn.lr_find(..., suggest_funcs=(minimum, steep, valley, slide))`, as an LRFindResult."""
         from fastai.callback.schedule import minimum, slide, steep, valley
         funcs = {"lr_min": minimum, "lr_steep": steep, "valley": valley, "slide": slide}
-        points: dict[str, tuple[float, float]] = {}
-        reasons: dict[str, str] = {}
-        guarded = tuple(_guarded(k, f, points, reasons) for k, f in funcs.items())
-        self._num_it = int(num_it)
-        self.note = ""
-        cb = _callback_class()(self, "lr_find", None, max(int(num_it), 6))
-        fl = self.learn
+        with self._guard("lr_find"):
+            points: dict[str, tuple[float, float]] = {}
+            reasons: dict[str, str] = {}
+            guarded = tuple(_guarded(k, f, points, reasons) for k, f in funcs.items())
+            self._num_it = int(num_it)
+            self.note = ""
+            cb = _callback_class()(self, "lr_find", None, max(int(num_it), 6))
+            fl = self.learn
 
-        def call() -> Any:
-            with fl.added_cbs(cb):
-                return fl.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div,
-                                  show_plot=False, suggest_funcs=guarded)
+            def call() -> Any:
+                with fl.added_cbs(cb):
+                    return fl.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div,
+                                      show_plot=False, suggest_funcs=guarded)
 
-        try:
-            sugg = self._run(cb, call)
-        except BaseException:
             try:
-                self._reload_after_error(cb._lr_finder)
-            except Exception as e:
-                self.note = f"fastai's lr_find could not reload the weights after the error ({type(e).__name__}: {e})"
-            raise
-        frec = fl.recorder
-        lrs = np.array([_float(v) for v in frec.lrs], dtype=float)
-        losses = np.array([_float(v) for v in frec.losses], dtype=float)
-        raw = self.recorder.raw_losses
-        raw = raw.copy() if len(raw) == len(lrs) else np.empty(0)
-        values = dict(zip(funcs, (None if v is None else float(v) for v in sugg)))
-        for k in funcs:
-            if values[k] is None and k not in reasons:
-                reasons[k] = "fastai gave no suggestion"
-        res = LRFindResult(lrs, losses, raw, values["lr_min"], values["lr_steep"], values["valley"], values["slide"],
-                           reasons, points, int(num_it), self.run.end_reason if self.run else "")
-        self.recorder.lr_find_result = res
-        with contextlib.suppress(TypeError):
-            _last_find[fl] = res
-        self.note = FIND_NOTE if res.end_reason in ("diverged", "non-finite loss") else ""
-        if show_plot:
-            _show_in_notebook(lambda: self.recorder.plot_lr_find())
-        return res
+                sugg = self._run(cb, call)
+            except BaseException:
+                try:
+                    self._reload_after_error(cb._lr_finder)
+                except Exception as e:
+                    self.note = f"fastai's lr_find could not reload the weights after the error ({type(e).__name__}: {e})"
+                raise
+            frec = fl.recorder
+            lrs = np.array([_float(v) for v in frec.lrs], dtype=float)
+            losses = np.array([_float(v) for v in frec.losses], dtype=float)
+            raw = self.recorder.raw_losses
+            raw = raw.copy() if len(raw) == len(lrs) else np.empty(0)
+            values = dict(zip(funcs, (None if v is None else float(v) for v in sugg)))
+            for k in funcs:
+                if values[k] is None and k not in reasons:
+                    reasons[k] = "fastai gave no suggestion"
+            res = LRFindResult(lrs, losses, raw, values["lr_min"], values["lr_steep"], values["valley"], values["slide"],
+                               reasons, points, int(num_it), self.run.end_reason if self.run else "")
+            self.recorder.lr_find_result = res
+            with contextlib.suppress(TypeError):
+                _last_find[fl] = res
+            self.note = FIND_NOTE if res.end_reason in ("diverged", "non-finite loss") else ""
+            if show_plot:
+                _show_in_notebook(lambda: self.recorder.plot_lr_find())
+            return res
 
     def fit_one_cycle(self, n_epoch: int, lr_max: Any = None, **kwargs: Any) -> None:
         """fastai's `learn.fit_one_cycle(n_epoch, lr_max=lr_max, **kwargs)`, with the live view fed."""
@@ -278,10 +290,11 @@ class FastaiLearner:
 
     def _train(self, method: str, n_epoch: int, **kwargs: Any) -> None:
         """Call fastai's training `method` with the widget's callback added to the caller's `cbs`."""
-        cbs = list(kwargs.pop("cbs", None) or [])
-        cb = _callback_class()(self, "fit", n_epoch, None)
-        self.note = ""
-        self._run(cb, lambda: getattr(self.learn, method)(n_epoch, cbs=[*cbs, cb], **kwargs))
+        with self._guard("fit"):
+            cbs = list(kwargs.pop("cbs", None) or [])
+            cb = _callback_class()(self, "fit", n_epoch, None)
+            self.note = ""
+            self._run(cb, lambda: getattr(self.learn, method)(n_epoch, cbs=[*cbs, cb], **kwargs))
 
     # -- helpers ------------------------------------------------------------------------------------
 

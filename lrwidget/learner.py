@@ -6,12 +6,13 @@ import copy
 import math
 import numbers
 import random
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from .recorder import Recorder
 from .schedules import check_moms, check_one_cycle, lr_per_group, lr_range, one_cycle
 from .suggest import suggest_lrs
 
-__all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "MIN_NUM_IT", "norm_bias_params", "param_groups"]
+__all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "RunGuard", "MIN_NUM_IT", "norm_bias_params", "param_groups"]
 
 SAVE_FORMAT = "lrwidget.learner/1"
 IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
@@ -173,6 +174,32 @@ class _Stop(Exception):
     """Raised inside the loop to end a run early and quietly."""
 
 
+class RunGuard:
+    """One run at a time on a learner: a second lr_find or fit (another widget, a cell typed meanwhile) would step
+    the same model and optimizer and corrupt both runs, so it is refused while the first runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.kind = ""
+
+    @property
+    def busy(self) -> bool:
+        """True while a run holds the learner."""
+        return self._lock.locked()
+
+    @contextlib.contextmanager
+    def __call__(self, kind: str) -> Iterator[None]:
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(f"this learner is busy with {self.kind or 'another run'} (in a widget or another "
+                               f"thread), so {kind} cannot start: wait for it to end, or call learn.stop()")
+        self.kind = kind
+        try:
+            yield
+        finally:
+            self.kind = ""
+            self._lock.release()
+
+
 class Learner:
     """A model with its data, loss and optimizer, trained by one loop (lr_find, fit, fit_one_cycle)."""
 
@@ -217,6 +244,7 @@ class Learner:
         self.observers: list[Observer] = []
         self.run: RunInfo | None = None
         self._stop_requested = False
+        self._guard = RunGuard()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -241,23 +269,30 @@ class Learner:
         idx = [g.get("layer_group", i) for i, g in enumerate(self.opt.param_groups)]
         return idx if all(isinstance(i, int) for i in idx) else list(range(len(idx)))
 
+    @property
+    def busy(self) -> bool:
+        """True while lr_find, a fit, validate or load runs on this learner (from any thread)."""
+        return self._guard.busy
+
     def stop(self) -> None:
         """Ask the running lr_find or fit to end at the next batch boundary (thread-safe)."""
         self._stop_requested = True
 
     def fit(self, n_epoch: int, lr: float | slice | None = None, wd: float | None = None) -> None:
         """Train `n_epoch` epochs at a constant learning rate (float, slice or one per layer group)."""
-        self._stop_requested = False
-        n_epoch, per_group, total = self._plan(n_epoch, lr, "lr", wd)
-        self._set_wd(wd)
-        self._loop("fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None)
+        with self._guard("fit"):
+            self._stop_requested = False
+            n_epoch, per_group, total = self._plan(n_epoch, lr, "lr", wd)
+            self._set_wd(wd)
+            self._loop("fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None)
 
     def fit_one_cycle(self, n_epoch: int, lr_max: float | slice | None = None, div: float = 25.,
                       div_final: float = 1e5, pct_start: float = 0.25, wd: float | None = None,
                       moms: tuple[float, float, float] | None = None) -> None:
         """Train with fastai's one-cycle policy: cosine lr warm-up to `lr_max` then annealing, momentum inverse."""
-        self._stop_requested = False
-        self._one_cycle(n_epoch, lr_max, div, div_final, pct_start, wd, moms)
+        with self._guard("fit_one_cycle"):
+            self._stop_requested = False
+            self._one_cycle(n_epoch, lr_max, div, div_final, pct_start, wd, moms)
 
     def _one_cycle(self, n_epoch: int, lr_max: Any, div: float, div_final: float, pct_start: float,
                    wd: float | None, moms: tuple[float, float, float] | None) -> None:
@@ -274,33 +309,35 @@ class Learner:
                   moms: tuple[float, float, float] | None = None) -> None:
         """fastai's fine_tune: one cycle with the body frozen, then `epochs` unfrozen at slice(base_lr/2/lr_mult,
         base_lr/2). A Stop during the first phase ends it all."""
-        self._stop_requested = False
-        _check_n_epoch(epochs, "epochs"), _check_n_epoch(freeze_epochs, "freeze_epochs")
-        base_lr = _check_positive("base_lr", base_lr)
-        lr_mult = _check_positive("lr_mult", lr_mult)
-        moms = self.moms if moms is None else moms
-        check_one_cycle(div, div_final, pct_start, moms)
-        check_one_cycle(25., div_final, 0.99, moms)
-        if wd is not None:
-            _check_positive("wd", wd, allow_zero=True)
-        self.freeze()
-        self._one_cycle(freeze_epochs, slice(base_lr), 25., div_final, 0.99, wd, moms)
-        if self.run.end_reason != "completed" or self._stop_requested:
-            return
-        base_lr /= 2
-        self.unfreeze()
-        self._one_cycle(epochs, slice(base_lr / lr_mult, base_lr), div, div_final, pct_start, wd, moms)
+        with self._guard("fine_tune"):
+            self._stop_requested = False
+            _check_n_epoch(epochs, "epochs"), _check_n_epoch(freeze_epochs, "freeze_epochs")
+            base_lr = _check_positive("base_lr", base_lr)
+            lr_mult = _check_positive("lr_mult", lr_mult)
+            moms = self.moms if moms is None else moms
+            check_one_cycle(div, div_final, pct_start, moms)
+            check_one_cycle(25., div_final, 0.99, moms)
+            if wd is not None:
+                _check_positive("wd", wd, allow_zero=True)
+            self.freeze()
+            self._one_cycle(freeze_epochs, slice(base_lr), 25., div_final, 0.99, wd, moms)
+            if self.run.end_reason != "completed" or self._stop_requested:
+                return
+            base_lr /= 2
+            self.unfreeze()
+            self._one_cycle(epochs, slice(base_lr / lr_mult, base_lr), div, div_final, pct_start, wd, moms)
 
     def validate(self) -> list[float]:
         """The validation loss and metrics of the model as it is, as fastai's: [valid_loss, *metrics]."""
-        if self.dls.valid is None:
-            raise ValueError("there is no validation data: build the learner with DataLoaders(train_dl, valid_dl)")
-        modes = [(m, m.training) for m in self.model.modules()]
-        try:
-            return self._validate(stoppable=False)
-        finally:
-            for m, training in modes:
-                m.training = training
+        with self._guard("validate"):
+            if self.dls.valid is None:
+                raise ValueError("there is no validation data: build the learner with DataLoaders(train_dl, valid_dl)")
+            modes = [(m, m.training) for m in self.model.modules()]
+            try:
+                return self._validate(stoppable=False)
+            finally:
+                for m, training in modes:
+                    m.training = training
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
                 show_plot: bool = True, suggest_funcs: Callable | Sequence[Callable] | None = None) -> LRFindResult:
@@ -309,45 +346,46 @@ class Learner:
         `show_plot` draws the curve in a notebook and warns of any suggestion the curve could not give (None).
         The result unpacks as `lr_min, lr_steep`; with fastai's `suggest_funcs=(minimum, steep, valley, slide)`
         (from lrwidget.suggest, or fastai's own) as those suggestions, each also an attribute of its name."""
-        self._stop_requested = False     # here, not in the loop: a Stop while the state is copied still counts
-        funcs = check_suggest_funcs(suggest_funcs)
-        start_lr, end_lr = _check_positive("start_lr", start_lr), _check_positive("end_lr", end_lr)
-        if start_lr >= end_lr:
-            raise ValueError(f"start_lr must be below end_lr, got start_lr={start_lr!r} >= end_lr={end_lr!r}")
-        if not isinstance(num_it, numbers.Integral) or isinstance(num_it, bool) or num_it < MIN_NUM_IT:
-            raise ValueError(
-                f"num_it must be a whole number >= {MIN_NUM_IT}, got {num_it!r}: the suggestions drop the first "
-                f"num_it//10 and the last 5 steps, so fewer steps leave nothing to suggest from (100 is the default)")
-        lrs = lr_range(start_lr, end_lr, int(num_it))
-        n_groups = len(self.layer_groups)
-        best = math.inf
-        rec = self.recorder
+        with self._guard("lr_find"):
+            self._stop_requested = False     # here, not in the loop: a Stop while the state is copied still counts
+            funcs = check_suggest_funcs(suggest_funcs)
+            start_lr, end_lr = _check_positive("start_lr", start_lr), _check_positive("end_lr", end_lr)
+            if start_lr >= end_lr:
+                raise ValueError(f"start_lr must be below end_lr, got start_lr={start_lr!r} >= end_lr={end_lr!r}")
+            if not isinstance(num_it, numbers.Integral) or isinstance(num_it, bool) or num_it < MIN_NUM_IT:
+                raise ValueError(
+                    f"num_it must be a whole number >= {MIN_NUM_IT}, got {num_it!r}: the suggestions drop the first "
+                    f"num_it//10 and the last 5 steps, so fewer steps leave nothing to suggest from (100 is the default)")
+            lrs = lr_range(start_lr, end_lr, int(num_it))
+            n_groups = len(self.layer_groups)
+            best = math.inf
+            rec = self.recorder
 
-        def check() -> str | None:
-            nonlocal best
-            s = rec.smooth_loss
-            if not math.isfinite(s):
-                return "non-finite loss"
-            best = min(best, s)
-            return "diverged" if stop_div and s > 4 * best else None
+            def check() -> str | None:
+                nonlocal best
+                s = rec.smooth_loss
+                if not math.isfinite(s):
+                    return "non-finite loss"
+                best = min(best, s)
+                return "diverged" if stop_div and s > 4 * best else None
 
-        saved = self._snapshot()
-        try:
-            n_iter = len(self.dls.train)
-            self._loop("lr_find", math.ceil(num_it / n_iter), np.repeat(lrs[:, None], n_groups, axis=1), None,
-                       validate=False, check=check)
-        finally:
-            self._restore(saved)
-        s = suggest_lrs(rec.lrs, rec.losses, num_it, self.run.end_reason)
-        res = LRFindResult(np.array(rec.lrs), rec.losses.copy(), rec.raw_losses.copy(), s["lr_min"], s["lr_steep"],
-                           s["valley"], s["slide"], dict(s.reasons), dict(s.points), int(num_it), self.run.end_reason)
-        if funcs is not None:
-            apply_suggest_funcs(res, funcs)
-        rec.lr_find_result = res
-        if show_plot:
-            _show_in_notebook(lambda: rec.plot_lr_find())
-            _warn_missing(res.missing, self.lr)
-        return res
+            saved = self._snapshot()
+            try:
+                n_iter = len(self.dls.train)
+                self._loop("lr_find", math.ceil(num_it / n_iter), np.repeat(lrs[:, None], n_groups, axis=1), None,
+                           validate=False, check=check)
+            finally:
+                self._restore(saved)
+            s = suggest_lrs(rec.lrs, rec.losses, num_it, self.run.end_reason)
+            res = LRFindResult(np.array(rec.lrs), rec.losses.copy(), rec.raw_losses.copy(), s["lr_min"], s["lr_steep"],
+                               s["valley"], s["slide"], dict(s.reasons), dict(s.points), int(num_it), self.run.end_reason)
+            if funcs is not None:
+                apply_suggest_funcs(res, funcs)
+            rec.lr_find_result = res
+            if show_plot:
+                _show_in_notebook(lambda: rec.plot_lr_find())
+                _warn_missing(res.missing, self.lr)
+            return res
 
     def save(self, path: str | Path, with_opt: bool = True) -> Path:
         """Save the weights (and optimizer state) to `path` (`.pth` added when it has no suffix)."""
@@ -365,28 +403,29 @@ class Learner:
 
     def load(self, path: str | Path, with_opt: bool = True, strict: bool = True) -> "Learner":
         """Load weights (and optimizer state) saved by `save`; tensors only (weights_only=True)."""
-        path = Path(path)
-        if not path.exists() and not path.suffix and path.with_suffix(".pth").exists():
-            path = path.with_suffix(".pth")
-        if not path.is_file():
-            raise FileNotFoundError(f"no saved learner at {str(path)!r}")
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:
-            raise ValueError(f"{str(path)!r} is not a file saved by Learner.save ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''})") from e
-        if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
-            raise ValueError(f"{str(path)!r} is not a file saved by Learner.save (no lrwidget header); "
-                             "to load plain weights use learn.model.load_state_dict(torch.load(path))")
-        self._check_loadable(path, state, with_opt, strict)
-        self.model.load_state_dict(state["model"], strict=strict)
-        if with_opt and "opt" in state:
-            # keep this optimizer's implementation (fused, foreach...): a state saved on the CPU would turn off
-            # the fused CUDA kernel; loading then places each tensor, 'step' too, as that implementation needs
-            for saved, g in zip(state["opt"].get("param_groups", []), self.opt.param_groups):
-                saved.update({k: g[k] for k in IMPLEMENTATION_KEYS if k in g})
-            self.opt.load_state_dict(state["opt"])
-        return self
+        with self._guard("load"):
+            path = Path(path)
+            if not path.exists() and not path.suffix and path.with_suffix(".pth").exists():
+                path = path.with_suffix(".pth")
+            if not path.is_file():
+                raise FileNotFoundError(f"no saved learner at {str(path)!r}")
+            try:
+                state = torch.load(path, map_location=self.device, weights_only=True)
+            except Exception as e:
+                raise ValueError(f"{str(path)!r} is not a file saved by Learner.save ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0] if str(e) else ''})") from e
+            if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
+                raise ValueError(f"{str(path)!r} is not a file saved by Learner.save (no lrwidget header); "
+                                 "to load plain weights use learn.model.load_state_dict(torch.load(path))")
+            self._check_loadable(path, state, with_opt, strict)
+            self.model.load_state_dict(state["model"], strict=strict)
+            if with_opt and "opt" in state:
+                # keep this optimizer's implementation (fused, foreach...): a state saved on the CPU would turn off
+                # the fused CUDA kernel; loading then places each tensor, 'step' too, as that implementation needs
+                for saved, g in zip(state["opt"].get("param_groups", []), self.opt.param_groups):
+                    saved.update({k: g[k] for k in IMPLEMENTATION_KEYS if k in g})
+                self.opt.load_state_dict(state["opt"])
+            return self
 
     def _check_loadable(self, path: Path, state: dict, with_opt: bool, strict: bool) -> None:
         """Refuse, before anything is loaded, a file whose weights or optimizer groups do not fit this learner."""

@@ -350,3 +350,16 @@ def test_our_learner_takes_fastais_own_suggest_funcs():
     lrs, losses = trim(res.lrs, res.losses, res.num_it)
     theirs, _ = steep(torch.tensor(lrs.tolist()), torch.tensor(losses.tolist()), res.num_it)
     assert res.steep == pytest.approx(float(theirs), rel=1e-12), "fastai's steep, as asked (it searches the whole curve)"
+
+
+def test_widgets_on_one_fastai_learner_share_one_run_at_a_time(w, learn):
+    other = LRWidget(learn)
+    assert other.learn is not w.learn and other.learn._guard is w.learn._guard
+    with w.learn._guard("fit"):
+        assert w.learn.busy and other.learn.busy
+        assert not other.fit() and not other.find() and "the learner is busy with another run" in other.status
+        with pytest.raises(RuntimeError, match=r"this learner is busy with fit .* so lr_find cannot start"):
+            other.learn.lr_find(show_plot=False)
+    assert other.find()
+    other.wait(60)
+    assert other.result is not None and not other.learn.busy
