@@ -24,6 +24,7 @@ DEFAULT_LRS = (1e-4, 1e-2)
 REDRAW_INTERVAL = 0.1       # seconds: at most ~10 redraws a second
 REDRAW_COST_RATIO = 40      # and at most ~1/40 of the training thread's time spent redrawing
 FIND_ORDER = ("start_lr", "end_lr", "num_it", "stop_div")
+MAX_EPOCHS = 1_000_000
 SNAP_PROMPT = "snap a marker to a suggestion…"
 MARKER_COLORS = {"lr_min": plots.SUGGESTION_COLORS["lr_min"], "lr_steep": plots.SUGGESTION_COLORS["lr_steep"]}
 
@@ -86,6 +87,33 @@ def epoch_table(names: list[str], values: list[list[float]], times: list[float])
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
+def _widget_tree(root: W.Widget) -> list[W.Widget]:
+    """`root` and every widget its synced traits hold, once each: boxes' children, a figure's marks, axes, scales."""
+    seen: dict[int, W.Widget] = {}
+    todo = [root]
+    while todo:
+        w = todo.pop()
+        if id(w) in seen:
+            continue
+        seen[id(w)] = w
+        for key in w.keys:
+            v = getattr(w, key, None)
+            values = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else (v,)
+            todo += [x for x in values if isinstance(x, W.Widget)]
+    return list(seen.values())
+
+
+class LearningRate(T.Float):
+    """A float trait that also takes numpy numbers and 0-d tensors or arrays, and refuses bools."""
+
+    def validate(self, obj: Any, value: Any) -> float:
+        if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            self.error(obj, value)
+        return super().validate(obj, float(value))
+
+
 class _Watcher(Observer):
     """Passes one run's events to the widget, redrawing at most every REDRAW_INTERVAL seconds (and at the end)."""
 
@@ -110,8 +138,8 @@ class _Watcher(Observer):
 class LRWidget(W.VBox):
     """lr_find chart with draggable lr_min/lr_steep markers, Find LR / Fit one cycle / Stop, live training view."""
 
-    lr_min = T.Float(DEFAULT_LRS[0], help="lower end of the slice passed to fit_one_cycle (marker lr_min)")
-    lr_steep = T.Float(DEFAULT_LRS[1], help="upper end of the slice passed to fit_one_cycle (marker lr_steep)")
+    lr_min = LearningRate(DEFAULT_LRS[0], help="lower end of the slice passed to fit_one_cycle (marker lr_min)")
+    lr_steep = LearningRate(DEFAULT_LRS[1], help="upper end of the slice passed to fit_one_cycle (marker lr_steep)")
     epochs = T.Int(5, help="epochs for Fit one cycle")
     busy = T.Bool(False, read_only=True, help="True while lr_find or fit runs in the worker thread")
     status = T.Unicode("", read_only=True, help="what happens now, or what just happened")
@@ -152,7 +180,7 @@ class LRWidget(W.VBox):
                                           layout=W.Layout(width="150px"))
         self.fit_button = W.Button(description="Fit one cycle", icon="play", button_style="success",
                                    tooltip="learn.fit_one_cycle(epochs, lr_max=slice(lr_min, lr_steep))")
-        self.epochs_box = W.BoundedIntText(value=epochs, min=1, max=1_000_000, description="epochs", style=style,
+        self.epochs_box = W.BoundedIntText(value=epochs, min=1, max=MAX_EPOCHS, description="epochs", style=style,
                                            layout=W.Layout(width="150px"))
         self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger", disabled=True,
                                     tooltip="end the run at the next batch")
@@ -168,8 +196,9 @@ class LRWidget(W.VBox):
         self.table_html = W.HTML()
         self.loss_chart, self.sched_chart = plots.LossChart(), plots.SchedChart()
         self.loss_chart.figure.layout.width = self.sched_chart.figure.layout.width = "50%"
-        self.train_box = W.VBox([self.table_html, W.HBox([self.loss_chart.figure, self.sched_chart.figure])],
-                                layout=W.Layout(display="none"))
+        # the charts join the panel when it is first shown: drawn hidden, at zero width, they log SVG errors
+        self._train_charts = W.HBox([self.loss_chart.figure, self.sched_chart.figure])
+        self.train_box = W.VBox([self.table_html], layout=W.Layout(display="none"))
         super().__init__(children=[
             self.chart,
             W.HBox([self.texts["lr_min"], self.texts["lr_steep"], self.snap_menu]),
@@ -193,7 +222,7 @@ class LRWidget(W.VBox):
         last = getattr(learn.recorder, "lr_find_result", None)
         if last is not None:
             self._show_result(last)
-            self._say("ready: markers at the last lr_find's suggestions; " + self._markers_to_suggestions(last))
+            self._say("ready, from the last lr_find: " + self._markers_to_suggestions(last))
         else:
             self._say("ready: click Find LR to run the learning-rate range test, or drag the markers")
 
@@ -219,9 +248,10 @@ class LRWidget(W.VBox):
         kw.update({k: _plain(v) for k, v in lr_find_kwargs.items() if k != "show_plot"})
         kw = {k: kw[k] for k in sorted(kw, key=lambda k: FIND_ORDER.index(k) if k in FIND_ORDER else len(FIND_ORDER))}
         inspect.signature(self.learn.lr_find).bind(**kw)
-        self._show_find_options(kw)
         lo, hi = parse_lr(kw.get("start_lr")), parse_lr(kw.get("end_lr"))
         self._find_range = (lo, hi) if lo is not None and hi is not None and lo < hi else None
+        if self._find_range is not None:
+            self._show_find_options(kw)     # not a refused range: the next click would run it again
         extra = getattr(self.learn, "lr_find_code_args", "")   # the fastai adapter's suggest_funcs
         code = f"learn.lr_find({', '.join(f'{k}={_code(v)}' for k, v in kw.items())}{extra})"
         return self._start("lr_find", lambda: self.learn.lr_find(**kw, show_plot=False), code, self._after_find)
@@ -254,6 +284,14 @@ class LRWidget(W.VBox):
         if self._error is not None:
             raise self._error
 
+    def close(self) -> None:
+        """Stop a running lr_find or fit (a closed widget could not), then close every widget it is made of."""
+        self.stop()
+        for w in _widget_tree(self):
+            if w is not self:
+                w.close()
+        super().close()
+
     def snap(self, marker: str, suggestion: str) -> None:
         """Move marker 'lr_min' or 'lr_steep' to a suggestion of the last lr_find ('valley', 'slide', ...)."""
         if marker not in NAMES:
@@ -276,9 +314,10 @@ class LRWidget(W.VBox):
 
     @T.validate("epochs")
     def _valid_epochs(self, proposal: T.Bunch) -> int:
-        if proposal["value"] < 1:
-            raise T.TraitError(f"epochs must be a whole number >= 1, got {proposal['value']!r}")
-        return int(proposal["value"])
+        v = proposal["value"]
+        if isinstance(v, bool) or not 1 <= v <= MAX_EPOCHS:
+            raise T.TraitError(f"epochs must be a whole number from 1 to {MAX_EPOCHS:,}, got {v!r}")
+        return int(v)
 
     @T.observe("lr_min", "lr_steep")
     def _on_lr(self, change: T.Bunch) -> None:
@@ -415,7 +454,8 @@ class LRWidget(W.VBox):
         lo = pick("lr_min", ("lr_min", "valley", "slide", "lr_steep"))
         hi = pick("lr_steep", ("lr_steep", "valley", "slide", "lr_min"))
         if lo is None or hi is None:
-            return "no suggestion from this curve; markers not moved (" + "; ".join(res.reasons.values()) + ")"
+            reasons = "; ".join(dict.fromkeys(res.reasons.values()))
+            return f"markers not moved: no suggestion from this curve ({reasons})"
         if lo > hi:
             notes.append(f"the suggestions came out reversed (lr_min {lo:.3g} > lr_steep {hi:.3g}): swapped so that "
                          "lr_min <= lr_steep")
@@ -424,13 +464,17 @@ class LRWidget(W.VBox):
             self.lr_steep, self.lr_min = hi, lo
         else:
             self.lr_min, self.lr_steep = lo, hi
-        return f"lr_min={lo:.4g}, lr_steep={hi:.4g}" + "".join(f"; {n}" for n in notes)
+        return f"markers at lr_min={lo:.4g}, lr_steep={hi:.4g}" + "".join(f"; {n}" for n in notes)
 
     # -- the worker ---------------------------------------------------------------------------------
 
     def _start(self, kind: str, call: Callable[[], Any], code: str, done: Callable[[Any], None]) -> bool:
         with self._lock:
             if self.busy:
+                return False
+            if getattr(self.learn, "busy", False):
+                self._say(f"the learner is busy with another run (another widget or a cell), so {kind} did not "
+                          "start: wait for it to end, or stop it")
                 return False
             self.set_trait("busy", True)
         self._kind, self._error, self._stopping = kind, None, False
@@ -471,14 +515,14 @@ class LRWidget(W.VBox):
             restored = getattr(self.learn, "lr_find_restores", "the model, optimizer and random state are as before it")
             self._say(f"lr_find stopped after {steps} steps; {restored}; markers not moved{note}")
         else:
-            self._say(f"lr_find done ({steps} steps, {res.end_reason}): markers at "
-                      + self._markers_to_suggestions(res) + note)
+            self._say(f"lr_find done ({steps} steps, {res.end_reason}): " + self._markers_to_suggestions(res) + note)
 
     def _after_fit(self, _: Any) -> None:
         run, rec = self.learn.run, self.learn.recorder
         if run.end_reason == "stopped":
-            self._say(f"fit stopped after {rec.n_batches}/{run.total} batches ({len(rec.values)} full epochs); "
-                      "the weights keep the training done")
+            where = (f"in the last validation, after all {run.total} batches trained (that epoch has no validation "
+                     "row)" if rec.n_batches >= run.total else f"after {rec.n_batches}/{run.total} batches")
+            self._say(f"fit stopped {where}; {len(rec.values)} full epochs; the weights keep the training done")
             return
         last = ""
         if rec.values:
@@ -498,6 +542,8 @@ class LRWidget(W.VBox):
             self._table_rows = 0
             self.table_html.value = epoch_table(learn.recorder.metric_names, [], [])
             self.train_box.layout.display = ""
+            if self._train_charts not in self.train_box.children:
+                self.train_box.children = (self.table_html, self._train_charts)
         self._redraw(learn)
 
     def _redraw(self, learn: Learner, final: bool = False) -> None:

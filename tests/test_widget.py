@@ -202,6 +202,25 @@ def test_setting_a_bad_lr_from_code_raises_traiterror(w, bad):
 def test_values_are_plain_python_floats(w):
     w.lr_min = np.float64(3e-4)
     assert type(w.lr_min) is float
+    for v in (np.float32(5e-4), np.int64(1), torch.tensor(2e-3), np.array(3e-3), 1):
+        w.lr_steep = v
+        assert type(w.lr_steep) is float and w.lr_steep == pytest.approx(float(v))
+
+
+@pytest.mark.parametrize("bad", [True, "1e-3", None, torch.tensor([1e-3, 2e-3]), [1e-3]])
+def test_a_bool_text_or_several_numbers_is_not_a_learning_rate(w, bad):
+    with pytest.raises(traitlets.TraitError, match="expected a float"):
+        w.lr_min = bad
+    assert w.lr_min == 1e-4
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1_000_001])
+def test_epochs_beyond_the_fields_range_are_refused(w, bad):
+    with pytest.raises(traitlets.TraitError, match=r"epochs must be a whole number from 1 to 1,000,000"):
+        w.epochs = bad
+    assert w.epochs == 1 and w.epochs_box.value == 1
+    w.epochs = 1_000_000
+    assert w.epochs_box.value == 1_000_000
 
 
 def test_dragging_past_the_other_marker_pushes_it(w):
@@ -270,6 +289,25 @@ def test_find_with_refused_start_does_not_run(w):
     type_text(w.start_text, "abc")
     assert not w.find()
     assert not w.busy and w._thread is None and "refused start_lr" in w.status
+
+
+def test_a_reversed_range_from_code_fails_in_the_widget_and_leaves_the_fields(w):
+    assert w.find(start_lr=1.0, end_lr=0.1)
+    with pytest.raises(ValueError, match="start_lr must be below end_lr"):
+        w.wait(TIMEOUT)
+    assert (w.start_text.value, w.end_text.value) == ("1e-07", "10"), "the next click runs the fields' range"
+    assert w.find()
+    w.wait(TIMEOUT)
+    assert w.result.end_reason in ("completed", "diverged")
+
+
+def test_a_curve_without_suggestions_says_why_once(w, learn):
+    learn.loss_func = lambda out, y: (out * 0).sum() + 1.0             # flat: no suggestion at all
+    assert w.find(num_it=20)
+    w.wait(TIMEOUT)
+    assert (w.lr_min, w.lr_steep) == (1e-4, 1e-2)
+    assert w.status.startswith("lr_find done (20 steps, completed): markers not moved: no suggestion from this curve (")
+    assert w.status.count("the loss is flat") == 1
 
 
 def reversed_lr_find(learn, **changes):
@@ -439,7 +477,53 @@ def test_live_charts_and_epoch_table_after_a_fit(found, learn):
     assert all(f">{c}</th>" in table for c in rec.metric_names)
     assert found.progress.value == n == found.progress.max and "elapsed" in found.progress_label.value
     assert found.train_box.layout.display == ""
+    assert found.loss_chart.figure in found._train_charts.children and found._train_charts in found.train_box.children
     assert np.array_equal(found.chart_view.smooth.x, curve_x), "the lr_find chart keeps the lr_find curve"
+
+
+def test_the_training_charts_are_not_drawn_while_hidden(w):
+    """bqplot draws a figure in a display:none box at zero width and logs SVG errors (negative widths)."""
+    assert w.train_box.layout.display == "none" and w._train_charts not in w.train_box.children
+    assert w.fit(1)
+    w.wait(TIMEOUT)
+    assert w.train_box.layout.display == "" and w.train_box.children == (w.table_html, w._train_charts)
+
+
+def test_a_second_widget_or_a_cell_cannot_run_on_a_busy_learner(w, learn):
+    gate, release = __import__("threading").Event(), __import__("threading").Event()
+
+    class Hold(Observer):
+        def batch_end(self, learn):
+            gate.set()
+            release.wait(TIMEOUT)
+
+    learn.observers.append(Hold())
+    assert w.fit(1)
+    assert gate.wait(TIMEOUT) and learn.busy
+    other = LRWidget(learn)
+    assert not other.find() and not other.fit() and not other.busy
+    assert "the learner is busy with another run" in other.status
+    for call in (learn.lr_find, lambda: learn.fit(1), learn.validate, lambda: learn.fine_tune(1)):
+        with pytest.raises(RuntimeError, match=r"this learner is busy with fit_one_cycle .* wait for it to end, or "
+                                               r"call learn.stop\(\)"):
+            call()
+    learn.observers.pop()
+    release.set()
+    w.wait(TIMEOUT)
+    assert w.learn.run.end_reason == "completed" and not learn.busy and len(learn.recorder.values) == 1
+    assert other.find()
+    other.wait(TIMEOUT)
+
+
+def test_closing_the_widget_stops_its_run_and_closes_its_parts(learn):
+    w = LRWidget(learn, epochs=50)
+    parts = [x for x in (w.chart, w.markers["lr_min"], w.fit_button, w.loss_chart.figure, w.progress)]
+    assert w.fit()
+    wait_for(lambda: learn.recorder.n_batches > 0)
+    w.close()
+    w.wait(TIMEOUT)
+    assert learn.run.end_reason == "stopped" and not learn.busy
+    assert w.comm is None and all(p.comm is None for p in parts)
 
 
 def test_redraws_are_throttled_and_long_arrays_downsampled():
