@@ -454,12 +454,13 @@ class Learner:
             raise TypeError(f"freeze_to takes the index of the first layer group to train, got {n!r}")
         layers = self.layer_groups
         frozen = layers[:n] if n >= 0 else layers[:len(layers) + n]
-        if n >= len(layers):
-            warnings.warn(f"freezing {n} layer groups of {len(layers)}: the whole model is frozen, so training "
-                          "would fail; freeze_to(-1) trains the last group", UserWarning, stacklevel=2)
         frozen_ids = {id(p) for ps in frozen for p in ps}
         norm_ids = {id(p) for m in self.model.modules() if isinstance(m, NORM_TYPES)
                     for p in m.parameters()} if self.train_bn else set()
+        if n >= len(layers):
+            but = " but for its norm layers" if norm_ids else ""
+            warnings.warn(f"freezing {n} layer groups of {len(layers)}: the whole model is frozen{but}; "
+                          "freeze_to(-1) trains the last group", UserWarning, stacklevel=2)
         for ps in layers:
             for p in ps:
                 p.requires_grad_(id(p) not in frozen_ids or id(p) in norm_ids)
