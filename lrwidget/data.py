@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Real
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -139,7 +140,7 @@ def digits(bs: int = 64, images: bool = False, size: int = 8, valid_pct: float =
     `images=False` gives flat vectors of 64 features; `images=True` gives (channels, size, size)
     images, resized from 8x8, for convolutional models. `valid_pct=0` gives no validation set.
     """
-    if not (isinstance(valid_pct, (int, float)) and not isinstance(valid_pct, bool) and 0 <= valid_pct < 1):
+    if not (isinstance(valid_pct, Real) and not isinstance(valid_pct, bool) and 0 <= valid_pct < 1):
         raise ValueError(f"valid_pct must be a fraction in [0, 1), got {valid_pct!r}: the share of the 1,797 "
                          "digits held out for validation (0.2 is the default)")
     with np.load(DIGITS_FILE) as f:
