@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
     ok = "a tiny check, no target" if a.quick else f"target >= 0.97: {'met' if res['ratio'] >= 0.97 else 'MISSED'}"
     print(f"lrwidget fit_one_cycle {res['lrwidget_ips']:,.0f} img/s; hand-written loop {res['hand_ips']:,.0f} img/s; "
           f"median ratio {res['ratio']:.3f} ({ok})", flush=True)
+    if a.json:                                          # the timings are kept even if what follows fails
+        Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
     if device.type == "cuda":
         n = min(20, len(batches))
         fit, find, state = lr_find_device_memory(batches[:n], device, amp)
@@ -207,8 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"lr_find({n}) device peak {find / 2**20:.1f} MiB vs fit of {n} steps {fit / 2**20:.1f} MiB above the "
               f"model and optimizer ({state / 2**20:.1f} MiB): extra {(find - fit) / 2**20:+.1f} MiB "
               f"= {(find - fit) / state:+.3f} of the state (its copy is on the host)", flush=True)
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
+        if a.json:
+            Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
     return res
 
 

@@ -12,9 +12,12 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/nvidia-smi.txt"
 "$py" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__,
           "cuda", torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())' 2>&1 | tee "$out/versions.txt"
-"$py" -m pytest -q -rA -m gpu -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$out/gpu-tests.txt"
+# time limits, so that one hung test cannot eat the machine's few minutes and leave the benchmark unrun
+timeout -k 10 240 "$py" -m pytest -q -rA -m gpu -p no:cacheprovider -o timeout=90 tests/test_gpu.py 2>&1 \
+  | tee "$out/gpu-tests.txt"
 tests=${PIPESTATUS[0]}
-"$py" benchmarks/gpu.py --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
+# --device cuda: fail loudly, rather than fall back to the CPU check, where CUDA does not come up
+timeout -k 10 200 "$py" benchmarks/gpu.py --device cuda --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
 bench=${PIPESTATUS[0]}
 echo "gpu tests: exit $tests; gpu benchmark: exit $bench; files in $out"
 exit $(( tests != 0 || bench != 0 ))

@@ -26,7 +26,8 @@ def default_device() -> torch.device:
 def to_device(b: Any, device: torch.device, non_blocking: bool = True) -> Any:
     """Move a batch (tensors in tuples, lists or dicts, nested) to `device` without blocking."""
     if isinstance(b, torch.Tensor):
-        return b.to(device, non_blocking=non_blocking)
+        # non-blocking only onto an accelerator: a non-blocking copy to the host could be read before it lands
+        return b.to(device, non_blocking=non_blocking and torch.device(device).type != "cpu")
     if isinstance(b, (tuple, list)):
         moved = [to_device(o, device, non_blocking) for o in b]
         return type(b)(*moved) if hasattr(b, "_fields") else type(b)(moved)  # a namedtuple takes its fields
