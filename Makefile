@@ -2,31 +2,47 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
-# torch and torchvision as pip finds them; on the project's machines these releases lie on disk.
+# torch and torchvision as pip finds them (a CPU-only machine may add: --index-url https://download.pytorch.org/whl/cpu)
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+# the Chromium the browser tests drive (tests/jupyter_browser.py reads LRWIDGET_CHROMIUM)
+CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+# one stamp per TORCH value: asking for another torch build installs it
+TORCH_STAMP := $(VENV)/.torch-$(shell printf '%s' '$(TORCH)' | md5sum | cut -c1-12)
 
 .PHONY: setup lab test bench chromium
 
-$(VENV)/.installed: pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+
+$(TORCH_STAMP): | $(PY)
 	$(PY) -m pip install -q $(TORCH)
+	rm -f $(VENV)/.torch-*
+	touch $@
+
+# lab: the package and JupyterLab only; test: also pytest, Playwright, fastai, torch-lr-finder, repo2docker
+$(VENV)/.lab: pyproject.toml $(TORCH_STAMP)
+	$(PY) -m pip install -q -e '.[lab]'
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(TORCH_STAMP)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.test
 
 chromium:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+	@[ -x "$(CHROMIUM)" ] || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 
-lab: setup
+lab: $(VENV)/.lab
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/quickstart.ipynb
 
-test: setup chromium
-	$(PY) -m pytest -q
+test: $(VENV)/.test chromium
+	LRWIDGET_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
 
-bench: setup
+bench: $(TORCH_STAMP)
+	$(PY) -m pip install -q -e '.[lab]'
 	-$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/run_all.py
