@@ -27,8 +27,11 @@ $(VENV)/.lab: pyproject.toml $(TORCH_STAMP)
 	$(PY) -m pip install -q -e '.[lab]'
 	touch $@
 
-$(VENV)/.test: pyproject.toml $(TORCH_STAMP)
-	$(PY) -m pip install -q -e '.[test]'
+# the tests run the notebooks with the front-end releases Binder pins (binder/requirements.txt)
+FRONT_END_PINS = $(shell grep -E '^(jupyterlab|ipywidgets|bqplot|ipykernel)==' binder/requirements.txt)
+
+$(VENV)/.test: pyproject.toml binder/requirements.txt $(TORCH_STAMP)
+	$(PY) -m pip install -q -e '.[test]' $(FRONT_END_PINS)
 	touch $@
 
 setup: $(VENV)/.test

@@ -111,6 +111,21 @@ def test_pins_satisfy_pyproject():
             f"binder pins {r} but pyproject.toml asks for {dep}")
 
 
+FRONT_END = ("jupyterlab", "ipywidgets", "bqplot", "ipykernel")
+
+
+def test_the_tests_run_the_front_end_releases_binder_pins():
+    """binder/requirements.txt says these are the versions the notebooks are tested with: `make test` installs them."""
+    from importlib.metadata import version
+    _, reqs, _ = binder_requirements()
+    makefile = (ROOT / "Makefile").read_text()
+    assert all(name in makefile for name in FRONT_END) and "binder/requirements.txt" in makefile
+    for name in FRONT_END:
+        assert Version(version(name)) == pinned(reqs[name]), (
+            f"{name} {version(name)} is installed, Binder pins {reqs[name]}: run `make test` (it installs the pins), "
+            "or change the pin to the release the notebooks were tested with")
+
+
 def test_runtime_python_satisfies_requires_python():
     text = (BINDER / "runtime.txt").read_text().strip()
     m = re.fullmatch(r"python-(\d+\.\d+)", text)
