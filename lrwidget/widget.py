@@ -522,7 +522,8 @@ class LRWidget(W.VBox):
         if run.end_reason == "stopped":
             where = (f"in the last validation, after all {run.total} batches trained (that epoch has no validation "
                      "row)" if rec.n_batches >= run.total else f"after {rec.n_batches}/{run.total} batches")
-            self._say(f"fit stopped {where}; {len(rec.values)} full epochs; the weights keep the training done")
+            done = len(rec.values)
+            self._say(f"fit stopped {where}; {done} full epoch{'s' * (done != 1)}; the weights keep the training done")
             return
         last = ""
         if rec.values:

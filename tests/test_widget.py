@@ -450,6 +450,21 @@ def test_stop_ends_a_fit_within_a_batch_or_two_and_keeps_the_weights(w, learn):
     assert "fit stopped" in w.status and not w.busy
 
 
+def test_a_stop_after_the_last_batch_says_the_last_epoch_has_no_validation(w, learn):
+    class StopAtLastBatch(Observer):
+        def batch_end(self, learn):
+            if learn.recorder.n_batches == learn.run.total:
+                w.stop()
+
+    learn.observers.append(StopAtLastBatch())
+    assert w.fit(2)
+    w.wait(TIMEOUT)
+    n = 2 * len(learn.dls.train)
+    assert learn.run.end_reason == "stopped" and learn.recorder.n_batches == n and len(learn.recorder.values) == 1
+    assert w.status == (f"fit stopped in the last validation, after all {n} batches trained (that epoch has no "
+                        "validation row); 1 full epoch; the weights keep the training done")
+
+
 @pytest.mark.parametrize("kind", ["fit", "find"])
 def test_stop_right_after_start_is_not_lost(w, learn, kind):
     before = weights(learn)
