@@ -25,10 +25,11 @@ import math
 import sys
 import time
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .find_result import apply_suggest_funcs, check_suggest_funcs
 from .learner import LRFindResult, Observer, RunGuard, RunInfo, _show_in_notebook
 from .recorder import Recorder
 
@@ -235,9 +236,11 @@ class FastaiLearner:
         self._stop_requested = True
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                show_plot: bool = True) -> LRFindResult:
-        """fastai's `learn.lr_find(..., suggest_funcs=(minimum, steep, valley, slide))`, as an LRFindResult."""
+                show_plot: bool = True, suggest_funcs: Callable | Sequence[Callable] | None = None) -> LRFindResult:
+        """fastai's `learn.lr_find(..., suggest_funcs=(minimum, steep, valley, slide))`, as an LRFindResult; with
+        `suggest_funcs`, it also answers for those, in their order, as fastai's SuggestedLRs does."""
         from fastai.callback.schedule import minimum, slide, steep, valley
+        asked = check_suggest_funcs(suggest_funcs)
         funcs = {"lr_min": minimum, "lr_steep": steep, "valley": valley, "slide": slide}
         with self._guard("lr_find"):
             points: dict[str, tuple[float, float]] = {}
@@ -272,6 +275,8 @@ class FastaiLearner:
                     reasons[k] = "fastai gave no suggestion"
             res = LRFindResult(lrs, losses, raw, values["lr_min"], values["lr_steep"], values["valley"], values["slide"],
                                reasons, points, int(num_it), self.run.end_reason if self.run else "")
+            if asked is not None:
+                apply_suggest_funcs(res, asked)
             self.recorder.lr_find_result = res
             with contextlib.suppress(TypeError):
                 _last_find[fl] = res

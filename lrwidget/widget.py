@@ -252,7 +252,8 @@ class LRWidget(W.VBox):
         self._find_range = (lo, hi) if lo is not None and hi is not None and lo < hi else None
         if self._find_range is not None:
             self._show_find_options(kw)     # not a refused range: the next click would run it again
-        extra = getattr(self.learn, "lr_find_code_args", "")   # the fastai adapter's suggest_funcs
+        # the fastai adapter's suggest_funcs, unless the call names its own
+        extra = "" if "suggest_funcs" in kw else getattr(self.learn, "lr_find_code_args", "")
         code = f"learn.lr_find({', '.join(f'{k}={_code(v)}' for k, v in kw.items())}{extra})"
         return self._start("lr_find", lambda: self.learn.lr_find(**kw, show_plot=False), code, self._after_find)
 

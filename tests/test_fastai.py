@@ -363,3 +363,16 @@ def test_widgets_on_one_fastai_learner_share_one_run_at_a_time(w, learn):
     assert other.find()
     other.wait(60)
     assert other.result is not None and not other.learn.busy
+
+
+def test_find_with_suggest_funcs_on_a_fastai_learner_answers_for_those(w, learn):
+    """w.find(suggest_funcs=...) reads as fastai 2.8's lr_find on the fastai learner too."""
+    got = spy_lr_find(learn)
+    assert w.find(suggest_funcs=(valley, slide))
+    w.wait(TIMEOUT)
+    assert w.code == "learn.lr_find(start_lr=1e-07, end_lr=10.0, num_it=100, suggest_funcs=(valley, slide))"
+    res, ret = w.result, got["ret"]
+    assert list(res) == [res.valley, res.slide] == [ret.valley, ret.slide]
+    assert (w.lr_min, w.lr_steep) == (min(res.lr_min, res.lr_steep), max(res.lr_min, res.lr_steep))
+    with pytest.raises(TypeError, match="suggest_funcs must be a function or a sequence"):
+        w.learn.lr_find(suggest_funcs="valley", show_plot=False)
