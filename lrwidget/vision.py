@@ -1,7 +1,8 @@
 """vision_learner / cnn_learner: a torchvision architecture cut into a body and a fastai-style head."""
 from __future__ import annotations
 
-from typing import Any, Callable
+import inspect
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -21,16 +22,70 @@ class AdaptiveConcatPool2d(nn.Module):
         return torch.cat([self.mp(x), self.ap(x)], 1)
 
 
-def create_head(nf: int, n_out: int, lin_ftrs: int = 512, ps: float = 0.5) -> nn.Sequential:
-    """fastai's head: concat pooling, then BatchNorm-Dropout-Linear twice."""
-    head = nn.Sequential(
-        AdaptiveConcatPool2d(), nn.Flatten(),
-        nn.BatchNorm1d(nf * 2), nn.Dropout(ps / 2), nn.Linear(nf * 2, lin_ftrs, bias=False), nn.ReLU(inplace=True),
-        nn.BatchNorm1d(lin_ftrs), nn.Dropout(ps), nn.Linear(lin_ftrs, n_out, bias=False))
+class SigmoidRange(nn.Module):
+    """Squash the output into (low, high) with a sigmoid (fastai's, for `y_range`)."""
+
+    def __init__(self, low: float, high: float):
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) * (self.high - self.low) + self.low
+
+
+def _lin_bn_drop(n_in: int, n_out: int, bn: bool, p: float, act: nn.Module | None, lin_first: bool) -> list[nn.Module]:
+    """fastai's LinBnDrop: BatchNorm, Dropout and Linear (bias only without BatchNorm), then the activation."""
+    norm = [nn.BatchNorm1d(n_out if lin_first else n_in)] if bn else []
+    drop = [nn.Dropout(p)] if p else []
+    lin = [nn.Linear(n_in, n_out, bias=not bn)] + ([act] if act is not None else [])
+    return lin + norm + drop if lin_first else norm + drop + lin
+
+
+def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | int | None = None, ps: float | Sequence[float] = 0.5,
+                pool: bool = True, concat_pool: bool = True, first_bn: bool = True, bn_final: bool = False,
+                lin_first: bool = False, y_range: tuple[float, float] | None = None) -> nn.Sequential:
+    """fastai's create_head: (concat) pooling, then BatchNorm-Dropout-Linear blocks down to `n_out`."""
+    if pool and concat_pool:
+        nf *= 2
+    hidden = [512] if lin_ftrs is None else [lin_ftrs] if isinstance(lin_ftrs, int) else list(lin_ftrs)
+    sizes = [nf, *hidden, n_out]
+    ps = [ps] if isinstance(ps, (int, float)) else list(ps)
+    if len(ps) == 1:
+        ps = [ps[0] / 2] * (len(sizes) - 2) + ps
+    if len(ps) != len(sizes) - 1:
+        raise ValueError(f"ps must be one dropout probability or one per linear layer ({len(sizes) - 1} here), "
+                         f"got {ps!r}")
+    layers: list[nn.Module] = [AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1),
+                               nn.Flatten()] if pool else []
+    if lin_first:
+        layers.append(nn.Dropout(ps.pop(0)))
+    acts = [nn.ReLU(inplace=True)] * (len(sizes) - 2) + [None]
+    for ni, no, bn, p, act in zip(sizes[:-1], sizes[1:], [first_bn] + [True] * len(sizes[1:]), ps, acts):
+        layers += _lin_bn_drop(ni, no, bn, p, act, lin_first)
+    if lin_first:
+        layers.append(nn.Linear(sizes[-2], n_out))
+    if bn_final:
+        layers.append(nn.BatchNorm1d(sizes[-1], momentum=0.01))
+    if y_range is not None:
+        layers.append(SigmoidRange(*y_range))
+    head = nn.Sequential(*layers)
     for m in head.modules():
         if isinstance(m, nn.Linear):
             nn.init.kaiming_normal_(m.weight)
     return head
+
+
+HEAD_ARGS = ("lin_ftrs", "ps", "pool", "concat_pool", "first_bn", "bn_final", "lin_first", "y_range")
+# fastai's vision_learner arguments that lrwidget does not take, with what to do instead
+NOT_TAKEN = {
+    "normalize": "lrwidget does not change your data: normalise it in your Dataset (for pretrained weights, with "
+                 "the statistics of torchvision's weights.transforms())",
+    "weights": "pass pretrained=True for torchvision's default weights",
+    "cbs": "lrwidget has no callbacks: use learn.observers (lrwidget.learner.Observer)",
+    "path": "learn.save(path) takes the whole path",
+    "model_dir": "learn.save(path) takes the whole path",
+    "init": "the head's linear layers get kaiming_normal_, as fastai's default",
+}
 
 
 def _load_arch(arch: Callable, pretrained: bool) -> nn.Module:
@@ -90,12 +145,22 @@ def _n_in(dls: DataLoaders) -> int:
 
 def vision_learner(dls: DataLoaders, arch: Callable[..., nn.Module], metrics: Any = None, pretrained: bool = True,
                    n_out: int | None = None, n_in: int | None = None, cut: int | None = None,
-                   lin_ftrs: int = 512, ps: float = 0.5, **kwargs: Any) -> Learner:
+                   splitter: Callable | None = None, custom_head: nn.Module | None = None, **kwargs: Any) -> Learner:
     """A Learner over a torchvision architecture (e.g. `resnet34`) with a new head for `n_out` outputs.
 
     Parameter groups follow fastai (resnets: early body, late body, head), so `slice(a, b)` gives
-    discriminative learning rates; with `pretrained=True` the body is frozen, as in fastai.
+    discriminative learning rates; with `pretrained=True` the body is frozen, as in fastai. fastai's head
+    arguments (lin_ftrs, ps, concat_pool, y_range, ...) and the Learner's (loss_func, wd, ...) are taken too.
     """
+    if isinstance(arch, (str, nn.Module)) or not callable(arch):
+        raise TypeError(f"arch must be a torchvision model function such as torchvision.models.resnet34, "
+                        f"got {arch!r}: not a name, nor a model already built")
+    head_kw = {k: kwargs.pop(k) for k in HEAD_ARGS if k in kwargs}
+    taken = set(inspect.signature(Learner).parameters) - {"dls", "model", "metrics", "splitter"}
+    for k in kwargs:
+        if k not in taken:
+            why = NOT_TAKEN.get(k, f"it takes {sorted(taken | set(HEAD_ARGS))} besides its own")
+            raise TypeError(f"vision_learner does not take {k}= (fastai's does): {why}")
     if n_out is None:
         n_out = dls.c
         if n_out is None:
@@ -107,18 +172,23 @@ def vision_learner(dls: DataLoaders, arch: Callable[..., nn.Module], metrics: An
     was = body.training
     body.eval()
     with torch.no_grad():
-        nf = body(torch.zeros(2, n_in, 64, 64)).shape[1]
+        shapes = [tuple(body(torch.zeros(2, n_in, size, size)).shape) for size in (64, 96)]
     body.train(was)
-    net = nn.Sequential(body, create_head(nf, n_out, lin_ftrs, ps))
+    if len(shapes[0]) != 4 or shapes[0][1] != shapes[1][1]:
+        raise ValueError(f"the body of {getattr(arch, '__name__', arch)} gives {shapes[0]} for 64x64 images, not "
+                         "(batch, channels, height, width) with the channels second (channels-last features, as "
+                         "swin's, are not supported): pass cut= at the layer to end the body at")
+    nf = shapes[0][1]
+    net = nn.Sequential(body, custom_head if custom_head is not None else create_head(nf, n_out, **head_kw))
     resnet_like = hasattr(model, "fc") and hasattr(model, "avgpool") and len(body) > 6
 
-    def splitter(m: nn.Sequential) -> list[list[nn.Parameter]]:
+    def default_splitter(m: nn.Sequential) -> list[list[nn.Parameter]]:
         b, h = m[0], m[1]
         if resnet_like:
             return [list(b[:6].parameters()), list(b[6:].parameters()), list(h.parameters())]
         return [list(b.parameters()), list(h.parameters())]
 
-    learn = Learner(dls, net, metrics=metrics, splitter=splitter, **kwargs)
+    learn = Learner(dls, net, metrics=metrics, splitter=splitter or default_splitter, **kwargs)
     if pretrained:
         learn.freeze()
     return learn

@@ -376,3 +376,16 @@ def test_find_with_suggest_funcs_on_a_fastai_learner_answers_for_those(w, learn)
     assert (w.lr_min, w.lr_steep) == (min(res.lr_min, res.lr_steep), max(res.lr_min, res.lr_steep))
     with pytest.raises(TypeError, match="suggest_funcs must be a function or a sequence"):
         w.learn.lr_find(suggest_funcs="valley", show_plot=False)
+
+
+@pytest.mark.parametrize("kw", [{}, {"lin_ftrs": [256, 128]}, {"ps": [0.1, 0.2]}, {"concat_pool": False},
+                                {"y_range": (0, 5)}, {"bn_final": True}, {"lin_first": True}, {"first_bn": False},
+                                {"pool": False}])
+def test_create_head_is_fastais(kw):
+    from fastai.vision.learner import create_head as fastai_head
+    from lrwidget.vision import create_head
+
+    def layout(head):
+        return [(type(m).__name__, tuple(p.shape for p in m.parameters(recurse=False)), getattr(m, "p", None))
+                for m in head.modules() if not list(m.children())]
+    assert layout(create_head(64, 10, **kw)) == layout(fastai_head(64, 10, **kw))

@@ -93,3 +93,48 @@ def test_n_out_must_be_given_when_it_cannot_be_inferred():
     batches = [(torch.randn(4, 3, 16, 16), torch.randint(0, 3, (4,)))]
     with pytest.raises(ValueError, match="pass n_out="):
         vision_learner(DataLoaders(batches), resnet18, pretrained=False)
+
+
+def test_fastais_head_arguments_build_its_head():
+    from lrwidget.vision import SigmoidRange
+    dls = small_image_dls(n=64)
+    learn = vision_learner(dls, resnet18, pretrained=False, lin_ftrs=[256, 128], ps=[0.1, 0.2, 0.3],
+                           concat_pool=False, y_range=(0, 9), wd=0.1)
+    head = learn.model[1]
+    linears = [m for m in head if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(512, 256), (256, 128), (128, 10)]
+    assert [m.p for m in head if isinstance(m, torch.nn.Dropout)] == [0.1, 0.2, 0.3]
+    assert isinstance(head[0], torch.nn.AdaptiveAvgPool2d) and isinstance(head[-1], SigmoidRange)
+    out = learn.model(next(iter(dls.train))[0])
+    assert out.shape == (64, 10) and out.min() >= 0 and out.max() <= 9
+    assert all(g["weight_decay"] == 0.1 for g in learn.opt.param_groups if not g.get("wd_exempt"))
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"normalize": True}, r"vision_learner does not take normalize= \(fastai's does\): lrwidget does not change"),
+    ({"cbs": []}, r"does not take cbs=.*learn.observers"),
+    ({"colour": 1}, r"does not take colour=.*it takes \["),
+])
+def test_fastai_arguments_it_does_not_take_are_named_before_anything_is_built(kw, match, monkeypatch):
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(TypeError, match=match):
+        vision_learner(small_image_dls(n=64), resnet18, **kw)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", resnet18(), 3])
+def test_an_arch_that_is_not_a_model_function_is_refused(arch):
+    with pytest.raises(TypeError, match="arch must be a torchvision model function such as"):
+        vision_learner(small_image_dls(n=64), arch, pretrained=False)
+
+
+def test_channels_last_features_are_refused_not_trained_on():
+    from torchvision.models import swin_t
+    with pytest.raises(ValueError, match=r"channels-last features, as swin's, are not supported\): pass cut="):
+        vision_learner(small_image_dls(n=64), swin_t, pretrained=False)
+
+
+def test_a_splitter_and_a_custom_head_of_ones_own():
+    head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(512, 10))
+    learn = vision_learner(small_image_dls(n=64), resnet18, pretrained=False, custom_head=head,
+                           splitter=lambda m: [list(m[0].parameters()), list(m[1].parameters())])
+    assert learn.model[1] is head and len(learn.layer_groups) == 2
