@@ -18,7 +18,7 @@ FIELD_OF = {"minimum": "lr_min", "steep": "lr_steep", "valley": "valley", "slide
 OURS = (suggest.minimum, suggest.steep, suggest.valley, suggest.slide)     # computed already, by suggest_lrs
 
 
-@dataclass
+@dataclass(eq=False)
 class LRFindResult:
     """An lr_find curve and its suggestions; unpacks as `lr_min, lr_steep = learn.lr_find()`.
 
@@ -50,6 +50,19 @@ class LRFindResult:
 
     def __getitem__(self, i: int) -> float | None:
         return [self._value(k) for k in self.order][i]
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to what it unpacks to, as fastai's SuggestedLRs (a namedtuple) is; to another result, by curve too."""
+        if isinstance(other, LRFindResult):
+            return tuple(self) == tuple(other) and self.suggestions == other.suggestions and all(
+                np.array_equal(getattr(self, k), getattr(other, k), equal_nan=True)
+                for k in ("lrs", "losses", "raw_losses"))
+        if isinstance(other, tuple):
+            return tuple(self) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
 
     def __getattr__(self, name: str) -> Any:
         extra = self.__dict__.get("extra", {})

@@ -167,6 +167,7 @@ def _loss_name(f: Any) -> str:
 
 
 def _metric_name(m: Any) -> str:
+    m = m.func if isinstance(m, partial) else m          # partial(top_k_accuracy, k=3) is top_k_accuracy
     return getattr(m, "__name__", None) or getattr(m, "name", None) or type(m).__name__
 
 
@@ -232,6 +233,10 @@ class Learner:
             if isinstance(m, type) or not callable(m):
                 raise TypeError(f"each metric must be a function metric(output, target) -> number, got {m!r}; "
                                 "e.g. metrics=accuracy (from lrwidget import accuracy)")
+            if all(hasattr(m, a) for a in ("accumulate", "reset", "value")):
+                raise TypeError(f"{_metric_name(m)} is a fastai metric that accumulates over the whole validation set "
+                                "(Precision, F1Score, ...); lrwidget averages a function's value per batch, so it "
+                                "would be wrong here: pass a function metric(output, target) -> number")
         self.splitter = splitter or (lambda m: [list(m.parameters())])
         self.lr, self.moms = lr, moms
         self.opt_func = opt_func or partial(default_opt_func, device=self.device)

@@ -180,7 +180,8 @@ class LossChart:
         """Redraw from a Recorder (reads its losses: call from the training thread, or after the run)."""
         losses = np.asarray(rec.losses, dtype=float)
         it = np.arange(len(losses), dtype=float)
-        x, y = downsample(it[self.skip_start:], losses[self.skip_start:])
+        # an inf would stretch the auto-scaled axis to infinity (d3 skips NaN only): drawn as a gap instead
+        x, y = downsample(it[self.skip_start:], np.where(np.isfinite(losses), losses, np.nan)[self.skip_start:])
         vx, vy = np.empty(0), np.empty(0)
         if self.with_valid and rec.values:
             v = np.array([row[1] for row in rec.values], dtype=float)

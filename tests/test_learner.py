@@ -937,3 +937,29 @@ def test_load_rejects_files_that_are_not_saved_learners(tmp_path):
         learn.load(plain)
     with pytest.raises(FileNotFoundError):
         learn.load(tmp_path / "missing.pth")
+
+
+def test_a_result_equals_what_it_unpacks_to_as_fastais_namedtuple():
+    import copy
+    res = make_learner().lr_find(num_it=30, show_plot=False)
+    assert res == (res.lr_min, res.lr_steep) and res == copy.deepcopy(res) and hash(res) == hash(tuple(res))
+    other = copy.deepcopy(res)
+    other.losses[3] += 1
+    assert res != other and res != (res.lr_min, 1.0)
+
+
+def test_partial_metrics_are_named_by_their_function_and_accumulating_ones_refused():
+    def top_k(out, y, k=1):
+        return (out.topk(k, 1).indices == y[:, None]).any(1).float().mean()
+    learn = Learner(digits(), mlp(), metrics=[partial(top_k, k=3)], device="cpu")
+    learn.fit(1, 1e-3)
+    assert learn.recorder.metric_names == ["epoch", "train_loss", "valid_loss", "top_k", "time"]
+
+    class Accumulating:                    # fastai's AccumMetric protocol (Precision, F1Score, ...)
+        name = "f1_score"
+        def reset(self): ...
+        def accumulate(self, learn): ...
+        value = 0.0
+        def __call__(self, out, y): ...
+    with pytest.raises(TypeError, match=r"f1_score is a fastai metric that accumulates over the whole validation"):
+        Learner(digits(), mlp(), metrics=Accumulating(), device="cpu")

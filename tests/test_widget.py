@@ -607,3 +607,16 @@ def test_recorder_plots_are_bqplot_figures(learn):
     assert isinstance(loss, bq.Figure) and len(loss.marks[0].x) == len(learn.dls.train) - 5
     assert len(loss.marks[1].y) == 1
     assert isinstance(sched, bq.Figure) and len(sched.marks[0].y) == len(learn.dls.train)
+
+
+def test_plot_loss_draws_an_infinite_loss_as_a_gap_not_an_infinite_axis():
+    from lrwidget.plots import LossChart
+    from lrwidget.recorder import Recorder
+    rec = Recorder()
+    for v in [2.0, 1.5, math.inf, 1.0, 0.9]:
+        rec.add_batch(torch.tensor(v), 1e-3, None)
+    chart = LossChart(skip_start=0)
+    chart.update(rec)
+    y = np.asarray(chart.train.y, dtype=float)
+    assert np.isinf(rec.losses).any(), "the smoothed loss itself is infinite from the inf on"
+    assert not np.isinf(y).any() and np.isnan(y[2:]).all() and np.array_equal(y[:2], rec.losses[:2])
