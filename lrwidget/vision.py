@@ -116,6 +116,20 @@ def _body(model: nn.Module, cut: int | None) -> nn.Sequential:
     raise ValueError(f"cannot find where to cut {type(model).__name__} into body and head: pass cut=")
 
 
+# where fastai's model_meta splits a body in two (its _densenet_split, _vgg_split, ...): early and late layers
+FASTAI_SPLITS = (("densenet", 7), ("squeezenet", 5), ("alexnet", 6))
+
+
+def _split_index(arch: Callable, model: nn.Module, body: nn.Sequential) -> int | None:
+    """The body index fastai splits this architecture at (three groups with the head), or None for two groups."""
+    name = getattr(arch, "__name__", "")
+    if hasattr(model, "fc") and hasattr(model, "avgpool") and len(body) > 6:     # fastai's _resnet_split
+        return 6
+    if name.startswith("vgg") and name.endswith("_bn"):
+        return 22
+    return next((i for prefix, i in FASTAI_SPLITS if name.startswith(prefix)), None)
+
+
 def _adapt_input(body: nn.Module, n_in: int, pretrained: bool) -> None:
     """Give the first convolution `n_in` input channels (summing pretrained RGB weights)."""
     for parent in body.modules():
@@ -180,12 +194,12 @@ def vision_learner(dls: DataLoaders, arch: Callable[..., nn.Module], metrics: An
                          "swin's, are not supported): pass cut= at the layer to end the body at")
     nf = shapes[0][1]
     net = nn.Sequential(body, custom_head if custom_head is not None else create_head(nf, n_out, **head_kw))
-    resnet_like = hasattr(model, "fc") and hasattr(model, "avgpool") and len(body) > 6
+    split_at = _split_index(arch, model, body)
 
     def default_splitter(m: nn.Sequential) -> list[list[nn.Parameter]]:
         b, h = m[0], m[1]
-        if resnet_like:
-            return [list(b[:6].parameters()), list(b[6:].parameters()), list(h.parameters())]
+        if split_at is not None:
+            return [list(b[:split_at].parameters()), list(b[split_at:].parameters()), list(h.parameters())]
         return [list(b.parameters()), list(h.parameters())]
 
     learn = Learner(dls, net, metrics=metrics, splitter=splitter or default_splitter, **kwargs)

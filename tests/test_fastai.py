@@ -389,3 +389,16 @@ def test_create_head_is_fastais(kw):
         return [(type(m).__name__, tuple(p.shape for p in m.parameters(recurse=False)), getattr(m, "p", None))
                 for m in head.modules() if not list(m.children())]
     assert layout(create_head(64, 10, **kw)) == layout(fastai_head(64, 10, **kw))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "vgg11_bn", "squeezenet1_0", "alexnet", "mobilenet_v3_small"])
+def test_vision_learner_splits_into_fastais_parameter_groups(name):
+    import torchvision.models as tvm
+    from fastai.vision.learner import _default_meta, create_vision_model, model_meta
+    from lrwidget import vision_learner
+    arch = getattr(tvm, name)
+    fastai_model = create_vision_model(arch, 10, pretrained=False)
+    fastai_groups = model_meta.get(arch, _default_meta)["split"](fastai_model)
+    dls = digits(images=True, size=64, channels=3)
+    learn = vision_learner(dls, arch, pretrained=False)
+    assert [sum(p.numel() for p in g) for g in learn.layer_groups] == [sum(p.numel() for p in g) for g in fastai_groups]
