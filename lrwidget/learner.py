@@ -24,7 +24,7 @@ from .recorder import Recorder
 from .schedules import check_moms, check_one_cycle, lr_per_group, lr_range, one_cycle
 from .suggest import suggest_lrs
 
-__all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "RunGuard", "MIN_NUM_IT", "norm_bias_params", "param_groups"]
+__all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "RunGuard", "MSELossFlat", "MIN_NUM_IT", "norm_bias_params", "param_groups"]
 
 SAVE_FORMAT = "lrwidget.learner/1"
 IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
@@ -155,10 +155,17 @@ def default_opt_func(params: Any, device: torch.device | None = None) -> torch.o
                              **({"fused": True} if fused else {}))
 
 
+class MSELossFlat(nn.MSELoss):
+    """fastai's MSELossFlat: mean squared error over the flattened output and target, so (N, 1) meets (N,)."""
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return super().forward(out.reshape(-1), y.reshape(-1))
+
+
 def default_loss_for(y: Any) -> nn.Module:
-    """Cross-entropy for integer class targets, mean squared error for float targets."""
+    """Cross-entropy for integer class targets, fastai's flattened mean squared error for float targets."""
     if isinstance(y, torch.Tensor) and y.is_floating_point():
-        return nn.MSELoss()
+        return MSELossFlat()
     return nn.CrossEntropyLoss()
 
 
@@ -597,6 +604,9 @@ class Learner:
             if hi >= out.shape[1]:
                 raise ValueError(self._shape_message(out, y) + f": the target holds class {hi} but the model "
                                  f"outputs only {out.shape[1]} classes (set n_out to at least {hi + 1})")
+        elif isinstance(lf, MSELossFlat):
+            if out.numel() != y.numel():
+                raise ValueError(self._shape_message(out, y) + " (this loss needs one output per target value)")
         elif isinstance(lf, (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCEWithLogitsLoss)):
             if out.shape != y.shape:
                 raise ValueError(self._shape_message(out, y) + " (this loss needs equal shapes)")

@@ -854,9 +854,22 @@ def test_wrong_output_shape_names_both_shapes():
     with pytest.raises(ValueError, match=r"\(640,\).*\(64,\)"):
         Learner(digits(), model, device="cpu").lr_find()
     x, y = torch.randn(32, 4), torch.randn(32)
-    reg = Learner(DataLoaders.from_tensors(x, y, bs=8), nn.Linear(4, 1), device="cpu")   # (8, 1) vs (8,) for MSE
-    with pytest.raises(ValueError, match=r"MSELoss.*\(8, 1\).*\(8,\)"):
+    reg = Learner(DataLoaders.from_tensors(x, y, bs=8), nn.Linear(4, 2), device="cpu")   # (8, 2) vs (8,)
+    with pytest.raises(ValueError, match=r"MSELossFlat.*\(8, 2\).*\(8,\).*one output per target value"):
         reg.fit(1)
+    reg = Learner(DataLoaders.from_tensors(x, y, bs=8), nn.Linear(4, 2), device="cpu", loss_func=nn.MSELoss())
+    with pytest.raises(ValueError, match=r"MSELoss.*\(8, 2\).*\(8,\).*needs equal shapes"):
+        reg.fit(1)
+
+
+def test_a_float_target_meets_one_output_per_sample_as_fastais_mseflat():
+    """vision_learner infers n_out=1 for targets of shape (N,): the default loss flattens both, as fastai's."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+    learn = Learner(DataLoaders.from_tensors(x, y, x, y, bs=16), nn.Linear(4, 1), device="cpu")
+    learn.fit(20, 1e-1)
+    assert type(learn.loss_func).__name__ == "MSELossFlat" and learn.recorder.values[-1][1] < 0.05
 
 
 @pytest.mark.parametrize("batch", [42, "text", None, object()])
