@@ -92,6 +92,12 @@ def _load_arch(arch: Callable, pretrained: bool) -> nn.Module:
     name = getattr(arch, "__name__", repr(arch))
     try:
         return arch(weights="DEFAULT" if pretrained else None)
+    except TypeError as e:
+        if "weights" not in str(e):
+            raise
+        raise TypeError(f"{name} does not take weights=, which vision_learner passes as torchvision's model functions "
+                        f"take it; wrap a function of another signature, e.g. lambda weights=None: "
+                        f"{name}(pretrained=weights is not None)") from e
     except Exception as e:
         if pretrained:
             raise RuntimeError(

@@ -138,3 +138,13 @@ def test_a_splitter_and_a_custom_head_of_ones_own():
     learn = vision_learner(small_image_dls(n=64), resnet18, pretrained=False, custom_head=head,
                            splitter=lambda m: [list(m[0].parameters()), list(m[1].parameters())])
     assert learn.model[1] is head and len(learn.layer_groups) == 2
+
+
+def test_an_arch_that_takes_pretrained_not_weights_says_how_to_wrap_it():
+    def my_arch(pretrained=False):
+        return resnet18()
+    with pytest.raises(TypeError, match=r"my_arch does not take weights=.*lambda weights=None: my_arch\(pretrained="):
+        vision_learner(small_image_dls(n=64), my_arch, pretrained=False)
+    learn = vision_learner(small_image_dls(n=64), lambda weights=None: my_arch(pretrained=weights is not None),
+                           pretrained=False)
+    assert len(learn.layer_groups) == 3
