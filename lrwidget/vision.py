@@ -136,8 +136,21 @@ def _split_index(arch: Callable, model: nn.Module, body: nn.Sequential) -> int |
     return next((i for prefix, i in FASTAI_SPLITS if name.startswith(prefix)), None)
 
 
+@torch.no_grad()
+def _load_first_conv(new: torch.Tensor, rgb: torch.Tensor) -> None:
+    """fastai's _load_pretrained_weights: 1 channel sums RGB, 2 take R and G x1.5, more keep RGB and zero the rest."""
+    n_in = new.shape[1]
+    if n_in == 1:
+        new.copy_(rgb.sum(1, keepdim=True))
+    elif n_in == 2:
+        new.copy_(rgb[:, :2] * 1.5)
+    else:
+        new[:, :3] = rgb
+        new[:, 3:].zero_()
+
+
 def _adapt_input(body: nn.Module, n_in: int, pretrained: bool) -> None:
-    """Give the first convolution `n_in` input channels (summing pretrained RGB weights)."""
+    """Give the first convolution `n_in` input channels (its pretrained RGB weights spread as fastai does)."""
     for parent in body.modules():
         for name, c in parent.named_children():
             if isinstance(c, nn.Conv2d):
@@ -146,9 +159,7 @@ def _adapt_input(body: nn.Module, n_in: int, pretrained: bool) -> None:
                 new = nn.Conv2d(n_in, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups,
                                 c.bias is not None)
                 if pretrained:
-                    with torch.no_grad():
-                        w = c.weight.sum(1, keepdim=True) / n_in
-                        new.weight.copy_(w.expand(-1, n_in, -1, -1))
+                    _load_first_conv(new.weight, c.weight)
                 setattr(parent, name, new)
                 return
 

@@ -402,3 +402,16 @@ def test_vision_learner_splits_into_fastais_parameter_groups(name):
     dls = digits(images=True, size=64, channels=3)
     learn = vision_learner(dls, arch, pretrained=False)
     assert [sum(p.numel() for p in g) for g in learn.layer_groups] == [sum(p.numel() for p in g) for g in fastai_groups]
+
+
+@pytest.mark.parametrize("n_in", [1, 2, 4])
+def test_a_pretrained_first_convolution_adapts_as_fastais(n_in):
+    from fastai.vision.learner import _load_pretrained_weights
+    from lrwidget.vision import _adapt_input
+    torch.manual_seed(0)
+    rgb = nn.Conv2d(3, 8, 3)
+    ours = nn.Sequential(rgb)
+    _adapt_input(ours, n_in, pretrained=True)
+    theirs = nn.Conv2d(n_in, 8, 3)
+    _load_pretrained_weights(theirs, rgb)
+    assert ours[0].in_channels == n_in and torch.equal(ours[0].weight, theirs.weight)
