@@ -189,9 +189,11 @@ def vision_learner(dls: DataLoaders, arch: Callable[..., nn.Module], metrics: An
     head_kw = {k: kwargs.pop(k) for k in HEAD_ARGS if k in kwargs}
     taken = set(inspect.signature(Learner).parameters) - {"dls", "model", "metrics", "splitter"}
     for k in kwargs:
+        if k in NOT_TAKEN:
+            raise TypeError(f"vision_learner does not take {k}= (fastai's does): {NOT_TAKEN[k]}")
         if k not in taken:
-            why = NOT_TAKEN.get(k, f"it takes {sorted(taken | set(HEAD_ARGS))} besides its own")
-            raise TypeError(f"vision_learner does not take {k}= (fastai's does): {why}")
+            raise TypeError(f"vision_learner does not take {k}=: it takes {sorted(taken | set(HEAD_ARGS))} "
+                            "besides its own")
     if n_out is None:
         n_out = dls.c
         if n_out is None:
