@@ -158,17 +158,31 @@ class LRFindChart:
              colors=[SUGGESTION_COLORS.get(k, "#555") for k in keys] or ["#555"])
 
 
-def lr_find_figure(res: Any, skip_end: int = 5) -> bq.Figure:
-    """The lr_find curve: smoothed and faint raw loss against lr (log axis), suggestions as labelled points."""
-    return LRFindChart(res, skip_end).figure
+def lr_find_figure(res: Any, skip_end: int = 5, suggestions: Any = None, nms: Any = None) -> bq.Figure:
+    """The lr_find curve: smoothed and faint raw loss against lr (log axis), suggestions as labelled points.
+
+    `suggestions` (lrs) and `nms` (their names), as fastai's plot_lr_find takes them, replace the result's own."""
+    chart = LRFindChart(res, skip_end)
+    if suggestions is not None:
+        xs = [float(v) for v in np.atleast_1d(np.asarray(suggestions, dtype=float))]
+        names = [str(n) for n in nms] if nms is not None else [f"suggestion {i + 1}" for i in range(len(xs))]
+        if len(names) != len(xs):
+            raise ValueError(f"nms names {len(names)} suggestions, suggestions holds {len(xs)}: give one name each")
+        lrs, losses = chart.smooth.x, chart.smooth.y
+        chart.point_keys = names
+        _set(chart.points, x=np.array(xs, dtype=float),
+             y=np.array([curve_at(lrs, losses, x) if len(lrs) else math.nan for x in xs], dtype=float),
+             names=np.array([f"{n} {fmt_lr(x)}" for n, x in zip(names, xs)], dtype=str),
+             colors=[SUGGESTION_COLORS.get(n, "#555") for n in names] or ["#555"])
+    return chart.figure
 
 
 class LossChart:
     """Smoothed training loss per batch and validation loss per epoch."""
 
-    def __init__(self, skip_start: int = 0, with_valid: bool = True, height: str = "300px"):
+    def __init__(self, skip_start: int = 0, with_valid: bool = True, height: str = "300px", log: bool = False):
         self.skip_start, self.with_valid = skip_start, with_valid
-        sx, sy = bq.LinearScale(), bq.LinearScale()
+        sx, sy = bq.LinearScale(), bq.LogScale() if log else bq.LinearScale()
         sc = {"x": sx, "y": sy}
         self.train = bq.Lines(x=[], y=[], scales=sc, colors=["#1f77b4"], labels=["train"], display_legend=True)
         self.valid = bq.Lines(x=[], y=[], scales=sc, colors=["#ff7f0e"], labels=["valid"], display_legend=True,
@@ -191,10 +205,19 @@ class LossChart:
         _set(self.valid, x=vx, y=vy)
 
 
-def loss_figure(rec: Any, skip_start: int = 5, with_valid: bool = True) -> bq.Figure:
-    """Smoothed training loss per batch, and the validation loss at each epoch end."""
-    chart = LossChart(skip_start, with_valid, height="360px")
+def loss_figure(rec: Any, skip_start: int = 5, with_valid: bool = True, log: bool = False,
+                show_epochs: bool = False) -> bq.Figure:
+    """Smoothed training loss per batch, and the validation loss at each epoch end (fastai's plot_loss: `log` for
+    a log loss axis, `show_epochs` for a line at each epoch's end)."""
+    chart = LossChart(skip_start, with_valid, height="360px", log=log)
     chart.update(rec)
+    if show_epochs and rec.iters:
+        ends = np.asarray(rec.iters, dtype=float) - 1
+        sy = bq.LinearScale(min=0.0, max=1.0)            # the lines span the plot whatever the loss axis shows
+        lines = bq.Lines(x=np.repeat(ends[:, None], 2, axis=1), y=np.tile([0.0, 1.0], (len(ends), 1)),
+                         scales={"x": chart.train.scales["x"], "y": sy}, colors=["#bbbbbb"], line_style="dashed",
+                         stroke_width=1)
+        chart.figure.marks = [lines, *chart.figure.marks]
     return chart.figure
 
 
@@ -226,8 +249,19 @@ class SchedChart:
         _set(self.mom, x=mx, y=my)
 
 
-def sched_figure(rec: Any) -> bq.Figure:
-    """Learning rate (and momentum) of the last parameter group per batch."""
+SCHED_KEYS = ("lr", "mom")
+
+
+def sched_figure(rec: Any, keys: Any = None) -> bq.Figure:
+    """Learning rate (and momentum) of the last parameter group per batch; `keys` picks them, as fastai's."""
+    keys = list(SCHED_KEYS if keys is None else [keys] if isinstance(keys, str) else keys)
+    bad = [k for k in keys if k not in SCHED_KEYS]
+    if bad or not keys:
+        raise ValueError(f"plot_sched's keys are {list(SCHED_KEYS)} (the lr and the momentum), got {keys!r}")
     chart = SchedChart(height="360px")
     chart.update(rec)
+    shown = [m for k, m in (("lr", chart.lr), ("mom", chart.mom)) if k in keys]
+    chart.figure.marks = shown
+    chart.figure.axes = [a for a in chart.figure.axes if a.scale is chart.lr.scales["x"]
+                         or any(a.scale is m.scales["y"] for m in shown)]
     return chart.figure

@@ -609,6 +609,26 @@ def test_recorder_plots_are_bqplot_figures(learn):
     assert isinstance(sched, bq.Figure) and len(sched.marks[0].y) == len(learn.dls.train)
 
 
+def test_recorder_plots_take_fastais_arguments(learn):
+    res = learn.lr_find(show_plot=False)
+    fig = learn.recorder.plot_lr_find(suggestions=[res.valley, res.slide], nms=["valley", "slide"])
+    pts = next(m for m in fig.marks if isinstance(m, bq.Scatter))
+    assert list(pts.x) == [res.valley, res.slide] and [str(n).split()[0] for n in pts.names] == ["valley", "slide"]
+    assert learn.recorder.plot_lr_find(return_fig=False) is None
+    with pytest.raises(ValueError, match="nms names 1 suggestions, suggestions holds 2"):
+        learn.recorder.plot_lr_find(suggestions=[1e-3, 1e-2], nms=["one"])
+    learn.fit_one_cycle(2, lr_max=1e-2)
+    fig = learn.recorder.plot_loss(log=True, show_epochs=True)
+    assert isinstance(fig.axes[1].scale, bq.LogScale)
+    epochs = fig.marks[0]
+    assert np.array_equal(np.asarray(epochs.x)[:, 0], np.asarray(learn.recorder.iters) - 1)
+    lr_only = learn.recorder.plot_sched(keys=["lr"])
+    assert [m.labels[0] for m in lr_only.marks] == ["lr"] and len(lr_only.axes) == 2
+    assert [m.labels[0] for m in learn.recorder.plot_sched().marks] == ["lr", "momentum"]
+    with pytest.raises(ValueError, match=r"plot_sched's keys are \['lr', 'mom'\]"):
+        learn.recorder.plot_sched(keys=["beta"])
+
+
 def test_plot_loss_draws_an_infinite_loss_as_a_gap_not_an_infinite_axis():
     from lrwidget.plots import LossChart
     from lrwidget.recorder import Recorder
