@@ -150,7 +150,10 @@ class LRFindChart:
             lr_range = (float(lrs[0]), float(lrs[-1]))
         self.show_curve(lrs, losses, raw, lr_range)
         keys = [k for k, v in res.suggestions.items() if v is not None]
-        xs = [float(res.suggestions[k]) for k in keys]
+        self.show_points(keys, [float(res.suggestions[k]) for k in keys], lrs, losses)
+
+    def show_points(self, keys: list[str], xs: list[float], lrs: np.ndarray, losses: np.ndarray) -> None:
+        """Mark suggestions `keys` at lrs `xs`, each on the curve (lrs, losses) and labelled with its value."""
         ys = [curve_at(lrs, losses, x) if len(lrs) else math.nan for x in xs]
         self.point_keys = keys
         _set(self.points, x=np.array(xs, dtype=float), y=np.array(ys, dtype=float),
@@ -168,12 +171,7 @@ def lr_find_figure(res: Any, skip_end: int = 5, suggestions: Any = None, nms: An
         names = [str(n) for n in nms] if nms is not None else [f"suggestion {i + 1}" for i in range(len(xs))]
         if len(names) != len(xs):
             raise ValueError(f"nms names {len(names)} suggestions, suggestions holds {len(xs)}: give one name each")
-        lrs, losses = chart.smooth.x, chart.smooth.y
-        chart.point_keys = names
-        _set(chart.points, x=np.array(xs, dtype=float),
-             y=np.array([curve_at(lrs, losses, x) if len(lrs) else math.nan for x in xs], dtype=float),
-             names=np.array([f"{n} {fmt_lr(x)}" for n, x in zip(names, xs)], dtype=str),
-             colors=[SUGGESTION_COLORS.get(n, "#555") for n in names] or ["#555"])
+        chart.show_points(names, xs, chart.smooth.x, chart.smooth.y)
     return chart.figure
 
 
