@@ -23,11 +23,13 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def to_device(b: Any, device: torch.device, non_blocking: bool = True) -> Any:
-    """Move a batch (tensors in tuples, lists or dicts, nested) to `device` without blocking."""
+def to_device(b: Any, device: torch.device, non_blocking: bool | None = None) -> Any:
+    """Move a batch (tensors in tuples, lists or dicts, nested) to `device`, without blocking onto an accelerator."""
+    if non_blocking is None:
+        # decided once per batch: a non-blocking copy to the host could be read before it lands
+        non_blocking = torch.device(device).type != "cpu"
     if isinstance(b, torch.Tensor):
-        # non-blocking only onto an accelerator: a non-blocking copy to the host could be read before it lands
-        return b.to(device, non_blocking=non_blocking and torch.device(device).type != "cpu")
+        return b.to(device, non_blocking=non_blocking)
     if isinstance(b, (tuple, list)):
         moved = [to_device(o, device, non_blocking) for o in b]
         return type(b)(*moved) if hasattr(b, "_fields") else type(b)(moved)  # a namedtuple takes its fields
