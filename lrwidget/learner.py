@@ -327,8 +327,7 @@ class Learner:
             base_lr = _check_positive("base_lr", base_lr)
             lr_mult = _check_positive("lr_mult", lr_mult)
             moms = self.moms if moms is None else moms
-            check_one_cycle(div, div_final, pct_start, moms)
-            check_one_cycle(25., div_final, 0.99, moms)
+            check_one_cycle(div, div_final, pct_start, moms)    # the first phase's own div and pct_start are fixed
             if wd is not None:
                 _check_positive("wd", wd, allow_zero=True)
             self.freeze()
