@@ -290,10 +290,16 @@ class Learner:
         """Ask the running lr_find or fit to end at the next batch boundary (thread-safe)."""
         self._stop_requested = True
 
+    @contextlib.contextmanager
+    def _run_starts(self, kind: str) -> Iterator[None]:
+        """Hold the learner for a run, then forget an earlier Stop (only once held: another run's Stop stands)."""
+        with self._guard(kind):
+            self._stop_requested = False
+            yield
+
     def fit(self, n_epoch: int, lr: float | slice | None = None, wd: float | None = None) -> None:
         """Train `n_epoch` epochs at a constant learning rate (float, slice or one per layer group)."""
-        with self._guard("fit"):
-            self._stop_requested = False
+        with self._run_starts("fit"):
             n_epoch, per_group, total = self._plan(n_epoch, lr, "lr", wd)
             self._set_wd(wd)
             self._loop("fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None)
@@ -302,8 +308,7 @@ class Learner:
                       div_final: float = 1e5, pct_start: float = 0.25, wd: float | None = None,
                       moms: tuple[float, float, float] | None = None) -> None:
         """Train with fastai's one-cycle policy: cosine lr warm-up to `lr_max` then annealing, momentum inverse."""
-        with self._guard("fit_one_cycle"):
-            self._stop_requested = False
+        with self._run_starts("fit_one_cycle"):
             self._one_cycle(n_epoch, lr_max, div, div_final, pct_start, wd, moms)
 
     def _one_cycle(self, n_epoch: int, lr_max: Any, div: float, div_final: float, pct_start: float,
@@ -321,8 +326,7 @@ class Learner:
                   moms: tuple[float, float, float] | None = None) -> None:
         """fastai's fine_tune: one cycle with the body frozen, then `epochs` unfrozen at slice(base_lr/2/lr_mult,
         base_lr/2). A Stop during the first phase ends it all."""
-        with self._guard("fine_tune"):
-            self._stop_requested = False
+        with self._run_starts("fine_tune"):
             _check_n_epoch(epochs, "epochs"), _check_n_epoch(freeze_epochs, "freeze_epochs")
             base_lr = _check_positive("base_lr", base_lr)
             lr_mult = _check_positive("lr_mult", lr_mult)
@@ -357,8 +361,7 @@ class Learner:
         `show_plot` draws the curve in a notebook and warns of any suggestion the curve could not give (None).
         The result unpacks as `lr_min, lr_steep`; with fastai's `suggest_funcs=(minimum, steep, valley, slide)`
         (from lrwidget.suggest, or fastai's own) as those suggestions, each also an attribute of its name."""
-        with self._guard("lr_find"):
-            self._stop_requested = False     # here, not in the loop: a Stop while the state is copied still counts
+        with self._run_starts("lr_find"):        # not in the loop: a Stop while the state is copied still counts
             funcs = check_suggest_funcs(suggest_funcs)
             start_lr, end_lr = _check_positive("start_lr", start_lr), _check_positive("end_lr", end_lr)
             if start_lr >= end_lr:
