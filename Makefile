@@ -42,7 +42,10 @@ chromium:
 lab: $(VENV)/.lab
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/quickstart.ipynb
 
+# lint and format are checked first: CI fails on either
 test: $(VENV)/.test chromium
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	LRWIDGET_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
 
 bench: $(TORCH_STAMP)

@@ -12,6 +12,7 @@ Three figures, each as a ratio of the state's bytes (weights, buffers, gradients
 - device peak (CUDA): the same difference of `torch.cuda.max_memory_allocated`. Budget: 0.0 (the copy is on the host).
 The learner has trained an epoch before, so the optimizer state exists (the worst case: a fresh learner has none).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lrwidget import DataLoaders, Learner  # noqa: E402
 
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}   # a fixed threshold: large blocks are mmapped and unmapped on free
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # a fixed threshold: large blocks are mmapped and unmapped on free
 BS = 32
 
 
@@ -63,8 +64,9 @@ def make_learner(device: str, hidden: int, steps: int) -> Learner:
     torch.manual_seed(0)
     x, y = torch.randn(steps * BS, hidden), torch.randint(0, 10, (steps * BS,))
     train = DataLoader(TensorDataset(x, y), batch_size=BS, shuffle=True, generator=torch.Generator().manual_seed(0))
-    model = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                          nn.Linear(hidden, 10))
+    model = nn.Sequential(
+        nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10)
+    )
     learn = Learner(DataLoaders(train), model, device=device)
     learn.fit(1, 1e-4)
     return learn
@@ -83,13 +85,21 @@ def saved_ratio(device: str = "cpu", hidden: int = 256, steps: int = 8) -> dict:
     def spy() -> dict:
         captured["s"] = s = snapshot()
         return s
+
     learn._snapshot = spy
     res = lr_find(learn, steps)
     assert len(res.lrs) == steps and "s" in captured, "lr_find did not run or did not save the state"
     state, saved = state_bytes(learn), tensor_bytes(captured["s"])
     on_device = [t.device.type for t in _tensors(captured["s"]) if t.device.type != "cpu"]
-    return {"device": device, "measure": "saved (exact)", "extra_bytes": saved, "state_bytes": state,
-            "ratio": saved / state, "budget": 1.0, "saved_on_device": len(on_device)}
+    return {
+        "device": device,
+        "measure": "saved (exact)",
+        "extra_bytes": saved,
+        "state_bytes": state,
+        "ratio": saved / state,
+        "budget": 1.0,
+        "saved_on_device": len(on_device),
+    }
 
 
 def _tensors(o: Any) -> list[torch.Tensor]:
@@ -115,7 +125,7 @@ def child(kind: str, device: str, hidden: int, steps: int) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         dev_base = torch.cuda.memory_allocated()
-    with open("/proc/self/clear_refs", "w") as f:      # resets VmHWM to the current resident set
+    with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current resident set
         f.write("5")
     base = _status_kb("VmRSS")
     if kind == "fit":
@@ -134,20 +144,46 @@ def peak_ratios(device: str = "cpu", hidden: int = 1024, steps: int = 8) -> list
     """Host (and device) peak of lr_find beyond a fit of the same steps, each in a fresh process."""
     runs = {}
     for kind in ("fit", "lr_find"):
-        cmd = [sys.executable, __file__, "--child", kind, "--device", device, "--hidden", str(hidden),
-               "--steps", str(steps)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            kind,
+            "--device",
+            device,
+            "--hidden",
+            str(hidden),
+            "--steps",
+            str(steps),
+        ]
         p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MALLOC_ENV}, check=False)
         if p.returncode:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
         runs[kind] = json.loads(p.stdout.strip().splitlines()[-1])
     state = runs["fit"]["state_bytes"]
-    rows = [{"device": device, "measure": "host peak", "state_bytes": state, "budget": 1.0,
-             "extra_bytes": runs["lr_find"]["host_rise"] - runs["fit"]["host_rise"],
-             "fit_rise": runs["fit"]["host_rise"], "lr_find_rise": runs["lr_find"]["host_rise"]}]
+    rows = [
+        {
+            "device": device,
+            "measure": "host peak",
+            "state_bytes": state,
+            "budget": 1.0,
+            "extra_bytes": runs["lr_find"]["host_rise"] - runs["fit"]["host_rise"],
+            "fit_rise": runs["fit"]["host_rise"],
+            "lr_find_rise": runs["lr_find"]["host_rise"],
+        }
+    ]
     if "device_rise" in runs["fit"]:
-        rows.append({"device": device, "measure": "device peak", "state_bytes": state, "budget": 0.0,
-                     "extra_bytes": runs["lr_find"]["device_rise"] - runs["fit"]["device_rise"],
-                     "fit_rise": runs["fit"]["device_rise"], "lr_find_rise": runs["lr_find"]["device_rise"]})
+        rows.append(
+            {
+                "device": device,
+                "measure": "device peak",
+                "state_bytes": state,
+                "budget": 0.0,
+                "extra_bytes": runs["lr_find"]["device_rise"] - runs["fit"]["device_rise"],
+                "fit_rise": runs["fit"]["device_rise"],
+                "lr_find_rise": runs["lr_find"]["device_rise"],
+            }
+        )
     for r in rows:
         r["ratio"] = r["extra_bytes"] / state
     return rows
@@ -168,9 +204,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         a.hidden, a.steps = 1024, 8
     devices = a.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     mb = lambda b: f"{b / 2**20:+.1f} MiB"  # noqa: E731
-    print(f"torch {torch.__version__}; MLP {a.hidden}-{a.hidden}-{a.hidden}-10, AdamW, batch {BS}, "
-          f"lr_find and fit of {a.steps} steps; devices: {', '.join(devices)}"
-          + (f" ({torch.cuda.get_device_name()})" if "cuda" in devices else ""), flush=True)
+    print(
+        f"torch {torch.__version__}; MLP {a.hidden}-{a.hidden}-{a.hidden}-10, AdamW, batch {BS}, "
+        f"lr_find and fit of {a.steps} steps; devices: {', '.join(devices)}"
+        + (f" ({torch.cuda.get_device_name()})" if "cuda" in devices else ""),
+        flush=True,
+    )
     rows = []
     for dev in devices:
         rows.append(saved_ratio(dev, a.hidden, a.steps))
@@ -181,8 +220,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         verdict = "met" if r["ratio"] <= r["budget"] + 0.05 else "OVER"
         if r.get("saved_on_device"):
             verdict = f"OVER: {r['saved_on_device']} saved tensor(s) on the device"
-        print(f"{r['device']:<6} {r['measure']:<14} {r['state_bytes'] / 2**20:>6.1f} MiB {mb(r['extra_bytes']):>14} "
-              f"{r['ratio']:>7.3f} {r['budget']:>7.1f} {verdict}{extra}", flush=True)
+        print(
+            f"{r['device']:<6} {r['measure']:<14} {r['state_bytes'] / 2**20:>6.1f} MiB {mb(r['extra_bytes']):>14} "
+            f"{r['ratio']:>7.3f} {r['budget']:>7.1f} {verdict}{extra}",
+            flush=True,
+        )
     return rows
 
 

@@ -8,6 +8,7 @@
 Each script runs in its own process (its own thread settings and memory high-water mark), printing as it goes.
 fastai and torch-lr-finder are timed beside lrwidget where installed: pip install -e '.[bench]'.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,11 @@ SCRIPTS = ("overhead", "memory", "suggestions", "gpu")
 
 def commands(quick: bool, only: list[str] | None = None) -> list[list[str]]:
     """The command line of each benchmark script, in order."""
-    return [[sys.executable, str(HERE / f"{name}.py"), *(["--quick"] if quick else [])]
-            for name in SCRIPTS if not only or name in only]
+    return [
+        [sys.executable, str(HERE / f"{name}.py"), *(["--quick"] if quick else [])]
+        for name in SCRIPTS
+        if not only or name in only
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

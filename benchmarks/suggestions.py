@@ -11,6 +11,7 @@ the markers where Find LR put them: slice(w.lr_min, w.lr_steep), which on one pa
 validation accuracy, or R^2 clipped at 0 for regression (higher is better). Gap: the grid's best score minus the
 suggestion's (0 = as good as the best of 10 tries; negative = better).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -35,13 +36,14 @@ from lrwidget import DataLoaders, Learner, LRWidget, accuracy  # noqa: E402
 from lrwidget.data import digits  # noqa: E402
 
 SUGGESTIONS = ("lr_min", "lr_steep", "valley", "slide")
-COLUMNS = (*SUGGESTIONS, "widget")          # widget: its Fit one cycle at the markers Find LR placed
+COLUMNS = (*SUGGESTIONS, "widget")  # widget: its Fit one cycle at the markers Find LR placed
 GRID = tuple(np.geomspace(1e-4, 3.0, 10).tolist())
 
 
 @dataclass
 class Task:
     """A small offline problem: fresh loaders and models for a seed, the optimizer, and how to score a fit."""
+
     name: str
     make_dls: Callable[[int], DataLoaders]
     make_model: Callable[[int], nn.Module]
@@ -58,9 +60,18 @@ def mlp(seed: int) -> nn.Module:
 def cnn(seed: int) -> nn.Module:
     """Two conv-BN-ReLU-pool blocks and a linear head for 1x16x16 digits."""
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 10),
+    )
 
 
 def regression_data(seed: int, n: int = 2000, n_valid: int = 500, bs: int = 64) -> DataLoaders:
@@ -70,8 +81,13 @@ def regression_data(seed: int, n: int = 2000, n_valid: int = 500, bs: int = 64) 
     noise = 0.1 * torch.randn(n + n_valid, generator=g)
     y = torch.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2] + x[:, 3] ** 2 / 2 - x[:, 4] + noise
     y = ((y - y[:n].mean()) / y[:n].std())[:, None]
-    train = DataLoader(TensorDataset(x[:n], y[:n]), batch_size=bs, shuffle=True, drop_last=True,
-                       generator=torch.Generator().manual_seed(seed))
+    train = DataLoader(
+        TensorDataset(x[:n], y[:n]),
+        batch_size=bs,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
     return DataLoaders(train, DataLoader(TensorDataset(x[n:], y[n:]), batch_size=bs * 2))
 
 
@@ -85,16 +101,25 @@ TASKS = [
     Task("digits MLP, AdamW", lambda s: digits(bs=64, seed=s), mlp),
     Task("digits CNN, AdamW", lambda s: digits(bs=64, images=True, size=16, seed=s), cnn),
     Task("regression MLP, AdamW", regression_data, regression_mlp, regression=True),
-    Task("digits MLP, SGD+momentum", lambda s: digits(bs=64, seed=s), mlp,
-         opt_func=partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=0.0)),
+    Task(
+        "digits MLP, SGD+momentum",
+        lambda s: digits(bs=64, seed=s),
+        mlp,
+        opt_func=partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=0.0),
+    ),
 ]
 
 
 def _learner(task: Task, seed: int, init: dict) -> Learner:
     model = task.make_model(seed)
     model.load_state_dict(init)
-    return Learner(task.make_dls(seed), model, opt_func=task.opt_func, device="cpu",
-                   metrics=None if task.regression else [accuracy])
+    return Learner(
+        task.make_dls(seed),
+        model,
+        opt_func=task.opt_func,
+        device="cpu",
+        metrics=None if task.regression else [accuracy],
+    )
 
 
 def score(task: Task, learn: Learner) -> float:
@@ -122,6 +147,7 @@ def run_seed(task: Task, seed: int, grid: tuple[float, ...], epochs: int) -> dic
         learn = _learner(task, seed, init)
         learn.fit_one_cycle(epochs, lr)
         return score(task, learn)
+
     grid_scores = [fit(lr) for lr in grid]
     lrs = {**res.suggestions, "widget": w.lr_steep}
     scores = {k: None if v is None else fit(v) for k, v in res.suggestions.items()}
@@ -137,11 +163,19 @@ def summarise(task: Task, runs: list[dict], grid: tuple[float, ...]) -> list[dic
     for k in COLUMNS:
         gaps = [b - r["scores"][k] for b, r in zip(best, runs) if r["scores"][k] is not None]
         lrs = [r["lrs"][k] for r in runs if r["lrs"][k] is not None]
-        rows.append({"task": task.name, "seeds": len(runs), "grid_best": statistics.mean(best), "grid_best_lr": best_lr,
-                     "suggestion": k, "mean_gap": statistics.mean(gaps) if gaps else math.nan,
-                     "worst_gap": max(gaps) if gaps else math.nan,
-                     "mean_lr": float(np.exp(np.mean(np.log(lrs)))) if lrs else math.nan,
-                     "missing": len(runs) - len(gaps)})
+        rows.append(
+            {
+                "task": task.name,
+                "seeds": len(runs),
+                "grid_best": statistics.mean(best),
+                "grid_best_lr": best_lr,
+                "suggestion": k,
+                "mean_gap": statistics.mean(gaps) if gaps else math.nan,
+                "worst_gap": max(gaps) if gaps else math.nan,
+                "mean_lr": float(np.exp(np.mean(np.log(lrs)))) if lrs else math.nan,
+                "missing": len(runs) - len(gaps),
+            }
+        )
     return rows
 
 
@@ -178,17 +212,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if a.quick:
         a.seeds, a.epochs, grid = 1, 1, (1e-3, 1e-2, 1e-1)
     torch.set_num_threads(a.threads)
-    print(f"torch {torch.__version__}, CPU, {a.threads} thread(s); load average "
-          f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; {a.seeds} seed(s), fit_one_cycle({a.epochs}) "
-          f"per lr; grid {', '.join(f'{g:.2g}' for g in grid)}", flush=True)
+    print(
+        f"torch {torch.__version__}, CPU, {a.threads} thread(s); load average "
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; {a.seeds} seed(s), fit_one_cycle({a.epochs}) "
+        f"per lr; grid {', '.join(f'{g:.2g}' for g in grid)}",
+        flush=True,
+    )
     rows, t0 = [], time.perf_counter()
     for task in TASKS:
         runs = [run_seed(task, seed, grid, a.epochs) for seed in range(a.seeds)]
         task_rows = summarise(task, runs, grid)
         rows += task_rows
         gaps = ", ".join(f"{r['suggestion']} {r['mean_gap']:+.3f}" for r in task_rows)
-        print(f"{task.name:<26} grid best {task_rows[0]['grid_best']:.3f}; mean gap {gaps} "
-              f"({time.perf_counter() - t0:.0f}s)", flush=True)
+        print(
+            f"{task.name:<26} grid best {task_rows[0]['grid_best']:.3f}; mean gap {gaps} "
+            f"({time.perf_counter() - t0:.0f}s)",
+            flush=True,
+        )
     print("\nmean gap to the grid's best score (worst gap) @ geometric mean of the suggested lr\n" + table(rows))
     by_mean = {k: statistics.mean(r["mean_gap"] for r in rows if r["suggestion"] == k) for k in COLUMNS}
     by_worst = {k: max(r["worst_gap"] for r in rows if r["suggestion"] == k) for k in COLUMNS}

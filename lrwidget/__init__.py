@@ -1,4 +1,5 @@
 """lrwidget: choose a learning rate by pointing at the lr_find curve, then train one cycle, in Jupyter."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +10,17 @@ from .metrics import accuracy, error_rate
 from .suggest import suggest_lrs
 from .vision import cnn_learner, vision_learner
 
-__all__ = ["Learner", "DataLoaders", "LRWidget", "LRFindResult", "vision_learner", "cnn_learner",
-           "accuracy", "error_rate", "suggest_lrs"]
+__all__ = [
+    "Learner",
+    "DataLoaders",
+    "LRWidget",
+    "LRFindResult",
+    "vision_learner",
+    "cnn_learner",
+    "accuracy",
+    "error_rate",
+    "suggest_lrs",
+]
 __version__ = "0.1.0"
 
 
@@ -18,6 +28,7 @@ def __getattr__(name: str) -> Any:
     """Import LRWidget (ipywidgets, bqplot) on first use, so scripts and GPU jobs run the core without them."""
     if name == "LRWidget":
         from .widget import LRWidget
+
         globals()["LRWidget"] = LRWidget
         return LRWidget
     raise AttributeError(f"module 'lrwidget' has no attribute {name!r}")

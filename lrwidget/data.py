@@ -1,10 +1,11 @@
 """Data: DataLoaders, moving batches to the device, and the built-in digits demo data."""
+
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from numbers import Real
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,43 +38,52 @@ def to_device(b: Any, device: torch.device, non_blocking: bool | None = None) ->
         return {k: to_device(v, device, non_blocking) for k, v in b.items()}
     raise TypeError(
         f"a batch must be a tensor, or a tuple, list or dict of tensors; got {type(b).__name__}. "
-        "Make your DataLoader yield (inputs, target) pairs of tensors.")
+        "Make your DataLoader yield (inputs, target) pairs of tensors."
+    )
 
 
 def split_batch(b: Any) -> tuple[tuple, dict, Any]:
     """Split a batch into positional inputs, keyword inputs and the target."""
     if isinstance(b, (tuple, list)):
         if len(b) < 2:
-            raise ValueError(f"a batch must hold inputs and a target, got a {type(b).__name__} "
-                             f"of {len(b)} item(s): yield (x, y) pairs")
+            raise ValueError(
+                f"a batch must hold inputs and a target, got a {type(b).__name__} "
+                f"of {len(b)} item(s): yield (x, y) pairs"
+            )
         return tuple(b[:-1]), {}, b[-1]
     if isinstance(b, Mapping):
         keys = [k for k in TARGET_KEYS if k in b]
         if not keys:
-            raise ValueError(f"a dict batch needs its target under one of {TARGET_KEYS}; "
-                             f"it has keys {list(b)}")
+            raise ValueError(f"a dict batch needs its target under one of {TARGET_KEYS}; it has keys {list(b)}")
         return (), {k: v for k, v in b.items() if k != keys[0]}, b[keys[0]]
     if isinstance(b, torch.Tensor):
-        raise ValueError("a batch is a single tensor, with no target: training needs (inputs, target) "
-                         "pairs, e.g. a DataLoader over TensorDataset(x, y)")
+        raise ValueError(
+            "a batch is a single tensor, with no target: training needs (inputs, target) "
+            "pairs, e.g. a DataLoader over TensorDataset(x, y)"
+        )
     raise TypeError(f"a batch must be a tuple, list or dict of tensors; got {type(b).__name__}")
 
 
 def _n_batches(dl: Any, name: str) -> int:
     if isinstance(dl, Dataset) and not isinstance(dl, DataLoader):
-        raise TypeError(f"the {name} data is a Dataset, which yields single samples: wrap it in a "
-                        f"DataLoader, e.g. DataLoader(ds, batch_size=64, shuffle={name == 'training'})")
+        raise TypeError(
+            f"the {name} data is a Dataset, which yields single samples: wrap it in a "
+            f"DataLoader, e.g. DataLoader(ds, batch_size=64, shuffle={name == 'training'})"
+        )
     if not isinstance(dl, Iterable):
-        raise TypeError(f"the {name} data must be a DataLoader or a sized iterable of batches, "
-                        f"got {type(dl).__name__}")
+        raise TypeError(f"the {name} data must be a DataLoader or a sized iterable of batches, got {type(dl).__name__}")
     try:
         n = len(dl)
     except TypeError:
-        raise TypeError(f"the {name} data has no len(): lrwidget needs the number of batches per "
-                        "epoch for its schedules; use a map-style Dataset in a DataLoader") from None
+        raise TypeError(
+            f"the {name} data has no len(): lrwidget needs the number of batches per "
+            "epoch for its schedules; use a map-style Dataset in a DataLoader"
+        ) from None
     if n == 0:
-        raise ValueError(f"the {name} data is empty (0 batches): give it at least one batch "
-                         "(check the dataset, and batch_size with drop_last=True)")
+        raise ValueError(
+            f"the {name} data is empty (0 batches): give it at least one batch "
+            "(check the dataset, and batch_size with drop_last=True)"
+        )
     return n
 
 
@@ -100,8 +110,15 @@ class DataLoaders:
         return self._c
 
     @classmethod
-    def from_tensors(cls, x_train: torch.Tensor, y_train: torch.Tensor, x_valid: torch.Tensor | None = None,
-                     y_valid: torch.Tensor | None = None, bs: int = 64, seed: int | None = 0) -> "DataLoaders":
+    def from_tensors(
+        cls,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        x_valid: torch.Tensor | None = None,
+        y_valid: torch.Tensor | None = None,
+        bs: int = 64,
+        seed: int | None = 0,
+    ) -> DataLoaders:
         """DataLoaders over in-memory tensors: shuffled training batches, pinned on CUDA."""
         if (x_valid is None) != (y_valid is None):
             raise ValueError("give both x_valid and y_valid for a validation set, or neither for none")
@@ -110,8 +127,14 @@ class DataLoaders:
                 raise ValueError(f"x_{name} has {len(x)} samples but y_{name} has {len(y)}: they must match")
         pin = torch.cuda.is_available()
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        train = DataLoader(TensorDataset(x_train, y_train), batch_size=bs, shuffle=True, drop_last=len(x_train) > bs,
-                           pin_memory=pin, generator=g)
+        train = DataLoader(
+            TensorDataset(x_train, y_train),
+            batch_size=bs,
+            shuffle=True,
+            drop_last=len(x_train) > bs,
+            pin_memory=pin,
+            generator=g,
+        )
         valid = None
         if x_valid is not None:
             valid = DataLoader(TensorDataset(x_valid, y_valid), batch_size=bs, pin_memory=pin)
@@ -136,20 +159,23 @@ def infer_n_out(dl: Any) -> int | None:
 DIGITS_FILE = Path(__file__).with_name("digits.npz")
 
 
-def digits(bs: int = 64, images: bool = False, size: int = 8, valid_pct: float = 0.2, seed: int = 0,
-           channels: int = 1) -> DataLoaders:
+def digits(
+    bs: int = 64, images: bool = False, size: int = 8, valid_pct: float = 0.2, seed: int = 0, channels: int = 1
+) -> DataLoaders:
     """scikit-learn's 8x8 handwritten digits (1,797, 10 classes), shipped: demo data with no download.
 
     `images=False` gives flat vectors of 64 features; `images=True` gives (channels, size, size)
     images, resized from 8x8, for convolutional models. `valid_pct=0` gives no validation set.
     """
     if not (isinstance(valid_pct, Real) and not isinstance(valid_pct, bool) and 0 <= valid_pct < 1):
-        raise ValueError(f"valid_pct must be a fraction in [0, 1), got {valid_pct!r}: the share of the 1,797 "
-                         "digits held out for validation (0.2 is the default)")
+        raise ValueError(
+            f"valid_pct must be a fraction in [0, 1), got {valid_pct!r}: the share of the 1,797 "
+            "digits held out for validation (0.2 is the default)"
+        )
     with np.load(DIGITS_FILE) as f:
         x = torch.from_numpy(f["x"].astype(np.float32) / 16.0)
         y = torch.from_numpy(f["y"].astype(np.int64))
-    x = (x - 0.3) / 0.4   # roughly zero mean, unit variance
+    x = (x - 0.3) / 0.4  # roughly zero mean, unit variance
     if images:
         x = x.view(-1, 1, 8, 8)
         if size != 8:

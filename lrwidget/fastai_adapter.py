@@ -18,6 +18,7 @@ What fastai does not do, and the adapter says instead of failing:
   error, and never the random-number state: after an error the adapter runs fastai's own reload
   (LRFinder.after_fit); the random state moves on, and the widget says so.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,7 +26,8 @@ import math
 import sys
 import time
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,14 +39,16 @@ __all__ = ["FastaiLearner", "is_fastai_learner", "wrap"]
 
 LR_FIND_CODE_ARGS = ", suggest_funcs=(minimum, steep, valley, slide)"
 FIND_NOTE = "fastai Learner: why lr_find ended is read off the curve (fastai does not report it)"
-FIND_RESTORES = ("fastai's lr_find reloaded the model and optimizer as they were before it "
-                 "(the random-number state is not restored by fastai)")
+FIND_RESTORES = (
+    "fastai's lr_find reloaded the model and optimizer as they were before it "
+    "(the random-number state is not restored by fastai)"
+)
 
 # the last lr_find result of each fastai Learner, so that a new widget on it starts from that curve
 # (results hold no reference to their learner: the learner can still be garbage-collected)
-_last_find: "weakref.WeakKeyDictionary[Any, LRFindResult]" = weakref.WeakKeyDictionary()
+_last_find: weakref.WeakKeyDictionary[Any, LRFindResult] = weakref.WeakKeyDictionary()
 # one guard per fastai learner, shared by every adapter (every widget) over it
-_guards: "weakref.WeakKeyDictionary[Any, RunGuard]" = weakref.WeakKeyDictionary()
+_guards: weakref.WeakKeyDictionary[Any, RunGuard] = weakref.WeakKeyDictionary()
 
 
 def is_fastai_learner(obj: Any) -> bool:
@@ -54,7 +58,7 @@ def is_fastai_learner(obj: Any) -> bool:
     return isinstance(cls, type) and isinstance(obj, cls)
 
 
-def wrap(learn: Any) -> "FastaiLearner":
+def wrap(learn: Any) -> FastaiLearner:
     """`learn` presented as an lrwidget Learner (an adapter already is one)."""
     return learn if isinstance(learn, FastaiLearner) else FastaiLearner(learn)
 
@@ -81,12 +85,13 @@ def _callback_class() -> type:
 
     class LRWidgetCallback(Callback):
         """Feeds an lrwidget Recorder and the widget's observers from fastai's training loop; ends it on Stop."""
-        order = 55       # after fastai's Recorder (50): its smooth loss, log and values are up to date;
-                         # before ParamScheduler/LRFinder (60): their CancelFitException in after_batch
-                         # comes after this callback has recorded the batch
+
+        order = 55  # after fastai's Recorder (50): its smooth loss, log and values are up to date;
+        # before ParamScheduler/LRFinder (60): their CancelFitException in after_batch
+        # comes after this callback has recorded the batch
         run_valid = True
 
-        def __init__(self, adapter: "FastaiLearner", kind: str, n_epoch: int | None, total: int | None):
+        def __init__(self, adapter: FastaiLearner, kind: str, n_epoch: int | None, total: int | None):
             super().__init__()
             self._adapter, self._kind, self._n_epoch, self._total = adapter, kind, n_epoch, total
             self._started = self._ended = self._stopped = False
@@ -135,7 +140,11 @@ def _callback_class() -> type:
         def after_epoch(self) -> None:
             a = self._adapter
             frec = getattr(self.learn, "recorder", None)
-            vals = list(frec.values[-1]) if frec is not None and getattr(frec, "values", None) else [a.recorder.smooth_loss]
+            vals = (
+                list(frec.values[-1])
+                if frec is not None and getattr(frec, "values", None)
+                else [a.recorder.smooth_loss]
+            )
             width = len(a.recorder.metric_names) - 2
             row = [_float(v) for v in vals][:width]
             row += [math.nan] * (width - len(row))
@@ -169,6 +178,7 @@ def _callback_class() -> type:
 
 def _guarded(name: str, func: Callable, points: dict, reasons: dict) -> Callable:
     """fastai suggestion `func`, returning (None, None) and noting why where it fails on a curve."""
+
     def suggest(lrs: Any, losses: Any, num_it: int) -> tuple:
         n = len(lrs)
         try:
@@ -176,15 +186,18 @@ def _guarded(name: str, func: Callable, points: dict, reasons: dict) -> Callable
             lr = float(lr)
             point = (float(point[0]), float(point[1]))
         except Exception as e:
-            reasons[name] = (f"fastai's {func.__name__} found no lr on this curve ({n} usable point"
-                             f"{'' if n == 1 else 's'}; {type(e).__name__}: {e}); run lr_find with more steps")
+            reasons[name] = (
+                f"fastai's {func.__name__} found no lr on this curve ({n} usable point"
+                f"{'' if n == 1 else 's'}; {type(e).__name__}: {e}); run lr_find with more steps"
+            )
             return None, None
         if not (math.isfinite(lr) and lr > 0):
             reasons[name] = f"fastai's {func.__name__} gave {lr!r}, not a positive finite lr"
             return None, None
         points[name] = point
         return lr, point
-    suggest.__name__ = func.__name__     # fastai names the fields of its result after the functions
+
+    suggest.__name__ = func.__name__  # fastai names the fields of its result after the functions
     return suggest
 
 
@@ -196,8 +209,8 @@ class FastaiLearner:
     own recorder is `learn.recorder`.
     """
 
-    lr_find_code_args = LR_FIND_CODE_ARGS     # what LRWidget adds to the lr_find call it shows
-    lr_find_restores = FIND_RESTORES           # what LRWidget says is restored after a stopped lr_find
+    lr_find_code_args = LR_FIND_CODE_ARGS  # what LRWidget adds to the lr_find call it shows
+    lr_find_restores = FIND_RESTORES  # what LRWidget says is restored after a stopped lr_find
 
     def __init__(self, learn: Any):
         if not is_fastai_learner(learn):
@@ -213,7 +226,7 @@ class FastaiLearner:
         self._num_it = 0
         try:
             self._guard = _guards.setdefault(learn, RunGuard())
-        except TypeError:                 # not weakly referable: this adapter's own guard
+        except TypeError:  # not weakly referable: this adapter's own guard
             self._guard = RunGuard()
 
     def __getattr__(self, name: str) -> Any:
@@ -235,11 +248,19 @@ class FastaiLearner:
         """Ask the running lr_find or fit to end at the next batch (thread-safe)."""
         self._stop_requested = True
 
-    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                show_plot: bool = True, suggest_funcs: Callable | Sequence[Callable] | None = None) -> LRFindResult:
+    def lr_find(
+        self,
+        start_lr: float = 1e-7,
+        end_lr: float = 10,
+        num_it: int = 100,
+        stop_div: bool = True,
+        show_plot: bool = True,
+        suggest_funcs: Callable | Sequence[Callable] | None = None,
+    ) -> LRFindResult:
         """fastai's `learn.lr_find(..., suggest_funcs=(minimum, steep, valley, slide))`, as an LRFindResult; with
         `suggest_funcs`, it also answers for those, in their order, as fastai's SuggestedLRs does."""
         from fastai.callback.schedule import minimum, slide, steep, valley
+
         asked = check_suggest_funcs(suggest_funcs)
         funcs = {"lr_min": minimum, "lr_steep": steep, "valley": valley, "slide": slide}
         with self._guard("lr_find"):
@@ -253,8 +274,14 @@ class FastaiLearner:
 
             def call() -> Any:
                 with fl.added_cbs(cb):
-                    return fl.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div,
-                                      show_plot=False, suggest_funcs=guarded)
+                    return fl.lr_find(
+                        start_lr=start_lr,
+                        end_lr=end_lr,
+                        num_it=num_it,
+                        stop_div=stop_div,
+                        show_plot=False,
+                        suggest_funcs=guarded,
+                    )
 
             try:
                 sugg = self._run(cb, call)
@@ -262,7 +289,9 @@ class FastaiLearner:
                 try:
                     self._reload_after_error(cb._lr_finder)
                 except Exception as e:
-                    self.note = f"fastai's lr_find could not reload the weights after the error ({type(e).__name__}: {e})"
+                    self.note = (
+                        f"fastai's lr_find could not reload the weights after the error ({type(e).__name__}: {e})"
+                    )
                 raise
             frec = fl.recorder
             lrs = np.array([_float(v) for v in frec.lrs], dtype=float)
@@ -273,8 +302,19 @@ class FastaiLearner:
             for k in funcs:
                 if values[k] is None and k not in reasons:
                     reasons[k] = "fastai gave no suggestion"
-            res = LRFindResult(lrs, losses, raw, values["lr_min"], values["lr_steep"], values["valley"], values["slide"],
-                               reasons, points, int(num_it), self.run.end_reason if self.run else "")
+            res = LRFindResult(
+                lrs,
+                losses,
+                raw,
+                values["lr_min"],
+                values["lr_steep"],
+                values["valley"],
+                values["slide"],
+                reasons,
+                points,
+                int(num_it),
+                self.run.end_reason if self.run else "",
+            )
             if asked is not None:
                 apply_suggest_funcs(res, asked)
             self.recorder.lr_find_result = res
@@ -306,11 +346,12 @@ class FastaiLearner:
     def _run(self, cb: Any, call: Callable[[], Any]) -> Any:
         """Run a fastai call without its progress bars and printed tables; end the run on an error."""
         import fastai.callback.schedule  # noqa: F401  (adds lr_find and fit_one_cycle to fastai's Learner)
+
         self._stop_requested = False
         fl = self.learn
-        no_bar = getattr(fl, "no_bar", None)      # fastai.callback.progress: absent, so is its progress bar
+        no_bar = getattr(fl, "no_bar", None)  # fastai.callback.progress: absent, so is its progress bar
         try:
-            with (no_bar() if no_bar is not None else contextlib.nullcontext()), fl.no_logging():
+            with no_bar() if no_bar is not None else contextlib.nullcontext(), fl.no_logging():
                 return call()
         except BaseException as e:
             cb._finish(e)
@@ -321,9 +362,9 @@ class FastaiLearner:
         if lrf is None or "tmp_p" not in vars(lrf):
             return
         old = lrf.learn
-        lrf.learn = self.learn       # fastai detached the callback from the learner on the way out
+        lrf.learn = self.learn  # fastai detached the callback from the learner on the way out
         try:
-            lrf.after_fit()          # fastai's own reload of the weights and optimizer, and the cleanup
+            lrf.after_fit()  # fastai's own reload of the weights and optimizer, and the cleanup
         finally:
             lrf.learn = old
 

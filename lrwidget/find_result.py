@@ -1,9 +1,11 @@
 """LRFindResult, lr_find's curve and suggestions, and fastai's `suggest_funcs` over it."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +17,7 @@ __all__ = ["LRFindResult", "check_suggest_funcs", "apply_suggest_funcs"]
 FIELDS = ("lr_min", "lr_steep", "valley", "slide")
 # fastai's function names -> the fields that hold them
 FIELD_OF = {"minimum": "lr_min", "steep": "lr_steep", "valley": "valley", "slide": "slide"}
-OURS = (suggest.minimum, suggest.steep, suggest.valley, suggest.slide)     # computed already, by suggest_lrs
+OURS = (suggest.minimum, suggest.steep, suggest.valley, suggest.slide)  # computed already, by suggest_lrs
 
 
 @dataclass(eq=False)
@@ -25,6 +27,7 @@ class LRFindResult:
     With fastai's `suggest_funcs=(...)` it unpacks to those suggestions instead, in that order, and each is also an
     attribute named after its function, as in fastai's SuggestedLRs (`res.valley`, `res.minimum`, `res.steep`).
     """
+
     lrs: np.ndarray
     losses: np.ndarray
     raw_losses: np.ndarray
@@ -37,7 +40,7 @@ class LRFindResult:
     num_it: int
     end_reason: str
     order: tuple[str, ...] = ("lr_min", "lr_steep")
-    extra: dict[str, float | None] = field(default_factory=dict)   # suggestions of functions of other names
+    extra: dict[str, float | None] = field(default_factory=dict)  # suggestions of functions of other names
 
     def _value(self, name: str) -> float | None:
         return self.extra[name] if name in self.extra else getattr(self, FIELD_OF.get(name, name))
@@ -54,9 +57,14 @@ class LRFindResult:
     def __eq__(self, other: object) -> bool:
         """Equal to what it unpacks to, as fastai's SuggestedLRs (a namedtuple) is; to another result, by curve too."""
         if isinstance(other, LRFindResult):
-            return tuple(self) == tuple(other) and self.suggestions == other.suggestions and all(
-                np.array_equal(getattr(self, k), getattr(other, k), equal_nan=True)
-                for k in ("lrs", "losses", "raw_losses"))
+            return (
+                tuple(self) == tuple(other)
+                and self.suggestions == other.suggestions
+                and all(
+                    np.array_equal(getattr(self, k), getattr(other, k), equal_nan=True)
+                    for k in ("lrs", "losses", "raw_losses")
+                )
+            )
         if isinstance(other, tuple):
             return tuple(self) == other
         return NotImplemented
@@ -110,8 +118,10 @@ def check_suggest_funcs(funcs: Any) -> tuple[Callable, ...] | None:
         return None
     funcs = (funcs,) if callable(funcs) else funcs
     if not isinstance(funcs, Sequence) or isinstance(funcs, str) or not funcs or not all(map(callable, funcs)):
-        raise TypeError(f"suggest_funcs must be a function or a sequence of functions such as (minimum, steep, "
-                        f"valley, slide) from lrwidget.suggest or fastai, got {funcs!r}")
+        raise TypeError(
+            f"suggest_funcs must be a function or a sequence of functions such as (minimum, steep, "
+            f"valley, slide) from lrwidget.suggest or fastai, got {funcs!r}"
+        )
     keys = [_key(f) for f in funcs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"suggest_funcs names a suggestion twice: {[_name(f) for f in funcs]}")
@@ -122,7 +132,7 @@ def apply_suggest_funcs(res: LRFindResult, funcs: tuple[Callable, ...]) -> LRFin
     """Make `res` answer as fastai's SuggestedLRs for `funcs`; ours are computed already, others are called as fastai
     calls them: `f(lrs, losses, num_it)` on the trimmed curve as float tensors, returning `(lr, (lr, loss))`."""
     lrs, losses = suggest.trim(res.lrs, res.losses, res.num_it)
-    curve = torch.tensor(lrs.tolist()), torch.tensor(losses.tolist())   # float32, as fastai builds them
+    curve = torch.tensor(lrs.tolist()), torch.tensor(losses.tolist())  # float32, as fastai builds them
     for f in funcs:
         if f in OURS:
             continue

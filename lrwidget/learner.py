@@ -1,4 +1,5 @@
 """Learner: a model, its data, loss and optimizer, and one training loop for lr_find, fit and fit_one_cycle."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,10 +10,11 @@ import random
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +26,17 @@ from .recorder import Recorder
 from .schedules import check_moms, check_one_cycle, lr_per_group, lr_range, one_cycle
 from .suggest import suggest_lrs
 
-__all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "RunGuard", "MSELossFlat", "MIN_NUM_IT", "norm_bias_params", "param_groups"]
+__all__ = [
+    "Learner",
+    "LRFindResult",
+    "Observer",
+    "RunInfo",
+    "RunGuard",
+    "MSELossFlat",
+    "MIN_NUM_IT",
+    "norm_bias_params",
+    "param_groups",
+]
 
 SAVE_FORMAT = "lrwidget.learner/1"
 IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
@@ -33,22 +45,23 @@ IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
 class Observer:
     """Receives the Learner's events; override what you need. Called on the training thread."""
 
-    def fit_start(self, learn: "Learner") -> None: ...
-    def batch_end(self, learn: "Learner") -> None: ...
-    def epoch_end(self, learn: "Learner") -> None: ...
-    def fit_end(self, learn: "Learner", error: BaseException | None) -> None: ...
+    def fit_start(self, learn: Learner) -> None: ...
+    def batch_end(self, learn: Learner) -> None: ...
+    def epoch_end(self, learn: Learner) -> None: ...
+    def fit_end(self, learn: Learner, error: BaseException | None) -> None: ...
 
 
 @dataclass
 class RunInfo:
     """What the Learner is running: kind ('lr_find' or 'fit'), its size and where it is."""
+
     kind: str
     n_epoch: int
-    n_iter: int                 # training batches per epoch
-    total: int                  # training batches planned in all
+    n_iter: int  # training batches per epoch
+    total: int  # training batches planned in all
     epoch: int = 0
     start: float = field(default_factory=time.monotonic)
-    end_reason: str = ""        # 'completed', 'stopped', 'diverged', 'non-finite loss' or 'error'
+    end_reason: str = ""  # 'completed', 'stopped', 'diverged', 'non-finite loss' or 'error'
 
     @property
     def elapsed(self) -> float:
@@ -61,7 +74,12 @@ MIN_NUM_IT = 7
 
 
 def _check_positive(name: str, v: Any, allow_zero: bool = False) -> float:
-    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+    ok = (
+        isinstance(v, numbers.Real)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and (v >= 0 if allow_zero else v > 0)
+    )
     if not ok:
         what = "a finite number >= 0" if allow_zero else "a positive finite number"
         raise ValueError(f"{name} must be {what}, got {v!r}")
@@ -130,8 +148,10 @@ def param_groups(model: nn.Module, layer_groups: Sequence[Sequence[nn.Parameter]
 
 def _layer_groups(groups: Any) -> list[list[nn.Parameter]]:
     """The splitter's output as lists of parameters, refused with a clear message when it is not that."""
-    how = ("the splitter must return a list of parameter lists, one per layer group, e.g. "
-           "lambda m: [list(m[0].parameters()), list(m[1].parameters())]")
+    how = (
+        "the splitter must return a list of parameter lists, one per layer group, e.g. "
+        "lambda m: [list(m[0].parameters()), list(m[1].parameters())]"
+    )
     if isinstance(groups, (torch.Tensor, nn.Module)) or not isinstance(groups, Iterable):
         raise TypeError(f"{how}; got {type(groups).__name__}")
     out = []
@@ -151,8 +171,9 @@ def _layer_groups(groups: Any) -> list[list[nn.Parameter]]:
 def default_opt_func(params: Any, device: torch.device | None = None) -> torch.optim.Optimizer:
     """fastai's default optimizer: AdamW, betas (0.9, 0.99), eps 1e-5, decoupled weight decay 0.01."""
     fused = device is not None and device.type == "cuda"
-    return torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01,
-                             **({"fused": True} if fused else {}))
+    return torch.optim.AdamW(
+        params, lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01, **({"fused": True} if fused else {})
+    )
 
 
 class MSELossFlat(nn.MSELoss):
@@ -174,7 +195,7 @@ def _loss_name(f: Any) -> str:
 
 
 def _metric_name(m: Any) -> str:
-    m = m.func if isinstance(m, partial) else m          # partial(top_k_accuracy, k=3) is top_k_accuracy
+    m = m.func if isinstance(m, partial) else m  # partial(top_k_accuracy, k=3) is top_k_accuracy
     return getattr(m, "__name__", None) or getattr(m, "name", None) or type(m).__name__
 
 
@@ -198,8 +219,10 @@ class RunGuard:
     @contextlib.contextmanager
     def __call__(self, kind: str) -> Iterator[None]:
         if not self._lock.acquire(blocking=False):
-            raise RuntimeError(f"this learner is busy with {self.kind or 'another run'} (in a widget or another "
-                               f"thread), so {kind} cannot start: wait for it to end, or call learn.stop()")
+            raise RuntimeError(
+                f"this learner is busy with {self.kind or 'another run'} (in a widget or another "
+                f"thread), so {kind} cannot start: wait for it to end, or call learn.stop()"
+            )
         self.kind = kind
         try:
             yield
@@ -211,12 +234,22 @@ class RunGuard:
 class Learner:
     """A model with its data, loss and optimizer, trained by one loop (lr_find, fit, fit_one_cycle)."""
 
-    def __init__(self, dls: DataLoaders | Sequence, model: nn.Module, loss_func: Callable | None = None,
-                 opt_func: Callable | None = None, metrics: Callable | Sequence[Callable] | None = None,
-                 splitter: Callable[[nn.Module], Sequence] | None = None, wd: float | None = None,
-                 device: str | torch.device | None = None, mixed_precision: str | None = None,
-                 lr: float = 1e-3, moms: tuple[float, float, float] = (0.95, 0.85, 0.95), wd_bn_bias: bool = False,
-                 train_bn: bool = True):
+    def __init__(
+        self,
+        dls: DataLoaders | Sequence,
+        model: nn.Module,
+        loss_func: Callable | None = None,
+        opt_func: Callable | None = None,
+        metrics: Callable | Sequence[Callable] | None = None,
+        splitter: Callable[[nn.Module], Sequence] | None = None,
+        wd: float | None = None,
+        device: str | torch.device | None = None,
+        mixed_precision: str | None = None,
+        lr: float = 1e-3,
+        moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+        wd_bn_bias: bool = False,
+        train_bn: bool = True,
+    ):
         if not isinstance(dls, DataLoaders):
             if isinstance(dls, (tuple, list)) and 1 <= len(dls) <= 2:
                 dls = DataLoaders(*dls)
@@ -227,8 +260,9 @@ class Learner:
         if mixed_precision not in (None, "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', got {mixed_precision!r}")
         if isinstance(loss_func, type):
-            raise TypeError(f"loss_func is the class {loss_func.__name__}: pass an instance, "
-                            f"loss_func={loss_func.__name__}()")
+            raise TypeError(
+                f"loss_func is the class {loss_func.__name__}: pass an instance, loss_func={loss_func.__name__}()"
+            )
         if loss_func is not None and not callable(loss_func):
             raise TypeError(f"loss_func must be callable as loss_func(output, target), got {loss_func!r}")
         check_moms(moms)
@@ -238,12 +272,16 @@ class Learner:
         self.metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics] if metrics else []
         for m in self.metrics:
             if isinstance(m, type) or not callable(m):
-                raise TypeError(f"each metric must be a function metric(output, target) -> number, got {m!r}; "
-                                "e.g. metrics=accuracy (from lrwidget import accuracy)")
+                raise TypeError(
+                    f"each metric must be a function metric(output, target) -> number, got {m!r}; "
+                    "e.g. metrics=accuracy (from lrwidget import accuracy)"
+                )
             if all(hasattr(m, a) for a in ("accumulate", "reset", "value")):
-                raise TypeError(f"{_metric_name(m)} is a fastai metric that accumulates over the whole validation set "
-                                "(Precision, F1Score, ...); lrwidget averages a function's value per batch, so it "
-                                "would be wrong here: pass a function metric(output, target) -> number")
+                raise TypeError(
+                    f"{_metric_name(m)} is a fastai metric that accumulates over the whole validation set "
+                    "(Precision, F1Score, ...); lrwidget averages a function's value per batch, so it "
+                    "would be wrong here: pass a function metric(output, target) -> number"
+                )
         self.splitter = splitter or (lambda m: [list(m.parameters())])
         self.lr, self.moms = lr, moms
         self.opt_func = opt_func or partial(default_opt_func, device=self.device)
@@ -304,26 +342,56 @@ class Learner:
             self._set_wd(wd)
             self._loop("fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None)
 
-    def fit_one_cycle(self, n_epoch: int, lr_max: float | slice | None = None, div: float = 25.,
-                      div_final: float = 1e5, pct_start: float = 0.25, wd: float | None = None,
-                      moms: tuple[float, float, float] | None = None) -> None:
+    def fit_one_cycle(
+        self,
+        n_epoch: int,
+        lr_max: float | slice | None = None,
+        div: float = 25.0,
+        div_final: float = 1e5,
+        pct_start: float = 0.25,
+        wd: float | None = None,
+        moms: tuple[float, float, float] | None = None,
+    ) -> None:
         """Train with fastai's one-cycle policy: cosine lr warm-up to `lr_max` then annealing, momentum inverse."""
         with self._run_starts("fit_one_cycle"):
             self._one_cycle(n_epoch, lr_max, div, div_final, pct_start, wd, moms)
 
-    def _one_cycle(self, n_epoch: int, lr_max: Any, div: float, div_final: float, pct_start: float,
-                   wd: float | None, moms: tuple[float, float, float] | None) -> None:
+    def _one_cycle(
+        self,
+        n_epoch: int,
+        lr_max: Any,
+        div: float,
+        div_final: float,
+        pct_start: float,
+        wd: float | None,
+        moms: tuple[float, float, float] | None,
+    ) -> None:
         """fit_one_cycle without clearing a stop already asked for: every argument is checked before anything
         changes."""
         n_epoch, per_group, total = self._plan(n_epoch, lr_max, "lr_max", wd, stacklevel=5)
-        lrs, mom = one_cycle(total, per_group, div=div, div_final=div_final, pct_start=pct_start,
-                             moms=self.moms if moms is None else moms)
+        lrs, mom = one_cycle(
+            total,
+            per_group,
+            div=div,
+            div_final=div_final,
+            pct_start=pct_start,
+            moms=self.moms if moms is None else moms,
+        )
         self._set_wd(wd)
         self._loop("fit", n_epoch, lrs, mom if _mom_key(self.opt) else None)
 
-    def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
-                  pct_start: float = 0.3, div: float = 5.0, div_final: float = 1e5, wd: float | None = None,
-                  moms: tuple[float, float, float] | None = None) -> None:
+    def fine_tune(
+        self,
+        epochs: int,
+        base_lr: float = 2e-3,
+        freeze_epochs: int = 1,
+        lr_mult: float = 100,
+        pct_start: float = 0.3,
+        div: float = 5.0,
+        div_final: float = 1e5,
+        wd: float | None = None,
+        moms: tuple[float, float, float] | None = None,
+    ) -> None:
         """fastai's fine_tune: one cycle with the body frozen, then `epochs` unfrozen at slice(base_lr/2/lr_mult,
         base_lr/2). A Stop during the first phase ends it all."""
         with self._run_starts("fine_tune"):
@@ -331,11 +399,11 @@ class Learner:
             base_lr = _check_positive("base_lr", base_lr)
             lr_mult = _check_positive("lr_mult", lr_mult)
             moms = self.moms if moms is None else moms
-            check_one_cycle(div, div_final, pct_start, moms)    # the first phase's own div and pct_start are fixed
+            check_one_cycle(div, div_final, pct_start, moms)  # the first phase's own div and pct_start are fixed
             if wd is not None:
                 _check_positive("wd", wd, allow_zero=True)
             self.freeze()
-            self._one_cycle(freeze_epochs, slice(base_lr), 25., div_final, 0.99, wd, moms)
+            self._one_cycle(freeze_epochs, slice(base_lr), 25.0, div_final, 0.99, wd, moms)
             if self.run.end_reason != "completed" or self._stop_requested:
                 return
             base_lr /= 2
@@ -354,14 +422,21 @@ class Learner:
                 for m, training in modes:
                     m.training = training
 
-    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                show_plot: bool = True, suggest_funcs: Callable | Sequence[Callable] | None = None) -> LRFindResult:
+    def lr_find(
+        self,
+        start_lr: float = 1e-7,
+        end_lr: float = 10,
+        num_it: int = 100,
+        stop_div: bool = True,
+        show_plot: bool = True,
+        suggest_funcs: Callable | Sequence[Callable] | None = None,
+    ) -> LRFindResult:
         """The learning-rate range test; model, optimizer and random state are restored afterwards.
 
         `show_plot` draws the curve in a notebook and warns of any suggestion the curve could not give (None).
         The result unpacks as `lr_min, lr_steep`; with fastai's `suggest_funcs=(minimum, steep, valley, slide)`
         (from lrwidget.suggest, or fastai's own) as those suggestions, each also an attribute of its name."""
-        with self._run_starts("lr_find"):        # not in the loop: a Stop while the state is copied still counts
+        with self._run_starts("lr_find"):  # not in the loop: a Stop while the state is copied still counts
             funcs = check_suggest_funcs(suggest_funcs)
             start_lr, end_lr = _check_positive("start_lr", start_lr), _check_positive("end_lr", end_lr)
             if start_lr >= end_lr:
@@ -369,7 +444,9 @@ class Learner:
             if not isinstance(num_it, numbers.Integral) or isinstance(num_it, bool) or num_it < MIN_NUM_IT:
                 raise ValueError(
                     f"num_it must be a whole number >= {MIN_NUM_IT}, got {num_it!r}: the suggestions drop the first "
-                    f"num_it//10 and the last 5 steps, so fewer steps leave nothing to suggest from (100 is the default)")
+                    "num_it//10 and the last 5 steps, so fewer steps leave nothing to suggest from "
+                    "(100 is the default)"
+                )
             lrs = lr_range(start_lr, end_lr, int(num_it))
             n_groups = len(self.layer_groups)
             best = math.inf
@@ -386,13 +463,30 @@ class Learner:
             saved = self._snapshot()
             try:
                 n_iter = len(self.dls.train)
-                self._loop("lr_find", math.ceil(num_it / n_iter), np.repeat(lrs[:, None], n_groups, axis=1), None,
-                           validate=False, check=check)
+                self._loop(
+                    "lr_find",
+                    math.ceil(num_it / n_iter),
+                    np.repeat(lrs[:, None], n_groups, axis=1),
+                    None,
+                    validate=False,
+                    check=check,
+                )
             finally:
                 self._restore(saved)
             s = suggest_lrs(rec.lrs, rec.losses, num_it, self.run.end_reason)
-            res = LRFindResult(np.array(rec.lrs), rec.losses.copy(), rec.raw_losses.copy(), s["lr_min"], s["lr_steep"],
-                               s["valley"], s["slide"], dict(s.reasons), dict(s.points), int(num_it), self.run.end_reason)
+            res = LRFindResult(
+                np.array(rec.lrs),
+                rec.losses.copy(),
+                rec.raw_losses.copy(),
+                s["lr_min"],
+                s["lr_steep"],
+                s["valley"],
+                s["slide"],
+                dict(s.reasons),
+                dict(s.points),
+                int(num_it),
+                self.run.end_reason,
+            )
             if funcs is not None:
                 apply_suggest_funcs(res, funcs)
             rec.lr_find_result = res
@@ -415,7 +509,7 @@ class Learner:
         torch.save(state, path)
         return path
 
-    def load(self, path: str | Path, with_opt: bool = True, strict: bool = True) -> "Learner":
+    def load(self, path: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
         """Load weights (and optimizer state) saved by `save`; tensors only (weights_only=True)."""
         with self._guard("load"):
             path = Path(path)
@@ -426,11 +520,15 @@ class Learner:
             try:
                 state = torch.load(path, map_location=self.device, weights_only=True)
             except Exception as e:
-                raise ValueError(f"{str(path)!r} is not a file saved by Learner.save ({type(e).__name__}: "
-                                 f"{str(e).splitlines()[0] if str(e) else ''})") from e
+                raise ValueError(
+                    f"{str(path)!r} is not a file saved by Learner.save ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''})"
+                ) from e
             if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
-                raise ValueError(f"{str(path)!r} is not a file saved by Learner.save (no lrwidget header); "
-                                 "to load plain weights use learn.model.load_state_dict(torch.load(path))")
+                raise ValueError(
+                    f"{str(path)!r} is not a file saved by Learner.save (no lrwidget header); "
+                    "to load plain weights use learn.model.load_state_dict(torch.load(path))"
+                )
             self._check_loadable(path, state, with_opt, strict)
             self.model.load_state_dict(state["model"], strict=strict)
             if with_opt and "opt" in state:
@@ -444,14 +542,19 @@ class Learner:
     def _check_loadable(self, path: Path, state: dict, with_opt: bool, strict: bool) -> None:
         """Refuse, before anything is loaded, a file whose weights or optimizer groups do not fit this learner."""
         own, saved = self.model.state_dict(), state["model"]
-        problems = [f"{k}: saved {tuple(v.shape)}, here {tuple(own[k].shape)}" for k, v in saved.items()
-                    if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape][:3]
+        problems = [
+            f"{k}: saved {tuple(v.shape)}, here {tuple(own[k].shape)}"
+            for k, v in saved.items()
+            if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape
+        ][:3]
         if strict:
             missing, unexpected = [k for k in own if k not in saved], [k for k in saved if k not in own]
             problems += [f"missing {missing[:3]}"] * bool(missing) + [f"unexpected {unexpected[:3]}"] * bool(unexpected)
         if problems:
-            raise ValueError(f"{str(path)!r} holds weights of another model ({'; '.join(problems)}); nothing was "
-                             "loaded. Build the same model first (strict=False loads the matching names only)")
+            raise ValueError(
+                f"{str(path)!r} holds weights of another model ({'; '.join(problems)}); nothing was "
+                "loaded. Build the same model first (strict=False loads the matching names only)"
+            )
         if with_opt and "opt" in state:
             sizes = [len(g["params"]) for g in state["opt"].get("param_groups", [])]
             here = [len(g["params"]) for g in self.opt.param_groups]
@@ -459,7 +562,8 @@ class Learner:
                 raise ValueError(
                     f"{str(path)!r} holds an optimizer state for parameter groups of sizes {sizes}, this learner's "
                     f"optimizer has {here} (another splitter, wd_bn_bias or optimizer); nothing was loaded. "
-                    "Pass with_opt=False to load the weights alone")
+                    "Pass with_opt=False to load the weights alone"
+                )
 
     def freeze_to(self, n: int) -> None:
         """Train only layer groups from `n` on, as fastai: norm layers stay trainable (`train_bn`), and the
@@ -467,14 +571,21 @@ class Learner:
         if not isinstance(n, numbers.Integral) or isinstance(n, bool):
             raise TypeError(f"freeze_to takes the index of the first layer group to train, got {n!r}")
         layers = self.layer_groups
-        frozen = layers[:n] if n >= 0 else layers[:len(layers) + n]
+        frozen = layers[:n] if n >= 0 else layers[: len(layers) + n]
         frozen_ids = {id(p) for ps in frozen for p in ps}
-        norm_ids = {id(p) for m in self.model.modules() if isinstance(m, NORM_TYPES)
-                    for p in m.parameters()} if self.train_bn else set()
+        norm_ids = (
+            {id(p) for m in self.model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters()}
+            if self.train_bn
+            else set()
+        )
         if n >= len(layers):
             but = " but for its norm layers" if norm_ids else ""
-            warnings.warn(f"freezing {n} layer groups of {len(layers)}: the whole model is frozen{but}; "
-                          "freeze_to(-1) trains the last group", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"freezing {n} layer groups of {len(layers)}: the whole model is frozen{but}; "
+                "freeze_to(-1) trains the last group",
+                UserWarning,
+                stacklevel=2,
+            )
         for ps in layers:
             for p in ps:
                 p.requires_grad_(id(p) not in frozen_ids or id(p) in norm_ids)
@@ -490,16 +601,25 @@ class Learner:
 
     # -- the training loop -------------------------------------------------------------------
 
-    def _loop(self, kind: str, n_epoch: int, lrs: np.ndarray, moms: np.ndarray | None,
-              validate: bool = True, check: Callable[[], str | None] | None = None) -> None:
+    def _loop(
+        self,
+        kind: str,
+        n_epoch: int,
+        lrs: np.ndarray,
+        moms: np.ndarray | None,
+        validate: bool = True,
+        check: Callable[[], str | None] | None = None,
+    ) -> None:
         """The one training loop: batch k uses lrs[k] (one per layer group) and moms[k]; validation each epoch."""
         model, opt, dl, rec = self.model, self.opt, self.dls.train, self.recorder
         groups = opt.param_groups
         if not any(p.requires_grad for g in groups for p in g["params"]):
-            raise ValueError("every parameter is frozen, so there is nothing to train: call learn.unfreeze(), "
-                             "or freeze_to(n) with n below the number of layer groups")
+            raise ValueError(
+                "every parameter is frozen, so there is nothing to train: call learn.unfreeze(), "
+                "or freeze_to(n) with n below the number of layer groups"
+            )
         total = len(lrs)
-        lr_rows = lrs[:, self._layer_index()].tolist()      # one column per optimizer parameter group
+        lr_rows = lrs[:, self._layer_index()].tolist()  # one column per optimizer parameter group
         mom_list = moms.tolist() if moms is not None else None
         mom_key = _mom_key(opt)
         names = ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.metrics), "time"]
@@ -580,15 +700,19 @@ class Learner:
             raise ValueError(self._shape_message(out, y) + f" ({type(e).__name__}: {e})") from e
         if first and (not isinstance(loss, torch.Tensor) or loss.numel() != 1):
             got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ValueError(f"the loss function {_loss_name(self.loss_func)} returned {got}; training needs one "
-                             "number per batch: use reduction='mean' (the default), or take .mean() of it")
+            raise ValueError(
+                f"the loss function {_loss_name(self.loss_func)} returned {got}; training needs one "
+                "number per batch: use reduction='mean' (the default), or take .mean() of it"
+            )
         return loss
 
     def _shape_message(self, out: Any, y: Any) -> str:
         so = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         sy = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        return (f"the loss function {_loss_name(self.loss_func)} cannot compare the model's output of shape {so} "
-                f"with the target of shape {sy}: make the model's last layer match the target")
+        return (
+            f"the loss function {_loss_name(self.loss_func)} cannot compare the model's output of shape {so} "
+            f"with the target of shape {sy}: make the model's last layer match the target"
+        )
 
     def _check_shapes(self, out: Any, y: Any) -> None:
         """Catch, once per run, shape mismatches that torch would broadcast or crash the GPU on."""
@@ -597,15 +721,21 @@ class Learner:
         lf = self.loss_func
         if isinstance(lf, (nn.CrossEntropyLoss, nn.NLLLoss)) and not y.is_floating_point():
             if out.ndim == 2 and y.ndim == 2 and y.shape[1] == 1 and out.shape[0] == y.shape[0]:
-                raise ValueError(f"the class targets have shape {tuple(y.shape)}, an extra dimension of size 1: "
-                                 f"{_loss_name(lf)} wants shape ({y.shape[0]},); make the dataset yield y.squeeze(1)")
+                raise ValueError(
+                    f"the class targets have shape {tuple(y.shape)}, an extra dimension of size 1: "
+                    f"{_loss_name(lf)} wants shape ({y.shape[0]},); make the dataset yield y.squeeze(1)"
+                )
             if out.ndim != y.ndim + 1 or out.shape[0] != y.shape[0] or out.shape[2:] != y.shape[1:]:
-                raise ValueError(self._shape_message(out, y) + f" (expected output (batch, n_classes), "
-                                 f"here ({y.shape[0] if y.ndim else '?'}, n_classes))")
-            hi = int(y.max()) if y.numel() else -1     # one sync per run: a bad index would kill a CUDA context
+                raise ValueError(
+                    self._shape_message(out, y) + f" (expected output (batch, n_classes), "
+                    f"here ({y.shape[0] if y.ndim else '?'}, n_classes))"
+                )
+            hi = int(y.max()) if y.numel() else -1  # one sync per run: a bad index would kill a CUDA context
             if hi >= out.shape[1]:
-                raise ValueError(self._shape_message(out, y) + f": the target holds class {hi} but the model "
-                                 f"outputs only {out.shape[1]} classes (set n_out to at least {hi + 1})")
+                raise ValueError(
+                    self._shape_message(out, y) + f": the target holds class {hi} but the model "
+                    f"outputs only {out.shape[1]} classes (set n_out to at least {hi + 1})"
+                )
         elif isinstance(lf, MSELossFlat):
             if out.numel() != y.numel():
                 raise ValueError(self._shape_message(out, y) + " (this loss needs one output per target value)")
@@ -646,13 +776,15 @@ class Learner:
         for o in self.observers:
             getattr(o, event)(self, *args)
 
-    def _plan(self, n_epoch: int, lr: Any, name: str, wd: float | None, stacklevel: int = 4
-              ) -> tuple[int, np.ndarray, int]:
+    def _plan(
+        self, n_epoch: int, lr: Any, name: str, wd: float | None, stacklevel: int = 4
+    ) -> tuple[int, np.ndarray, int]:
         """Check a fit's arguments, changing nothing: the epochs, one lr per layer group, wd, the batches in all."""
         n_epoch = _check_n_epoch(n_epoch)
         # stacklevel: the warning for a reversed slice names the user's line that called fit or fit_one_cycle
-        per_group = lr_per_group(self.lr if lr is None else lr, len(self.layer_groups), name=name,
-                                 stacklevel=stacklevel)
+        per_group = lr_per_group(
+            self.lr if lr is None else lr, len(self.layer_groups), name=name, stacklevel=stacklevel
+        )
         if wd is not None:
             _check_positive("wd", wd, allow_zero=True)
         return n_epoch, per_group, n_epoch * len(self.dls.train)
@@ -674,10 +806,13 @@ class Learner:
             "model": _clone_cpu(self.model.state_dict()),
             "opt": _clone_cpu(self.opt.state_dict()),
             "modes": [(m, m.training) for m in self.model.modules()],
-            "grads": [(p, None if p.grad is None else p.grad.detach().to("cpu", copy=True))
-                      for p in self.model.parameters()],
+            "grads": [
+                (p, None if p.grad is None else p.grad.detach().to("cpu", copy=True)) for p in self.model.parameters()
+            ],
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+            "cuda": torch.cuda.get_rng_state_all()
+            if torch.cuda.is_available() and torch.cuda.is_initialized()
+            else None,
             "mps": torch.mps.get_rng_state() if self.device.type == "mps" else None,
             "numpy": np.random.get_state(),
             "random": random.getstate(),
@@ -718,12 +853,19 @@ def _load_opt_in_place(opt: torch.optim.Optimizer, saved: dict) -> None:
     groups, saved_groups = opt.param_groups, saved["param_groups"]
     pairs = [(p, i) for g, sg in zip(groups, saved_groups) for p, i in zip(g["params"], sg["params"])]
     same_layout = len(groups) == len(saved_groups) and all(
-        len(g["params"]) == len(sg["params"]) for g, sg in zip(groups, saved_groups))
+        len(g["params"]) == len(sg["params"]) for g, sg in zip(groups, saved_groups)
+    )
     for p, i in pairs if same_layout else ():
         old, cur = saved["state"].get(i), opt.state.get(p)
-        if old is not None and (cur is None or cur.keys() != old.keys() or any(
-                isinstance(v, torch.Tensor) and not (isinstance(cur[k], torch.Tensor) and cur[k].shape == v.shape
-                                                     and cur[k].dtype == v.dtype) for k, v in old.items())):
+        if old is not None and (
+            cur is None
+            or cur.keys() != old.keys()
+            or any(
+                isinstance(v, torch.Tensor)
+                and not (isinstance(cur[k], torch.Tensor) and cur[k].shape == v.shape and cur[k].dtype == v.dtype)
+                for k, v in old.items()
+            )
+        ):
             same_layout = False
             break
     if not same_layout:
@@ -752,8 +894,11 @@ def _warn_missing(missing: dict[str, str], lr: float) -> None:
     for name, why in missing.items():
         by_reason.setdefault(why, []).append(name)
     said = "; ".join(f"{', '.join(names)}: {why}" for why, names in by_reason.items())
-    warnings.warn(f"lr_find could not suggest {said}. Those are None, and fit_one_cycle(lr_max=None) trains at "
-                  f"learn.lr={lr:g}", UserWarning, stacklevel=3)
+    warnings.warn(
+        f"lr_find could not suggest {said}. Those are None, and fit_one_cycle(lr_max=None) trains at learn.lr={lr:g}",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _one_number(f: Callable, v: Any, dev: torch.device) -> torch.Tensor:
@@ -764,8 +909,10 @@ def _one_number(f: Callable, v: Any, dev: torch.device) -> torch.Tensor:
         t = None
     if t is None or t.numel() != 1:
         got = f"shape {tuple(t.shape)}" if t is not None else type(v).__name__
-        raise ValueError(f"{_metric_name(f)} returned {got} for a validation batch; a loss or metric must return "
-                         "one number per batch (e.g. average it with .mean())")
+        raise ValueError(
+            f"{_metric_name(f)} returned {got} for a validation batch; a loss or metric must return "
+            "one number per batch (e.g. average it with .mean())"
+        )
     return t.float().reshape(())
 
 
@@ -779,4 +926,5 @@ def _show_in_notebook(make: Callable[[], Any]) -> None:
     if ip is None or not hasattr(ip, "kernel"):
         return
     from IPython.display import display
+
     display(make())

@@ -1,4 +1,5 @@
 """Classification metrics, computed on the device and averaged over the validation set."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,9 @@ def accuracy(out: torch.Tensor, targ: torch.Tensor, axis: int = -1) -> torch.Ten
     if pred.shape != targ.shape:
         pred, targ = pred.reshape(-1), targ.reshape(-1)
         if pred.shape != targ.shape:
-            raise ValueError(f"accuracy: predictions of shape {tuple(pred.shape)} do not match "
-                             f"targets of shape {tuple(targ.shape)}")
+            raise ValueError(
+                f"accuracy: predictions of shape {tuple(pred.shape)} do not match targets of shape {tuple(targ.shape)}"
+            )
     return (pred == targ).float().mean()
 
 

@@ -1,4 +1,5 @@
 """bqplot figures: the lr_find curve (with draggable markers), the training loss and the schedule."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,9 @@ def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple[np.nd
 
 
 def _figure(marks: list, axes: list, title: str, height: str = "360px") -> bq.Figure:
-    return bq.Figure(marks=marks, axes=axes, title=title, fig_margin=dict(MARGIN),
-                     layout={"width": "100%", "height": height})
+    return bq.Figure(
+        marks=marks, axes=axes, title=title, fig_margin=dict(MARGIN), layout={"width": "100%", "height": height}
+    )
 
 
 def _set(mark: bq.Mark, **values: Any) -> None:
@@ -62,13 +64,31 @@ class Marker:
         sy = bq.LinearScale(min=0.0, max=1.0)
         self.y_handle, self.y_label = 0.04 + 0.07 * row, 0.95 - 0.08 * row
         sc = {"x": sx, "y": sy}
-        self.line = bq.Lines(x=[1.0, 1.0], y=[0.0, 1.0], scales=sc, colors=[color], line_style="dashed",
-                             stroke_width=1.5)
-        self.label = bq.Label(x=[1.0], y=[self.y_label], text=[name], scales=sc, colors=[color], x_offset=5,
-                              default_size=13, font_weight="bold")
-        self.handle = bq.Scatter(x=[1.0], y=[self.y_handle], scales=sc, colors=[color], marker="diamond",
-                                 default_size=180, stroke="white", enable_move=True, restrict_x=True,
-                                 tooltip=bq.Tooltip(fields=["x"], formats=[".4g"], labels=[name]))
+        self.line = bq.Lines(
+            x=[1.0, 1.0], y=[0.0, 1.0], scales=sc, colors=[color], line_style="dashed", stroke_width=1.5
+        )
+        self.label = bq.Label(
+            x=[1.0],
+            y=[self.y_label],
+            text=[name],
+            scales=sc,
+            colors=[color],
+            x_offset=5,
+            default_size=13,
+            font_weight="bold",
+        )
+        self.handle = bq.Scatter(
+            x=[1.0],
+            y=[self.y_handle],
+            scales=sc,
+            colors=[color],
+            marker="diamond",
+            default_size=180,
+            stroke="white",
+            enable_move=True,
+            restrict_x=True,
+            tooltip=bq.Tooltip(fields=["x"], formats=[".4g"], labels=[name]),
+        )
 
     @property
     def marks(self) -> list[bq.Mark]:
@@ -93,20 +113,40 @@ class LRFindChart:
         self.sx = bq.LogScale(min=lr_range[0], max=lr_range[1])
         self.sy = bq.LinearScale(min=0.0, max=1.0)
         sc = {"x": self.sx, "y": self.sy}
-        self.raw = bq.Lines(x=[], y=[], scales=sc, colors=["#1f77b4"], opacities=[0.25], stroke_width=1,
-                            labels=["raw loss"])
-        self.smooth = bq.Lines(x=[], y=[], scales=sc, colors=["#1f77b4"], stroke_width=2.5, labels=["smoothed loss"],
-                               tooltip=bq.Tooltip(fields=["x", "y"], formats=[".3e", ".4f"], labels=["lr", "loss"]))
-        self.points = bq.Scatter(x=[], y=[], names=[], display_names=True, scales=sc, colors=["#555"],
-                                 default_size=70, stroke="white",
-                                 tooltip=bq.Tooltip(fields=["name", "x", "y"], formats=["", ".4g", ".4f"],
-                                                    labels=["suggestion", "lr", "loss"]))
+        self.raw = bq.Lines(
+            x=[], y=[], scales=sc, colors=["#1f77b4"], opacities=[0.25], stroke_width=1, labels=["raw loss"]
+        )
+        self.smooth = bq.Lines(
+            x=[],
+            y=[],
+            scales=sc,
+            colors=["#1f77b4"],
+            stroke_width=2.5,
+            labels=["smoothed loss"],
+            tooltip=bq.Tooltip(fields=["x", "y"], formats=[".3e", ".4f"], labels=["lr", "loss"]),
+        )
+        self.points = bq.Scatter(
+            x=[],
+            y=[],
+            names=[],
+            display_names=True,
+            scales=sc,
+            colors=["#555"],
+            default_size=70,
+            stroke="white",
+            tooltip=bq.Tooltip(
+                fields=["name", "x", "y"], formats=["", ".4g", ".4f"], labels=["suggestion", "lr", "loss"]
+            ),
+        )
         self.point_keys: list[str] = []
         self.markers: dict[str, Marker] = {}
-        axes = [bq.Axis(scale=self.sx, label="learning rate (log scale)", tick_format=".0e"),
-                bq.Axis(scale=self.sy, label="loss", side="left", tick_format=".3g")]
-        self.figure = _figure([self.raw, self.smooth, self.points], axes,
-                              "lr_find: smoothed loss (raw loss faint) against learning rate")
+        axes = [
+            bq.Axis(scale=self.sx, label="learning rate (log scale)", tick_format=".0e"),
+            bq.Axis(scale=self.sy, label="loss", side="left", tick_format=".3g"),
+        ]
+        self.figure = _figure(
+            [self.raw, self.smooth, self.points], axes, "lr_find: smoothed loss (raw loss faint) against learning rate"
+        )
         if res is not None:
             self.show_result(res, skip_end)
 
@@ -122,8 +162,13 @@ class LRFindChart:
         self.figure.marks = [*self.figure.marks, *m.marks]
         return m
 
-    def show_curve(self, lrs: np.ndarray, losses: np.ndarray, raw: np.ndarray | None = None,
-                   lr_range: tuple[float, float] | None = None) -> None:
+    def show_curve(
+        self,
+        lrs: np.ndarray,
+        losses: np.ndarray,
+        raw: np.ndarray | None = None,
+        lr_range: tuple[float, float] | None = None,
+    ) -> None:
         """Draw a (possibly partial) curve; the y axis fits the smoothed loss."""
         lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
         n = min(len(lrs), len(losses))
@@ -135,7 +180,7 @@ class LRFindChart:
         _set(self.sy, min=lo, max=hi)
         xs, ys = downsample(lrs, losses)
         _set(self.smooth, x=xs, y=ys)
-        xr, yr = downsample(lrs[:len(raw)], raw)
+        xr, yr = downsample(lrs[: len(raw)], raw)
         _set(self.raw, x=xr, y=yr)
 
     def show_result(self, res: Any, skip_end: int = 5, lr_range: tuple[float, float] | None = None) -> None:
@@ -156,9 +201,13 @@ class LRFindChart:
         """Mark suggestions `keys` at lrs `xs`, each on the curve (lrs, losses) and labelled with its value."""
         ys = [curve_at(lrs, losses, x) if len(lrs) else math.nan for x in xs]
         self.point_keys = keys
-        _set(self.points, x=np.array(xs, dtype=float), y=np.array(ys, dtype=float),
-             names=np.array([f"{k} {fmt_lr(x)}" for k, x in zip(keys, xs)], dtype=str),
-             colors=[SUGGESTION_COLORS.get(k, "#555") for k in keys] or ["#555"])
+        _set(
+            self.points,
+            x=np.array(xs, dtype=float),
+            y=np.array(ys, dtype=float),
+            names=np.array([f"{k} {fmt_lr(x)}" for k, x in zip(keys, xs)], dtype=str),
+            colors=[SUGGESTION_COLORS.get(k, "#555") for k in keys] or ["#555"],
+        )
 
 
 def lr_find_figure(res: Any, skip_end: int = 5, suggestions: Any = None, nms: Any = None) -> bq.Figure:
@@ -183,8 +232,16 @@ class LossChart:
         sx, sy = bq.LinearScale(), bq.LogScale() if log else bq.LinearScale()
         sc = {"x": sx, "y": sy}
         self.train = bq.Lines(x=[], y=[], scales=sc, colors=["#1f77b4"], labels=["train"], display_legend=True)
-        self.valid = bq.Lines(x=[], y=[], scales=sc, colors=["#ff7f0e"], labels=["valid"], display_legend=True,
-                              marker="circle", marker_size=40)
+        self.valid = bq.Lines(
+            x=[],
+            y=[],
+            scales=sc,
+            colors=["#ff7f0e"],
+            labels=["valid"],
+            display_legend=True,
+            marker="circle",
+            marker_size=40,
+        )
         axes = [bq.Axis(scale=sx, label="batches"), bq.Axis(scale=sy, label="loss", side="left")]
         self.figure = _figure([self.train, self.valid], axes, "loss", height)
 
@@ -193,7 +250,7 @@ class LossChart:
         losses = np.asarray(rec.losses, dtype=float)
         it = np.arange(len(losses), dtype=float)
         # an inf would stretch the auto-scaled axis to infinity (d3 skips NaN only): drawn as a gap instead
-        x, y = downsample(it[self.skip_start:], np.where(np.isfinite(losses), losses, np.nan)[self.skip_start:])
+        x, y = downsample(it[self.skip_start :], np.where(np.isfinite(losses), losses, np.nan)[self.skip_start :])
         vx, vy = np.empty(0), np.empty(0)
         if self.with_valid and rec.values:
             v = np.array([row[1] for row in rec.values], dtype=float)
@@ -203,18 +260,24 @@ class LossChart:
         _set(self.valid, x=vx, y=vy)
 
 
-def loss_figure(rec: Any, skip_start: int = 5, with_valid: bool = True, log: bool = False,
-                show_epochs: bool = False) -> bq.Figure:
+def loss_figure(
+    rec: Any, skip_start: int = 5, with_valid: bool = True, log: bool = False, show_epochs: bool = False
+) -> bq.Figure:
     """Smoothed training loss per batch, and the validation loss at each epoch end (fastai's plot_loss: `log` for
     a log loss axis, `show_epochs` for a line at each epoch's end)."""
     chart = LossChart(skip_start, with_valid, height="360px", log=log)
     chart.update(rec)
     if show_epochs and rec.iters:
         ends = np.asarray(rec.iters, dtype=float) - 1
-        sy = bq.LinearScale(min=0.0, max=1.0)            # the lines span the plot whatever the loss axis shows
-        lines = bq.Lines(x=np.repeat(ends[:, None], 2, axis=1), y=np.tile([0.0, 1.0], (len(ends), 1)),
-                         scales={"x": chart.train.scales["x"], "y": sy}, colors=["#bbbbbb"], line_style="dashed",
-                         stroke_width=1)
+        sy = bq.LinearScale(min=0.0, max=1.0)  # the lines span the plot whatever the loss axis shows
+        lines = bq.Lines(
+            x=np.repeat(ends[:, None], 2, axis=1),
+            y=np.tile([0.0, 1.0], (len(ends), 1)),
+            scales={"x": chart.train.scales["x"], "y": sy},
+            colors=["#bbbbbb"],
+            line_style="dashed",
+            stroke_width=1,
+        )
         chart.figure.marks = [lines, *chart.figure.marks]
     return chart.figure
 
@@ -224,15 +287,19 @@ class SchedChart:
 
     def __init__(self, height: str = "300px"):
         sx, sy, sm = bq.LinearScale(), bq.LinearScale(), bq.LinearScale()
-        self.lr = bq.Lines(x=[], y=[], scales={"x": sx, "y": sy}, colors=["#2ca02c"], labels=["lr"],
-                           display_legend=True)
-        self.mom = bq.Lines(x=[], y=[], scales={"x": sx, "y": sm}, colors=["#9467bd"], labels=["momentum"],
-                            display_legend=True)
-        axes = [bq.Axis(scale=sx, label="batches"),
-                bq.Axis(scale=sy, label="learning rate", side="left", tick_format=".1e", label_offset="55px"),
-                bq.Axis(scale=sm, label="momentum", side="right", tick_format=".2f", label_offset="45px")]
+        self.lr = bq.Lines(
+            x=[], y=[], scales={"x": sx, "y": sy}, colors=["#2ca02c"], labels=["lr"], display_legend=True
+        )
+        self.mom = bq.Lines(
+            x=[], y=[], scales={"x": sx, "y": sm}, colors=["#9467bd"], labels=["momentum"], display_legend=True
+        )
+        axes = [
+            bq.Axis(scale=sx, label="batches"),
+            bq.Axis(scale=sy, label="learning rate", side="left", tick_format=".1e", label_offset="55px"),
+            bq.Axis(scale=sm, label="momentum", side="right", tick_format=".2f", label_offset="45px"),
+        ]
         self.figure = _figure([self.lr, self.mom], axes, "schedule", height)
-        self.figure.fig_margin = {**MARGIN, "left": 75, "right": 60}   # room for both axes' tick labels
+        self.figure.fig_margin = {**MARGIN, "left": 75, "right": 60}  # room for both axes' tick labels
 
     def update(self, rec: Any) -> None:
         """Redraw from a Recorder's lrs and moms."""
@@ -260,6 +327,7 @@ def sched_figure(rec: Any, keys: Any = None) -> bq.Figure:
     chart.update(rec)
     shown = [m for k, m in (("lr", chart.lr), ("mom", chart.mom)) if k in keys]
     chart.figure.marks = shown
-    chart.figure.axes = [a for a in chart.figure.axes if a.scale is chart.lr.scales["x"]
-                         or any(a.scale is m.scales["y"] for m in shown)]
+    chart.figure.axes = [
+        a for a in chart.figure.axes if a.scale is chart.lr.scales["x"] or any(a.scale is m.scales["y"] for m in shown)
+    ]
     return chart.figure

@@ -1,4 +1,5 @@
 """Per-batch and per-epoch training history, with fastai's debiased loss smoothing."""
+
 from __future__ import annotations
 
 import math
@@ -8,14 +9,16 @@ import numpy as np
 import torch
 
 
-def smooth(raw: np.ndarray, beta: float = 0.98, state: tuple[float, int] = (0.0, 0)) -> tuple[np.ndarray, tuple[float, int]]:
+def smooth(
+    raw: np.ndarray, beta: float = 0.98, state: tuple[float, int] = (0.0, 0)
+) -> tuple[np.ndarray, tuple[float, int]]:
     """Debiased exponential moving average of `raw`, continuing from `state` (avg, count)."""
     avg, count = state
     out = np.empty(len(raw))
     for i, v in enumerate(raw.tolist()):
         avg = beta * avg + (1 - beta) * v
         count += 1
-        out[i] = avg / (1 - beta ** count)
+        out[i] = avg / (1 - beta**count)
     return out, (avg, count)
 
 
@@ -37,8 +40,8 @@ class Recorder:
         self.lrs: list[float] = []
         self.moms: list[float] = []
         self.values: list[list[float]] = []
-        self.iters: list[int] = []          # number of batches done at each epoch end
-        self.times: list[float] = []        # seconds per epoch
+        self.iters: list[int] = []  # number of batches done at each epoch end
+        self.times: list[float] = []  # seconds per epoch
         self._pending: list[torch.Tensor] = []
         self._raw = np.empty(0)
         self._smooth = np.empty(0)
@@ -51,7 +54,7 @@ class Recorder:
         self._pending.append(loss)
         self.lrs.append(lr)
         self.moms.append(mom)
-        if len(self._pending) >= 1024:      # bound device memory; one sync per 1024 batches
+        if len(self._pending) >= 1024:  # bound device memory; one sync per 1024 batches
             self.flush()
 
     def flush(self) -> None:
@@ -60,7 +63,7 @@ class Recorder:
             return
         p, self._pending = self._pending, []
         raw = np.array([float(p[0])]) if len(p) == 1 else torch.stack(p).float().cpu().numpy().astype(np.float64)
-        raw = raw.reshape(-1)    # a loss of shape (1,) is a number too
+        raw = raw.reshape(-1)  # a loss of shape (1,) is a number too
         sm, self._state = smooth(raw, self.beta, self._state)
         self._raw = np.concatenate([self._raw, raw])
         self._smooth = np.concatenate([self._smooth, sm])
@@ -97,22 +100,26 @@ class Recorder:
     def plot_loss(self, skip_start: int = 5, with_valid: bool = True, log: bool = False, show_epochs: bool = False):
         """Training loss per batch with the validation loss per epoch, as a bqplot Figure (fastai's arguments)."""
         from . import plots
+
         return plots.loss_figure(self, skip_start=skip_start, with_valid=with_valid, log=log, show_epochs=show_epochs)
 
     def plot_lr_find(self, skip_end: int = 5, return_fig: bool = True, suggestions: Any = None, nms: Any = None):
         """The last lr_find curve with its suggestions (or `suggestions` named `nms`, as fastai's), as a bqplot
         Figure; `return_fig=False` displays it in a notebook and returns None."""
         from . import plots
+
         if self.lr_find_result is None:
             raise RuntimeError("no lr_find result to plot: run learn.lr_find() first")
         fig = plots.lr_find_figure(self.lr_find_result, skip_end=skip_end, suggestions=suggestions, nms=nms)
         if return_fig:
             return fig
         from .learner import _show_in_notebook
+
         _show_in_notebook(lambda: fig)
         return None
 
     def plot_sched(self, keys: Any = None):
         """Learning rate and momentum per batch of the last run (`keys` picks 'lr' or 'mom'), as a bqplot Figure."""
         from . import plots
+
         return plots.sched_figure(self, keys=keys)

@@ -1,4 +1,5 @@
 """Learning-rate and momentum schedules: pure functions of the training position `pos` in [0, 1]."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,17 @@ from numbers import Integral, Real
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["exp_sweep", "cos_anneal", "combined_cos", "lr_range", "one_cycle", "check_one_cycle", "check_moms",
-           "even_mults", "lr_per_group"]
+__all__ = [
+    "exp_sweep",
+    "cos_anneal",
+    "combined_cos",
+    "lr_range",
+    "one_cycle",
+    "check_one_cycle",
+    "check_moms",
+    "even_mults",
+    "lr_per_group",
+]
 
 
 def _is_real(x: object) -> bool:
@@ -53,16 +63,23 @@ def lr_range(start_lr: float, end_lr: float, num_it: int) -> np.ndarray:
 
 def check_moms(moms: object) -> tuple[float, float, float]:
     """Momenta (start, middle, end) of the one-cycle schedule, each in [0, 1), refused clearly otherwise."""
-    ok = isinstance(moms, (tuple, list, np.ndarray)) and len(moms) == 3 and all(
-        _is_real(m) and 0 <= m < 1 for m in moms)
+    ok = (
+        isinstance(moms, (tuple, list, np.ndarray)) and len(moms) == 3 and all(_is_real(m) and 0 <= m < 1 for m in moms)
+    )
     if not ok:
-        raise ValueError(f"moms must be three momenta (start, middle, end), each in [0, 1), got {moms!r}; "
-                         "fastai's default is (0.95, 0.85, 0.95)")
+        raise ValueError(
+            f"moms must be three momenta (start, middle, end), each in [0, 1), got {moms!r}; "
+            "fastai's default is (0.95, 0.85, 0.95)"
+        )
     return tuple(float(m) for m in moms)
 
 
-def check_one_cycle(div: float = 25., div_final: float = 1e5, pct_start: float = 0.25,
-                    moms: tuple[float, float, float] = (0.95, 0.85, 0.95)) -> None:
+def check_one_cycle(
+    div: float = 25.0,
+    div_final: float = 1e5,
+    pct_start: float = 0.25,
+    moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+) -> None:
     """Refuse one-cycle settings that are not numbers in range, before any training starts."""
     for name, v in (("div", div), ("div_final", div_final)):
         if not (_is_real(v) and math.isfinite(v) and v > 0):
@@ -72,9 +89,14 @@ def check_one_cycle(div: float = 25., div_final: float = 1e5, pct_start: float =
     check_moms(moms)
 
 
-def one_cycle(n_steps: int, lr_max: float | ArrayLike, div: float = 25., div_final: float = 1e5,
-              pct_start: float = 0.25, moms: tuple[float, float, float] = (0.95, 0.85, 0.95)
-              ) -> tuple[np.ndarray, np.ndarray]:
+def one_cycle(
+    n_steps: int,
+    lr_max: float | ArrayLike,
+    div: float = 25.0,
+    div_final: float = 1e5,
+    pct_start: float = 0.25,
+    moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-batch lrs, shape (n_steps, n_groups), and momenta, shape (n_steps,), of fastai's one-cycle policy."""
     if not _is_int(n_steps) or n_steps < 1:
         raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
@@ -84,8 +106,10 @@ def one_cycle(n_steps: int, lr_max: float | ArrayLike, div: float = 25., div_fin
     except (TypeError, ValueError):
         lr = None
     if lr is None or lr.ndim != 1 or lr.size == 0 or not np.all(np.isfinite(lr) & (lr > 0)):
-        raise ValueError(f"lr_max must be a positive finite number or a 1-D array of them (one per parameter "
-                         f"group; see lr_per_group for slices), got {lr_max!r}")
+        raise ValueError(
+            f"lr_max must be a positive finite number or a 1-D array of them (one per parameter "
+            f"group; see lr_per_group for slices), got {lr_max!r}"
+        )
     pos = np.arange(n_steps) / n_steps  # batch k uses pos = k/n_steps
     lrs = combined_cos(pct_start, lr / div, lr, lr / div_final, pos)
     return lrs, combined_cos(pct_start, *moms, pos)
@@ -107,8 +131,10 @@ def _show(lr: object) -> str:
 def _positive(name: str, x: object, shown: object) -> float:
     msg = f"{name} must be a positive finite number or a slice of them, got {_show(shown)}"
     if x is None:
-        msg += ("; a None lr usually comes from an lr_find suggestion it could not make: res.reasons says why "
-                "(pass a number, or run lr_find again as it suggests)")
+        msg += (
+            "; a None lr usually comes from an lr_find suggestion it could not make: res.reasons says why "
+            "(pass a number, or run lr_find again as it suggests)"
+        )
     if not _is_real(x):
         raise TypeError(msg)
     if not (math.isfinite(x) and x > 0):
@@ -116,8 +142,7 @@ def _positive(name: str, x: object, shown: object) -> float:
     return float(x)
 
 
-def lr_per_group(lr: float | slice | ArrayLike, n_groups: int, name: str = "lr_max", stacklevel: int = 2
-                 ) -> np.ndarray:
+def lr_per_group(lr: float | slice | ArrayLike, n_groups: int, name: str = "lr_max", stacklevel: int = 2) -> np.ndarray:
     """One lr per parameter group from a number, slice(a, b), slice(None, b) or one number per group, validated
     and read as fastai does.
 
@@ -129,8 +154,10 @@ def lr_per_group(lr: float | slice | ArrayLike, n_groups: int, name: str = "lr_m
     if isinstance(lr, (list, tuple, np.ndarray)):
         values = list(np.asarray(lr, dtype=object).ravel()) if isinstance(lr, np.ndarray) else list(lr)
         if len(values) != n_groups:
-            raise ValueError(f"{name} has {len(values)} learning rates, but the model has {n_groups} layer "
-                             f"group{'s' * (n_groups != 1)}: give one per group, a number, or a slice")
+            raise ValueError(
+                f"{name} has {len(values)} learning rates, but the model has {n_groups} layer "
+                f"group{'s' * (n_groups != 1)}: give one per group, a number, or a slice"
+            )
         return np.array([_positive(name, v, lr) for v in values])
     if not isinstance(lr, slice):
         return np.full(n_groups, _positive(name, lr, lr))
@@ -144,7 +171,10 @@ def lr_per_group(lr: float | slice | ArrayLike, n_groups: int, name: str = "lr_m
     start = _positive(name, lr.start, lr)
     if start > stop and n_groups > 1:
         # Shown once per calling line by Python's default warning filter.
-        warnings.warn(f"{name}={_show(lr)} has start > stop, so the earlier layers get the higher learning rate "
-                      f"({start:g} for the first group, {stop:g} for the last); swap them if that is not intended",
-                      UserWarning, stacklevel=stacklevel)
+        warnings.warn(
+            f"{name}={_show(lr)} has start > stop, so the earlier layers get the higher learning rate "
+            f"({start:g} for the first group, {stop:g} for the last); swap them if that is not intended",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
     return even_mults(start, stop, n_groups)

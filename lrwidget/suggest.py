@@ -3,6 +3,7 @@
 Each method takes an already trimmed curve (see `trim`) and returns `(value, point, reason)`: the suggested lr
 and the (lr, loss) point to mark on the curve, or `(None, None, reason)` when the curve gives none.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,9 @@ def _np(x: ArrayLike) -> np.ndarray:
 class Suggestions(dict):
     """The four suggestions by name (float or None); `.reasons` says why one is None, `.points` where to mark each."""
 
-    def __init__(self, values=(), reasons: dict[str, str] | None = None,
-                 points: dict[str, Point] | None = None) -> None:
+    def __init__(
+        self, values=(), reasons: dict[str, str] | None = None, points: dict[str, Point] | None = None
+    ) -> None:
         super().__init__(values)
         self.reasons: dict[str, str] = dict(reasons or {})
         self.points: dict[str, Point] = dict(points or {})
@@ -77,7 +79,7 @@ def steep(lrs: ArrayLike, losses: ArrayLike) -> Result:
     if len(losses) < 2:
         return None, None, _short(len(losses))
     end = int(np.argmin(losses)) + 1
-    start = int(np.searchsorted(lrs[:end], lrs[end - 1] / 10 ** STEEP_DECADES))
+    start = int(np.searchsorted(lrs[:end], lrs[end - 1] / 10**STEEP_DECADES))
     grads = np.diff(losses[start:end]) / np.diff(np.log(lrs[start:end]))
     if len(grads) == 0 or grads.min() >= 0:
         return None, None, NEVER_DECREASES
@@ -101,28 +103,40 @@ def valley(lrs: ArrayLike, losses: ArrayLike) -> Result:
     max_end = int(np.argmax(lds))
     length = int(lds[max_end])
     if length < 3:  # fastai's index would fall before the stretch or wrap round to the last lr
-        return None, None, NEVER_DECREASES if length == 1 else (
-            "the loss decreases over only 2 points; run lr_find with more steps (num_it) or a lower start_lr")
+        return (
+            None,
+            None,
+            NEVER_DECREASES
+            if length == 1
+            else ("the loss decreases over only 2 points; run lr_find with more steps (num_it) or a lower start_lr"),
+        )
     max_start = max_end - length
     sections = (max_end - max_start) / 3
     idx = max_start + int(sections) + int(sections / 2)
     return float(lrs[idx]), (float(lrs[idx]), float(losses[idx])), None
 
 
-def slide(lrs: ArrayLike, losses: ArrayLike, lr_diff: int = 15, thresh: float = .005,
-          adjust_value: float = 1.) -> Result:
+def slide(
+    lrs: ArrayLike, losses: ArrayLike, lr_diff: int = 15, thresh: float = 0.005, adjust_value: float = 1.0
+) -> Result:
     """fastai's slide: going left from the end, the lr where the loss gradient settles within thresh over lr_diff."""
     lrs, losses = _np(lrs), _np(losses)
     n = len(losses)
     if n <= lr_diff:
-        return None, None, (f"the curve has only {n} usable point{'' if n == 1 else 's'}, slide needs more than "
-                            f"{lr_diff}; run lr_find with more steps (num_it)")
+        return (
+            None,
+            None,
+            (
+                f"the curve has only {n} usable point{'' if n == 1 else 's'}, slide needs more than "
+                f"{lr_diff}; run lr_find with more steps (num_it)"
+            ),
+        )
     grad = np.gradient(losses)
-    r, l = -1, -1 - lr_diff
-    lr = lrs[l]
-    while l >= -n and abs(grad[r] - grad[l]) > thresh:
-        lr = lrs[l]
-        r, l = r - 1, l - 1
+    right, left = -1, -1 - lr_diff
+    lr = lrs[left]
+    while left >= -n and abs(grad[right] - grad[left]) > thresh:
+        lr = lrs[left]
+        right, left = right - 1, left - 1
     lr = float(lr) * adjust_value
     return lr, (lr, float(np.interp(np.log10(lr), np.log10(lrs), losses))), None
 
@@ -130,8 +144,10 @@ def slide(lrs: ArrayLike, losses: ArrayLike, lr_diff: int = 15, thresh: float = 
 def _ended_early(end_reason: str | None, n_run: int) -> str | None:
     """Why a curve is too short, where lr_find's end says more than "too few steps"."""
     if end_reason == "non-finite loss" and n_run <= 1:
-        return ("the loss was not finite from the first step: check the model and data for NaN or inf "
-                "(lowering start_lr will not help)")
+        return (
+            "the loss was not finite from the first step: check the model and data for NaN or inf "
+            "(lowering start_lr will not help)"
+        )
     if end_reason in ("diverged", "non-finite loss"):
         what = "diverged" if end_reason == "diverged" else "stopped being finite"
         return f"the loss {what} after {n_run} steps, too early to suggest from; lower start_lr"
@@ -149,8 +165,10 @@ def _unusable(x: np.ndarray, y: np.ndarray, n_run: int, num_it: int | None) -> s
         if n_run == 0:
             return "lr_find recorded no points"
         if n_run - 5 - skip <= 0:
-            return (f"the curve has no usable points: of the {n_run} steps run, the first {skip} and the last 5 are "
-                    f"left out; run lr_find with more steps (num_it)")
+            return (
+                f"the curve has no usable points: of the {n_run} steps run, the first {skip} and the last 5 are "
+                f"left out; run lr_find with more steps (num_it)"
+            )
         return "the loss is not finite from the first usable point on; lower start_lr"
     if len(y) < 2:
         return _short(len(y))
@@ -161,8 +179,9 @@ def _unusable(x: np.ndarray, y: np.ndarray, n_run: int, num_it: int | None) -> s
     return None
 
 
-def suggest_lrs(lrs: ArrayLike, losses: ArrayLike, num_it: int | None = None,
-                end_reason: str | None = None) -> Suggestions:
+def suggest_lrs(
+    lrs: ArrayLike, losses: ArrayLike, num_it: int | None = None, end_reason: str | None = None
+) -> Suggestions:
     """The four suggestions on a whole lr_find curve, with the reason for each None; raises only on malformed input.
 
     `end_reason` (lr_find's: 'diverged', 'non-finite loss', 'stopped'...) lets a too-short curve say why it is."""

@@ -1,8 +1,10 @@
 """vision_learner / cnn_learner: a torchvision architecture cut into a body and a fastai-style head."""
+
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,9 +43,18 @@ def _lin_bn_drop(n_in: int, n_out: int, bn: bool, p: float, act: nn.Module | Non
     return lin + norm + drop if lin_first else norm + drop + lin
 
 
-def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | int | None = None, ps: float | Sequence[float] = 0.5,
-                pool: bool = True, concat_pool: bool = True, first_bn: bool = True, bn_final: bool = False,
-                lin_first: bool = False, y_range: tuple[float, float] | None = None) -> nn.Sequential:
+def create_head(
+    nf: int,
+    n_out: int,
+    lin_ftrs: Sequence[int] | int | None = None,
+    ps: float | Sequence[float] = 0.5,
+    pool: bool = True,
+    concat_pool: bool = True,
+    first_bn: bool = True,
+    bn_final: bool = False,
+    lin_first: bool = False,
+    y_range: tuple[float, float] | None = None,
+) -> nn.Sequential:
     """fastai's create_head: (concat) pooling, then BatchNorm-Dropout-Linear blocks down to `n_out`."""
     if pool and concat_pool:
         nf *= 2
@@ -53,10 +64,12 @@ def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | int | None = None
     if len(ps) == 1:
         ps = [ps[0] / 2] * (len(sizes) - 2) + ps
     if len(ps) != len(sizes) - 1:
-        raise ValueError(f"ps must be one dropout probability or one per linear layer ({len(sizes) - 1} here), "
-                         f"got {ps!r}")
-    layers: list[nn.Module] = [AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1),
-                               nn.Flatten()] if pool else []
+        raise ValueError(
+            f"ps must be one dropout probability or one per linear layer ({len(sizes) - 1} here), got {ps!r}"
+        )
+    layers: list[nn.Module] = (
+        [AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1), nn.Flatten()] if pool else []
+    )
     if lin_first:
         layers.append(nn.Dropout(ps.pop(0)))
     acts = [nn.ReLU(inplace=True)] * (len(sizes) - 2) + [None]
@@ -79,7 +92,7 @@ HEAD_ARGS = ("lin_ftrs", "ps", "pool", "concat_pool", "first_bn", "bn_final", "l
 # fastai's vision_learner arguments that lrwidget does not take, with what to do instead
 NOT_TAKEN = {
     "normalize": "lrwidget does not change your data: normalise it in your Dataset (for pretrained weights, with "
-                 "the statistics of torchvision's weights.transforms())",
+    "the statistics of torchvision's weights.transforms())",
     "weights": "pass pretrained=True for torchvision's default weights",
     "cbs": "lrwidget has no callbacks: use learn.observers (lrwidget.learner.Observer)",
     "path": "learn.save(path) takes the whole path",
@@ -95,15 +108,18 @@ def _load_arch(arch: Callable, pretrained: bool) -> nn.Module:
     except TypeError as e:
         if "weights" not in str(e):
             raise
-        raise TypeError(f"{name} does not take weights=, which vision_learner passes as torchvision's model functions "
-                        f"take it; wrap a function of another signature, e.g. lambda weights=None: "
-                        f"{name}(pretrained=weights is not None)") from e
+        raise TypeError(
+            f"{name} does not take weights=, which vision_learner passes as torchvision's model functions "
+            f"take it; wrap a function of another signature, e.g. lambda weights=None: "
+            f"{name}(pretrained=weights is not None)"
+        ) from e
     except Exception as e:
         if pretrained:
             raise RuntimeError(
                 f"could not load the pretrained weights of {name} ({type(e).__name__}: {e}). Without internet "
                 f"access, pass pretrained=False to train from scratch, or put the weights in torch's hub cache "
-                f"({torch.hub.get_dir()}/checkpoints)") from e
+                f"({torch.hub.get_dir()}/checkpoints)"
+            ) from e
         raise
 
 
@@ -112,13 +128,13 @@ def _body(model: nn.Module, cut: int | None) -> nn.Sequential:
     children = list(model.children())
     if cut is not None:
         return nn.Sequential(*children[:cut])
-    if hasattr(model, "fc") and hasattr(model, "avgpool"):      # resnet, resnext, wide_resnet, regnet
+    if hasattr(model, "fc") and hasattr(model, "avgpool"):  # resnet, resnext, wide_resnet, regnet
         return nn.Sequential(*children[:-2])
     if isinstance(getattr(model, "features", None), nn.Module):  # vgg, densenet, mobilenet, efficientnet, convnext
         return nn.Sequential(model.features) if not isinstance(model.features, nn.Sequential) else model.features
     pools = [i for i, c in enumerate(children) if isinstance(c, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
     if pools:
-        return nn.Sequential(*children[:pools[-1]])
+        return nn.Sequential(*children[: pools[-1]])
     raise ValueError(f"cannot find where to cut {type(model).__name__} into body and head: pass cut=")
 
 
@@ -129,7 +145,7 @@ FASTAI_SPLITS = (("densenet", 7), ("squeezenet", 5), ("alexnet", 6))
 def _split_index(arch: Callable, model: nn.Module, body: nn.Sequential) -> int | None:
     """The body index fastai splits this architecture at (three groups with the head), or None for two groups."""
     name = getattr(arch, "__name__", "")
-    if hasattr(model, "fc") and hasattr(model, "avgpool") and len(body) > 6:     # fastai's _resnet_split
+    if hasattr(model, "fc") and hasattr(model, "avgpool") and len(body) > 6:  # fastai's _resnet_split
         return 6
     if name.startswith("vgg") and name.endswith("_bn"):
         return 22
@@ -156,8 +172,9 @@ def _adapt_input(body: nn.Module, n_in: int, pretrained: bool) -> None:
             if isinstance(c, nn.Conv2d):
                 if c.in_channels == n_in:
                     return
-                new = nn.Conv2d(n_in, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups,
-                                c.bias is not None)
+                new = nn.Conv2d(
+                    n_in, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups, c.bias is not None
+                )
                 if pretrained:
                     _load_first_conv(new.weight, c.weight)
                 setattr(parent, name, new)
@@ -174,9 +191,18 @@ def _n_in(dls: DataLoaders) -> int:
         return 3
 
 
-def vision_learner(dls: DataLoaders, arch: Callable[..., nn.Module], metrics: Any = None, pretrained: bool = True,
-                   n_out: int | None = None, n_in: int | None = None, cut: int | None = None,
-                   splitter: Callable | None = None, custom_head: nn.Module | None = None, **kwargs: Any) -> Learner:
+def vision_learner(
+    dls: DataLoaders,
+    arch: Callable[..., nn.Module],
+    metrics: Any = None,
+    pretrained: bool = True,
+    n_out: int | None = None,
+    n_in: int | None = None,
+    cut: int | None = None,
+    splitter: Callable | None = None,
+    custom_head: nn.Module | None = None,
+    **kwargs: Any,
+) -> Learner:
     """A Learner over a torchvision architecture (e.g. `resnet34`) with a new head for `n_out` outputs.
 
     Parameter groups follow fastai (resnets: early body, late body, head), so `slice(a, b)` gives
@@ -184,16 +210,19 @@ def vision_learner(dls: DataLoaders, arch: Callable[..., nn.Module], metrics: An
     arguments (lin_ftrs, ps, concat_pool, y_range, ...) and the Learner's (loss_func, wd, ...) are taken too.
     """
     if isinstance(arch, (str, nn.Module)) or not callable(arch):
-        raise TypeError(f"arch must be a torchvision model function such as torchvision.models.resnet34, "
-                        f"got {arch!r}: not a name, nor a model already built")
+        raise TypeError(
+            f"arch must be a torchvision model function such as torchvision.models.resnet34, "
+            f"got {arch!r}: not a name, nor a model already built"
+        )
     head_kw = {k: kwargs.pop(k) for k in HEAD_ARGS if k in kwargs}
     taken = set(inspect.signature(Learner).parameters) - {"dls", "model", "metrics", "splitter"}
     for k in kwargs:
         if k in NOT_TAKEN:
             raise TypeError(f"vision_learner does not take {k}= (fastai's does): {NOT_TAKEN[k]}")
         if k not in taken:
-            raise TypeError(f"vision_learner does not take {k}=: it takes {sorted(taken | set(HEAD_ARGS))} "
-                            "besides its own")
+            raise TypeError(
+                f"vision_learner does not take {k}=: it takes {sorted(taken | set(HEAD_ARGS))} besides its own"
+            )
     if n_out is None:
         n_out = dls.c
         if n_out is None:
@@ -208,9 +237,11 @@ def vision_learner(dls: DataLoaders, arch: Callable[..., nn.Module], metrics: An
         shapes = [tuple(body(torch.zeros(2, n_in, size, size)).shape) for size in (64, 96)]
     body.train(was)
     if len(shapes[0]) != 4 or shapes[0][1] != shapes[1][1]:
-        raise ValueError(f"the body of {getattr(arch, '__name__', arch)} gives {shapes[0]} for 64x64 images, not "
-                         "(batch, channels, height, width) with the channels second (channels-last features, as "
-                         "swin's, are not supported): pass cut= at the layer to end the body at")
+        raise ValueError(
+            f"the body of {getattr(arch, '__name__', arch)} gives {shapes[0]} for 64x64 images, not "
+            "(batch, channels, height, width) with the channels second (channels-last features, as "
+            "swin's, are not supported): pass cut= at the layer to end the body at"
+        )
     nf = shapes[0][1]
     net = nn.Sequential(body, custom_head if custom_head is not None else create_head(nf, n_out, **head_kw))
     split_at = _split_index(arch, model, body)

@@ -1,4 +1,5 @@
 """LRWidget: the lr_find chart with draggable lr_min/lr_steep markers, bound to Find LR and Fit one cycle buttons."""
+
 from __future__ import annotations
 
 import html
@@ -8,8 +9,9 @@ import numbers
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import ipywidgets as W
 import traitlets as T
@@ -21,8 +23,8 @@ __all__ = ["LRWidget"]
 
 NAMES = ("lr_min", "lr_steep")
 DEFAULT_LRS = (1e-4, 1e-2)
-REDRAW_INTERVAL = 0.1       # seconds: at most ~10 redraws a second
-REDRAW_COST_RATIO = 40      # and at most ~1/40 of the training thread's time spent redrawing
+REDRAW_INTERVAL = 0.1  # seconds: at most ~10 redraws a second
+REDRAW_COST_RATIO = 40  # and at most ~1/40 of the training thread's time spent redrawing
 FIND_ORDER = ("start_lr", "end_lr", "num_it", "stop_div")
 MAX_EPOCHS = 1_000_000
 SNAP_PROMPT = "snap a marker to a suggestion…"
@@ -83,8 +85,10 @@ def epoch_table(names: list[str], values: list[list[float]], times: list[float])
     for i, (vals, t) in enumerate(zip(values, times)):
         cells = [str(i), *(f"{v:.6f}" if math.isfinite(v) else "—" for v in vals), fmt_time(t)]
         rows.append("<tr>" + "".join(f"<td {cell}>{c}</td>" for c in cells) + "</tr>")
-    return (f"<table style='border-collapse:collapse;font-family:monospace'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f"<table style='border-collapse:collapse;font-family:monospace'><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _widget_tree(root: W.Widget) -> list[W.Widget]:
@@ -117,7 +121,7 @@ class LearningRate(T.Float):
 class _Watcher(Observer):
     """Passes one run's events to the widget, redrawing at most every REDRAW_INTERVAL seconds (and at the end)."""
 
-    def __init__(self, widget: "LRWidget"):
+    def __init__(self, widget: LRWidget):
         self.widget, self.next = widget, 0.0
 
     def fit_start(self, learn: Learner) -> None:
@@ -147,7 +151,7 @@ class LRWidget(W.VBox):
 
     def __init__(self, learn: Learner, epochs: int = 5, **kwargs: Any):
         if fastai_adapter.is_fastai_learner(learn):
-            learn = fastai_adapter.wrap(learn)      # a fastai Learner: w.learn.learn is the fastai one
+            learn = fastai_adapter.wrap(learn)  # a fastai Learner: w.learn.learn is the fastai one
         self.learn = learn
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -167,23 +171,39 @@ class LRWidget(W.VBox):
         self._markers = {n: self.chart_view.add_marker(n, MARKER_COLORS[n]) for n in NAMES}
         self.markers = {n: m.handle for n, m in self._markers.items()}
         style = {"description_width": "initial"}
-        self.texts = {n: W.Text(description=n, continuous_update=False, style=style, layout=W.Layout(width="190px"))
-                      for n in NAMES}
+        self.texts = {
+            n: W.Text(description=n, continuous_update=False, style=style, layout=W.Layout(width="190px"))
+            for n in NAMES
+        }
         self.snap_menu = W.Dropdown(options=[(SNAP_PROMPT, None)], value=None, layout=W.Layout(width="300px"))
-        self.find_button = W.Button(description="Find LR", icon="search", button_style="info",
-                                    tooltip="run learn.lr_find() in the background")
-        self.start_text = W.Text(value="1e-07", description="start", continuous_update=False, style=style,
-                                 layout=W.Layout(width="150px"))
-        self.end_text = W.Text(value="10", description="end", continuous_update=False, style=style,
-                               layout=W.Layout(width="130px"))
-        self.steps_box = W.BoundedIntText(value=100, min=MIN_NUM_IT, max=100_000, description="steps", style=style,
-                                          layout=W.Layout(width="150px"))
-        self.fit_button = W.Button(description="Fit one cycle", icon="play", button_style="success",
-                                   tooltip="learn.fit_one_cycle(epochs, lr_max=slice(lr_min, lr_steep))")
-        self.epochs_box = W.BoundedIntText(value=epochs, min=1, max=MAX_EPOCHS, description="epochs", style=style,
-                                           layout=W.Layout(width="150px"))
-        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger", disabled=True,
-                                    tooltip="end the run at the next batch")
+        self.find_button = W.Button(
+            description="Find LR", icon="search", button_style="info", tooltip="run learn.lr_find() in the background"
+        )
+        self.start_text = W.Text(
+            value="1e-07", description="start", continuous_update=False, style=style, layout=W.Layout(width="150px")
+        )
+        self.end_text = W.Text(
+            value="10", description="end", continuous_update=False, style=style, layout=W.Layout(width="130px")
+        )
+        self.steps_box = W.BoundedIntText(
+            value=100, min=MIN_NUM_IT, max=100_000, description="steps", style=style, layout=W.Layout(width="150px")
+        )
+        self.fit_button = W.Button(
+            description="Fit one cycle",
+            icon="play",
+            button_style="success",
+            tooltip="learn.fit_one_cycle(epochs, lr_max=slice(lr_min, lr_steep))",
+        )
+        self.epochs_box = W.BoundedIntText(
+            value=epochs, min=1, max=MAX_EPOCHS, description="epochs", style=style, layout=W.Layout(width="150px")
+        )
+        self.stop_button = W.Button(
+            description="Stop",
+            icon="stop",
+            button_style="danger",
+            disabled=True,
+            tooltip="end the run at the next batch",
+        )
         self.status_html = W.HTML()
         self.error_html = W.HTML()
         self.traceback_html = W.HTML()
@@ -199,12 +219,20 @@ class LRWidget(W.VBox):
         # the charts join the panel when it is first shown: drawn hidden, at zero width, they log SVG errors
         self._train_charts = W.HBox([self.loss_chart.figure, self.sched_chart.figure])
         self.train_box = W.VBox([self.table_html], layout=W.Layout(display="none"))
-        super().__init__(children=[
-            self.chart,
-            W.HBox([self.texts["lr_min"], self.texts["lr_steep"], self.snap_menu]),
-            W.HBox([self.find_button, self.start_text, self.end_text, self.steps_box]),
-            W.HBox([self.fit_button, self.epochs_box, self.stop_button]),
-            self.status_html, self.error_box, self.progress_box, self.code_html, self.train_box], **kwargs)
+        super().__init__(
+            children=[
+                self.chart,
+                W.HBox([self.texts["lr_min"], self.texts["lr_steep"], self.snap_menu]),
+                W.HBox([self.find_button, self.start_text, self.end_text, self.steps_box]),
+                W.HBox([self.fit_button, self.epochs_box, self.stop_button]),
+                self.status_html,
+                self.error_box,
+                self.progress_box,
+                self.code_html,
+                self.train_box,
+            ],
+            **kwargs,
+        )
 
         self.epochs = epochs
         W.link((self, "epochs"), (self.epochs_box, "value"))
@@ -251,7 +279,7 @@ class LRWidget(W.VBox):
         lo, hi = parse_lr(kw.get("start_lr")), parse_lr(kw.get("end_lr"))
         self._find_range = (lo, hi) if lo is not None and hi is not None and lo < hi else None
         if self._find_range is not None:
-            self._show_find_options(kw)     # not a refused range: the next click would run it again
+            self._show_find_options(kw)  # not a refused range: the next click would run it again
         # the fastai adapter's suggest_funcs, unless the call names its own
         extra = "" if "suggest_funcs" in kw else getattr(self.learn, "lr_find_code_args", "")
         code = f"learn.lr_find({', '.join(f'{k}={_code(v)}' for k, v in kw.items())}{extra})"
@@ -326,8 +354,10 @@ class LRWidget(W.VBox):
         self._place(name)
         other = "lr_steep" if name == "lr_min" else "lr_min"
         if (v > self.lr_steep) if name == "lr_min" else (v < self.lr_min):
-            self._note = (f"{other} pushed {'up' if name == 'lr_min' else 'down'} to {v:.4g} with {name}: "
-                          f"the pair stays an ordered slice (lr_min <= lr_steep)")
+            self._note = (
+                f"{other} pushed {'up' if name == 'lr_min' else 'down'} to {v:.4g} with {name}: "
+                f"the pair stays an ordered slice (lr_min <= lr_steep)"
+            )
             self._say(self._note)
             setattr(self, other, v)
 
@@ -434,8 +464,9 @@ class LRWidget(W.VBox):
         self.result = res
         self.chart_view.show_result(res, lr_range=lr_range)
         sugg = [(k, v) for k, v in res.suggestions.items() if v is not None]
-        self.snap_menu.options = [(SNAP_PROMPT, None)] + [(f"{m} → {k} ({v:.3g})", (m, k)) for m in NAMES
-                                                         for k, v in sugg]
+        self.snap_menu.options = [(SNAP_PROMPT, None)] + [
+            (f"{m} → {k} ({v:.3g})", (m, k)) for m in NAMES for k, v in sugg
+        ]
         for n in NAMES:
             self._place(n)
 
@@ -458,8 +489,10 @@ class LRWidget(W.VBox):
             reasons = "; ".join(dict.fromkeys(res.reasons.values()))
             return f"markers not moved: no suggestion from this curve ({reasons})"
         if lo > hi:
-            notes.append(f"the suggestions came out reversed (lr_min {lo:.3g} > lr_steep {hi:.3g}): swapped so that "
-                         "lr_min <= lr_steep")
+            notes.append(
+                f"the suggestions came out reversed (lr_min {lo:.3g} > lr_steep {hi:.3g}): swapped so that "
+                "lr_min <= lr_steep"
+            )
             lo, hi = hi, lo
         if lo > self.lr_steep:
             self.lr_steep, self.lr_min = hi, lo
@@ -474,8 +507,10 @@ class LRWidget(W.VBox):
             if self.busy:
                 return False
             if getattr(self.learn, "busy", False):
-                self._say(f"the learner is busy with another run (another widget or a cell), so {kind} did not "
-                          "start: wait for it to end, or stop it")
+                self._say(
+                    f"the learner is busy with another run (another widget or a cell), so {kind} did not "
+                    "start: wait for it to end, or stop it"
+                )
                 return False
             self.set_trait("busy", True)
         self._kind, self._error, self._stopping = kind, None, False
@@ -510,7 +545,7 @@ class LRWidget(W.VBox):
     def _after_find(self, res: LRFindResult) -> None:
         steps, stopped = len(res.lrs), res.end_reason == "stopped"
         self._show_result(res, self._find_range if stopped else None)
-        note = getattr(self.learn, "note", "")                   # what a fastai Learner cannot tell
+        note = getattr(self.learn, "note", "")  # what a fastai Learner cannot tell
         note = f"; {note}" if note else ""
         if stopped:
             restored = getattr(self.learn, "lr_find_restores", "the model, optimizer and random state are as before it")
@@ -521,8 +556,11 @@ class LRWidget(W.VBox):
     def _after_fit(self, _: Any) -> None:
         run, rec = self.learn.run, self.learn.recorder
         if run.end_reason == "stopped":
-            where = (f"in the last validation, after all {run.total} batches trained (that epoch has no validation "
-                     "row)" if rec.n_batches >= run.total else f"after {rec.n_batches}/{run.total} batches")
+            where = (
+                f"in the last validation, after all {run.total} batches trained (that epoch has no validation row)"
+                if rec.n_batches >= run.total
+                else f"after {rec.n_batches}/{run.total} batches"
+            )
             done = len(rec.values)
             self._say(f"fit stopped {where}; {done} full epoch{'s' * (done != 1)}; the weights keep the training done")
             return
@@ -555,11 +593,13 @@ class LRWidget(W.VBox):
         self.progress.value = min(k, self.progress.max)
         elapsed = run.elapsed
         left = 0.0 if final else elapsed / k * (run.total - k) if k else math.nan
-        where = (f"epoch {min(run.epoch + 1, run.n_epoch)}/{run.n_epoch} · batch {k}/{run.total}" if run.kind == "fit"
-                 else f"step {k}/{run.total}")
+        where = (
+            f"epoch {min(run.epoch + 1, run.n_epoch)}/{run.n_epoch} · batch {k}/{run.total}"
+            if run.kind == "fit"
+            else f"step {k}/{run.total}"
+        )
         end = f" · {run.end_reason}" if final and run.end_reason else ""
-        self.progress_label.value = (f"{run.kind} · {where} · {fmt_time(elapsed)} elapsed · "
-                                     f"{fmt_time(left)} left{end}")
+        self.progress_label.value = f"{run.kind} · {where} · {fmt_time(elapsed)} elapsed · {fmt_time(left)} left{end}"
         if run.kind == "fit":
             self.loss_chart.update(rec)
             self.sched_chart.update(rec)

@@ -1,4 +1,5 @@
 """Shared test setup: tests never reach the network (weights and data are never downloaded)."""
+
 from __future__ import annotations
 
 import socket

@@ -1,4 +1,5 @@
 """Real-browser test support: a Jupyter server on 127.0.0.1 and Debian's Chromium driven by Playwright."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,22 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 CHROMIUM = os.environ.get("LRWIDGET_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
@@ -51,31 +59,51 @@ class JupyterServer:
         self.port, self.token = free_port(), "lrwidget-test-token"
         self.base = f"http://127.0.0.1:{self.port}"
         home = root.parent / f".jupyter-{app}"
-        self.env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-                    "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-                    "JUPYTER_PLATFORM_DIRS": "1", "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
         self.log = home / "server.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90) -> "JupyterServer":
+    def start(self, timeout: float = 90) -> JupyterServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         labconfig = Path(self.env["JUPYTER_CONFIG_DIR"]) / "labconfig"
         labconfig.mkdir(parents=True, exist_ok=True)
         # no "get notified about Jupyter news?" toast over the page
-        (labconfig / "page_config.json").write_text(json.dumps(
-            {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+        (labconfig / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+        )
         kind = "LabApp" if self.app == "lab" else "JupyterNotebookApp"
-        cmd = [sys.executable, "-m", "jupyterlab" if self.app == "lab" else "notebook", "--no-browser",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-               f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-               f"--{kind}.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True", "--allow-root",
-               "--LabServerApp.workspaces_dir=" + self.env["JUPYTERLAB_WORKSPACES_DIR"]]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab" if self.app == "lab" else "notebook",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            f"--{kind}.expose_app_in_browser=True",
+            "--ServerApp.disable_check_xsrf=True",
+            "--allow-root",
+            "--LabServerApp.workspaces_dir=" + self.env["JUPYTERLAB_WORKSPACES_DIR"],
+        ]
+        self.proc = subprocess.Popen(
+            cmd, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter {self.app} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"jupyter {self.app} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.base}/api/status?token={self.token}", timeout=2) as r:
                     if r.status == 200:
@@ -89,8 +117,9 @@ class JupyterServer:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            urllib.request.urlopen(urllib.request.Request(f"{self.base}/api/shutdown?token={self.token}", method="POST"),
-                                   timeout=5).close()
+            urllib.request.urlopen(
+                urllib.request.Request(f"{self.base}/api/shutdown?token={self.token}", method="POST"), timeout=5
+            ).close()
             self.proc.wait(timeout=15)
         except Exception:
             pass
@@ -117,10 +146,14 @@ def jupyter_server(root: Path, app: str = "lab") -> Iterator[JupyterServer]:
 
 def write_notebook(path: Path, cells: list[str]) -> None:
     """A notebook of code cells, for the kernel spec of the Python that runs the tests."""
-    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None}
-                    for c in cells],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
+    nb = {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None} for c in cells
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     path.write_text(json.dumps(nb))
 
 
@@ -169,6 +202,7 @@ class Lab:
     def value(self, expr: str) -> object:
         """A Python value from the kernel, through repr/literal_eval."""
         import ast
+
         return ast.literal_eval(self.kernel(f"print(repr({expr}))"))
 
     def wait_kernel(self, expr: str, timeout: float = 60.0) -> None:

@@ -1,4 +1,5 @@
 """The benchmark scripts run (tiny sizes) and give sane rows: figures come from benchmarks/, never from timed tests."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,7 +19,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 def load(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod                                # dataclasses look their module up
+    sys.modules[spec.name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 
@@ -34,13 +35,14 @@ def keep_threads():
 
 def test_overhead_benchmark_runs_every_case(capsys):
     rows = load("overhead").main(["--quick", "--no-others"])
-    assert [r["case"] for r in rows] == [f"{a} {w}" for a in ("mlp", "cnn")
-                                         for w in ("fit_one_cycle", "lr_find(20)", "widget fit")]
+    assert [r["case"] for r in rows] == [
+        f"{a} {w}" for a in ("mlp", "cnn") for w in ("fit_one_cycle", "lr_find(20)", "widget fit")
+    ]
     for r in rows:
-        assert r["ours_s"] > 0 and r["hand_s"] > 0 and r["ratio"] > 0 and r["cpu_ratio"] > 0   # no timing limits
+        assert r["ours_s"] > 0 and r["hand_s"] > 0 and r["ratio"] > 0 and r["cpu_ratio"] > 0  # no timing limits
         assert r["tool"] == "lrwidget" and r["target"] in (1.05, 1.10)
         if r["work"] != "lr_find(20)":
-            assert r["steps"][0] == r["steps"][1] > 0          # the same work on both sides
+            assert r["steps"][0] == r["steps"][1] > 0  # the same work on both sides
     assert [r["baseline"] for r in rows].count("headless fit_one_cycle") == 2
     out = capsys.readouterr().out
     assert "median ratio" in out and "load average" in out and "| mlp widget fit | lrwidget |" in out
@@ -48,19 +50,26 @@ def test_overhead_benchmark_runs_every_case(capsys):
 
 def _groups(opt: torch.optim.Optimizer) -> list[tuple[set, dict]]:
     """Each non-empty parameter group: which parameters, and its settings apart from the lr."""
-    return [({id(p) for p in g["params"]}, {k: v for k, v in g.items() if k not in ("params", "lr", "layer_group",
-                                                                                   "wd_exempt", "initial_lr")})
-            for g in opt.param_groups if g["params"]]
+    return [
+        (
+            {id(p) for p in g["params"]},
+            {k: v for k, v in g.items() if k not in ("params", "lr", "layer_group", "wd_exempt", "initial_lr")},
+        )
+        for g in opt.param_groups
+        if g["params"]
+    ]
 
 
 def test_the_hand_written_optimizers_are_lrwidgets_default():
     """The same work on both sides: the same AdamW settings, the same parameters out of weight decay."""
     from lrwidget import Learner
+
     bench, gpu = load("overhead"), load("gpu")
     cpu = torch.device("cpu")
     dls = bench.make_data(256, 64, 64, shape=(1, 28, 28))
     for model, hand_opt in [(m, bench.adamw(m)) for m in (bench.make_model(), bench.make_cnn())] + [
-            (m, gpu.hand_adamw(m, cpu)) for m in [gpu.make_model(cpu)]]:
+        (m, gpu.hand_adamw(m, cpu)) for m in [gpu.make_model(cpu)]
+    ]:
         ours = _groups(Learner(dls, model, device=cpu).opt)
         assert ours == _groups(hand_opt) and len(ours) == 2
         assert {g["weight_decay"] for _, g in ours} == {0.01, 0.0}
@@ -85,8 +94,12 @@ def test_fastai_and_torch_lr_finder_side_by_side_where_installed():
     have = load("overhead").others_installed()
     assert all(have.values()), f"the test extra installs fastai and torch-lr-finder; missing: {have}"
     # a separate process: fastai patches torch classes on import
-    p = subprocess.run([sys.executable, str(BENCH / "overhead.py"), "--quick", "--arch", "mlp"],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "overhead.py"), "--quick", "--arch", "mlp"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     for case in ("mlp fit_one_cycle [fastai]", "mlp lr_find(20) [fastai]", "mlp lr_find(20) [torch-lr-finder]"):
         assert case in p.stdout
@@ -95,10 +108,10 @@ def test_fastai_and_torch_lr_finder_side_by_side_where_installed():
 def test_lr_find_saves_at_most_one_copy_of_the_state_on_the_host():
     mem = load("memory")
     r = mem.saved_ratio("cpu", hidden=256, steps=8)
-    rng_allowance = 64 * 1024                                  # torch, numpy and loader generator states
+    rng_allowance = 64 * 1024  # torch, numpy and loader generator states
     assert r["state_bytes"] > 1_000_000
     assert r["extra_bytes"] <= r["state_bytes"] + rng_allowance, r
-    assert r["ratio"] > 0.99                                    # it does save the weights and the optimizer state
+    assert r["ratio"] > 0.99  # it does save the weights and the optimizer state
     assert r["saved_on_device"] == 0
 
 
@@ -108,7 +121,7 @@ def test_lr_find_host_peak_stays_within_one_copy_of_the_state(capsys):
     assert [r["measure"] for r in rows] == ["saved (exact)", "host peak"]
     peak = rows[1]
     assert peak["lr_find_rise"] > peak["fit_rise"] > 0
-    assert peak["ratio"] < 1.25, peak                          # one copy, plus allocator slack
+    assert peak["ratio"] < 1.25, peak  # one copy, plus allocator slack
     assert "host peak" in capsys.readouterr().out
 
 
@@ -144,25 +157,75 @@ def test_the_gpu_check_is_ready_for_a_machine_with_only_torch(tmp_path):
     """benchmarks/gpu_check.sh gets one short try on a GPU: its script parses, its tests import, its benchmark runs."""
     env, root = gpu_image_env(tmp_path), BENCH.parent
     subprocess.run(["bash", "-n", str(BENCH / "gpu_check.sh")], check=True)
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "--collect-only", "-p", "no:cacheprovider",
-                        "tests/test_gpu.py"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-m",
+            "gpu",
+            "--collect-only",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_gpu.py",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     collected = [line for line in r.stdout.splitlines() if line.startswith("tests/test_gpu.py::")]
     assert r.returncode == 0 and len(collected) >= 8, r.stdout + r.stderr
-    r = subprocess.run([sys.executable, "-c", "import lrwidget, sys; assert 'ipywidgets' not in sys.modules; "
-                        "from lrwidget import LRWidget"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import lrwidget, sys; assert 'ipywidgets' not in sys.modules; from lrwidget import LRWidget",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode != 0 and "ipywidgets is not installed" in r.stderr, "only LRWidget needs the widget packages"
     out = tmp_path / "gpu.json"
-    r = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--quick", "--json", str(out)], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "gpu.py"), "--quick", "--json", str(out)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(out.read_text())
     assert res["device"] == "CPU" and res["lrwidget_ips"] > 0 and res["hand_ips"] > 0
 
 
 def test_the_gpu_tests_fail_rather_than_skip_without_a_gpu(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                        "tests/test_gpu.py", "-k", "default"], cwd=BENCH.parent, env=gpu_image_env(tmp_path),
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-m",
+            "gpu",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_gpu.py",
+            "-k",
+            "default",
+        ],
+        cwd=BENCH.parent,
+        env=gpu_image_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if torch.cuda.is_available():
         assert r.returncode == 0, r.stdout
     else:

@@ -1,4 +1,5 @@
 """The widget used with a mouse in a real browser: JupyterLab 4 and Notebook 7, Debian's Chromium, Playwright."""
+
 from __future__ import annotations
 
 import math
@@ -6,11 +7,11 @@ import re
 import time
 
 import pytest
-
 from jupyter_browser import ARTIFACTS, Lab, jupyter_server, launch_chromium, require_browser, write_notebook
 
 SETUP = [
-    "import torch\nfrom torch import nn\nfrom lrwidget import Learner, LRWidget, accuracy\nfrom lrwidget.data import digits",
+    "import torch\nfrom torch import nn\nfrom lrwidget import Learner, LRWidget, accuracy\n"
+    "from lrwidget.data import digits",
     "torch.manual_seed(0)\n"
     "learn = Learner(digits(), nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), metrics=accuracy)\n"
     "w = LRWidget(learn, epochs=2)\nw",
@@ -73,6 +74,7 @@ def drag(lab: Lab, name: str, dx: float) -> float:
 def browser():
     require_browser()
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         b = launch_chromium(p)
         yield b
@@ -81,7 +83,7 @@ def browser():
 
 def watch_errors(lab: Lab) -> Lab:
     page = lab.page
-    lab.errors = []          # the console's errors: bqplot logs SVG attribute errors for a figure drawn hidden
+    lab.errors = []  # the console's errors: bqplot logs SVG attribute errors for a figure drawn hidden
     page.on("console", lambda m: m.type == "error" and lab.errors.append(f"{m.text} ({m.location.get('url')})"))
     page.on("pageerror", lambda e: lab.errors.append(f"{e} {(e.stack or '')[:600]}"))
     return lab
@@ -135,10 +137,11 @@ def fit_and_check(lab: Lab, epochs: int) -> None:
     lab.wait_kernel(f"len(learn.recorder.values) == {epochs} and not w.busy", timeout=180)
     lo, hi = lab.value("(w.lr_min, w.lr_steep)")
     peak = lab.value("max(learn.recorder.lrs)")
-    assert peak == pytest.approx(hi, rel=1e-9)         # one parameter group: slice(lr_min, lr_steep) gives lr_steep
+    assert peak == pytest.approx(hi, rel=1e-9)  # one parameter group: slice(lr_min, lr_steep) gives lr_steep
     assert lab.value("w.code") == f"learn.fit_one_cycle({epochs}, lr_max=slice({lo!r}, {hi!r}))"
-    lab.page.wait_for_function("() => [...document.querySelectorAll('.progress-bar')].some("
-                               "b => b.style.width === '100%')", timeout=30_000)
+    lab.page.wait_for_function(
+        "() => [...document.querySelectorAll('.progress-bar')].some(b => b.style.width === '100%')", timeout=30_000
+    )
     rows = lab.page.locator("table tbody tr")
     rows.first.wait_for(timeout=30_000)
     assert rows.count() == epochs
@@ -149,15 +152,15 @@ def test_lab_drag_type_fit_stop(browser, server, request, shot_on_failure):
     lab = open_widget(browser, server, request, "lab_widget")
     find_lr(lab)
     page = lab.page
-    assert page.locator("path.line").count() >= 2                    # smoothed and raw curves
+    assert page.locator("path.line").count() >= 2  # smoothed and raw curves
     for name in COLORS:
         handle(lab, name)
-        assert page.locator(f"text={name}").count() >= 1               # the marker labels
+        assert page.locator(f"text={name}").count() >= 1  # the marker labels
     ticks = page.evaluate(JS_TICKS)
     assert len(ticks) >= 2, ticks
 
     lo0, hi0 = lab.value("(w.lr_min, w.lr_steep)")
-    x = drag(lab, "lr_steep", 40)           # away from lr_min: past it, it would push lr_min along
+    x = drag(lab, "lr_steep", 40)  # away from lr_min: past it, it would push lr_min along
     lab.wait_kernel(f"w.lr_steep != {hi0!r}")
     hi1 = lab.value("w.lr_steep")
     assert hi1 == pytest.approx(lr_at(ticks, x), rel=0.05)
@@ -175,8 +178,10 @@ def test_lab_drag_type_fit_stop(browser, server, request, shot_on_failure):
     field.fill(str(typed))
     field.press("Enter")
     lab.wait_kernel(f"w.lr_min == {typed!r}")
-    page.wait_for_function(f"() => {{ const h = ({JS_HANDLE})({COLORS['lr_min']!r});"
-                           f" return h && Math.abs(h.x - {before}) > 2; }}", timeout=10_000)
+    page.wait_for_function(
+        f"() => {{ const h = ({JS_HANDLE})({COLORS['lr_min']!r}); return h && Math.abs(h.x - {before}) > 2; }}",
+        timeout=10_000,
+    )
     assert lr_at(ticks, handle(lab, "lr_min")["x"]) == pytest.approx(typed, rel=0.05)
 
     fit_and_check(lab, epochs=2)

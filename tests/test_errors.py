@@ -1,4 +1,5 @@
 """Bad input to the Learner and the data helpers: refused early, by name, with what to do instead."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,19 +15,29 @@ def mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
 
 
-@pytest.mark.parametrize("kw, error, match", [
-    ({"loss_func": nn.CrossEntropyLoss}, TypeError, r"loss_func is the class CrossEntropyLoss: pass an instance, "
-                                                    r"loss_func=CrossEntropyLoss\(\)"),
-    ({"loss_func": "cross_entropy"}, TypeError, r"loss_func must be callable"),
-    ({"metrics": "accuracy"}, TypeError, r"each metric must be a function.*got 'accuracy'"),
-    ({"metrics": [accuracy, 3]}, TypeError, r"each metric must be a function.*got 3"),
-    ({"moms": (0.95, 0.85)}, ValueError, r"moms must be three momenta"),
-    ({"splitter": lambda m: list(m.parameters())}, TypeError,
-     r"splitter must return a list of parameter lists.*got a list holding Parameter \(wrap it"),
-    ({"splitter": lambda m: [[m[0].weight.detach()]]}, TypeError, r"a group holds Tensor, not nn.Parameter"),
-    ({"splitter": lambda m: m}, TypeError, r"splitter must return a list of parameter lists.*got Sequential"),
-    ({"splitter": lambda m: [[], []]}, ValueError, r"the splitter gave no parameters"),
-])
+@pytest.mark.parametrize(
+    "kw, error, match",
+    [
+        (
+            {"loss_func": nn.CrossEntropyLoss},
+            TypeError,
+            r"loss_func is the class CrossEntropyLoss: pass an instance, "
+            r"loss_func=CrossEntropyLoss\(\)",
+        ),
+        ({"loss_func": "cross_entropy"}, TypeError, r"loss_func must be callable"),
+        ({"metrics": "accuracy"}, TypeError, r"each metric must be a function.*got 'accuracy'"),
+        ({"metrics": [accuracy, 3]}, TypeError, r"each metric must be a function.*got 3"),
+        ({"moms": (0.95, 0.85)}, ValueError, r"moms must be three momenta"),
+        (
+            {"splitter": lambda m: list(m.parameters())},
+            TypeError,
+            r"splitter must return a list of parameter lists.*got a list holding Parameter \(wrap it",
+        ),
+        ({"splitter": lambda m: [[m[0].weight.detach()]]}, TypeError, r"a group holds Tensor, not nn.Parameter"),
+        ({"splitter": lambda m: m}, TypeError, r"splitter must return a list of parameter lists.*got Sequential"),
+        ({"splitter": lambda m: [[], []]}, ValueError, r"the splitter gave no parameters"),
+    ],
+)
 def test_bad_learner_arguments_are_refused_at_once(kw, error, match):
     with pytest.raises(error, match=match):
         Learner(digits(), mlp(), device="cpu", **kw)
@@ -40,17 +51,24 @@ def test_a_splitter_may_give_generators_of_parameters():
 def test_class_targets_with_an_extra_dimension_say_to_squeeze_them():
     x, y = torch.randn(64, 64), torch.randint(0, 10, (64, 1))
     learn = Learner(DataLoaders.from_tensors(x, y, bs=16), mlp(), device="cpu")
-    with pytest.raises(ValueError, match=r"class targets have shape \(16, 1\), an extra dimension of size 1: "
-                                         r"CrossEntropyLoss wants shape \(16,\); make the dataset yield y.squeeze\(1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"class targets have shape \(16, 1\), an extra dimension of size 1: "
+        r"CrossEntropyLoss wants shape \(16,\); make the dataset yield y.squeeze\(1\)",
+    ):
         learn.fit(1)
 
 
 def test_a_metric_that_returns_one_value_per_sample_is_named():
     def per_sample(out, y):
         return (out.argmax(1) == y).float()
+
     learn = Learner(digits(), mlp(), device="cpu", metrics=per_sample)
-    with pytest.raises(ValueError, match=r"per_sample returned shape \(64,\) for a validation batch; a loss or "
-                                         r"metric must return one number per batch"):
+    with pytest.raises(
+        ValueError,
+        match=r"per_sample returned shape \(64,\) for a validation batch; a loss or "
+        r"metric must return one number per batch",
+    ):
         learn.validate()
 
 

@@ -2,6 +2,7 @@
 
 fastai is a test dependency: these tests run (never skip) wherever the test extra is installed.
 """
+
 from __future__ import annotations
 
 import gc
@@ -10,13 +11,11 @@ import subprocess
 import sys
 import weakref
 
+import fastai
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-import fastai
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import minimum, slide, steep, valley
@@ -26,18 +25,19 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 
-from lrwidget import LRWidget
+# w (the widget fixture) and the shared tests run here over this module's fastai learn
+from test_widget import click, drag, same, test_stop_right_after_start_is_not_lost, w, wait_for, weights  # noqa: F401
+from torch import nn
+
 from lrwidget import Learner as OurLearner
+from lrwidget import LRWidget
 from lrwidget.data import digits
 from lrwidget.fastai_adapter import FastaiLearner, is_fastai_learner
 from lrwidget.recorder import smooth
-# w (the widget fixture) and the shared tests run here over this module's fastai learn
-from test_widget import click, drag, same, test_stop_right_after_start_is_not_lost, w, wait_for, weights  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
-FIND_CODE = ("learn.lr_find(start_lr=1e-07, end_lr=10.0, num_it=100, "
-             "suggest_funcs=(minimum, steep, valley, slide))")
+FIND_CODE = "learn.lr_find(start_lr=1e-07, end_lr=10.0, num_it=100, suggest_funcs=(minimum, steep, valley, slide))"
 
 
 def fastai_dls(bs: int = 64, seed: int = 0) -> DataLoaders:
@@ -45,9 +45,12 @@ def fastai_dls(bs: int = 64, seed: int = 0) -> DataLoaders:
     d = digits(bs=bs, seed=seed)
     xt, yt = d.train.dataset.tensors
     xv, yv = d.valid.dataset.tensors
-    random.seed(seed)              # fastai's DataLoader seeds its shuffling from `random`
-    return DataLoaders(DataLoader(list(zip(xt, yt)), bs=bs, shuffle=True, drop_last=True),
-                       DataLoader(list(zip(xv, yv)), bs=bs), device="cpu")
+    random.seed(seed)  # fastai's DataLoader seeds its shuffling from `random`
+    return DataLoaders(
+        DataLoader(list(zip(xt, yt)), bs=bs, shuffle=True, drop_last=True),
+        DataLoader(list(zip(xv, yv)), bs=bs),
+        device="cpu",
+    )
 
 
 def make_fastai_learn(path, seed: int = 0, loss_func=None, two_groups: bool = False) -> Learner:
@@ -65,6 +68,7 @@ def learn(tmp_path) -> Learner:
 
 class Hypers(Callback):
     """Records every parameter group's lr at each training batch (what fastai's optimizer really used)."""
+
     order = 90
 
     def __init__(self):
@@ -84,11 +88,13 @@ def spy_lr_find(learn: Learner) -> dict:
         got["kw"] = kw
         got["ret"] = real(**kw)
         return got["ret"]
+
     learn.lr_find = spy
     return got
 
 
 # -- optional dependency -------------------------------------------------------------------------------
+
 
 def test_importing_lrwidget_does_not_import_fastai():
     code = "import lrwidget, lrwidget.widget, lrwidget.fastai_adapter, sys; assert 'fastai' not in sys.modules"
@@ -108,18 +114,27 @@ def test_a_fastai_learner_is_wrapped_and_ours_is_not(learn, tmp_path):
 
 # -- lr_find -------------------------------------------------------------------------------------------
 
+
 def test_find_runs_fastais_lr_find_and_shows_its_suggestions(w, learn, tmp_path):
     got = spy_lr_find(learn)
     click(w.find_button)
     w.wait(TIMEOUT)
     assert w.code == FIND_CODE and w.code in w.code_html.value
     kw = got["kw"]
-    assert (kw["start_lr"], kw["end_lr"], kw["num_it"], kw["stop_div"], kw["show_plot"]) == (1e-7, 10.0, 100, True, False)
+    assert (kw["start_lr"], kw["end_lr"], kw["num_it"], kw["stop_div"], kw["show_plot"]) == (
+        1e-7,
+        10.0,
+        100,
+        True,
+        False,
+    )
     assert [f.__name__ for f in kw["suggest_funcs"]] == ["minimum", "steep", "valley", "slide"]
     ret, res = got["ret"], w.result
     assert res is w.learn.recorder.lr_find_result and "lr_find done" in w.status
     assert (res.lr_min, res.lr_steep, res.valley, res.slide) == (ret.minimum, ret.steep, ret.valley, ret.slide)
-    assert res.points["lr_min"][0] == pytest.approx(res.lr_min * 10), "fastai's minimum gives a tenth of the lr at the minimum"
+    assert res.points["lr_min"][0] == pytest.approx(res.lr_min * 10), (
+        "fastai's minimum gives a tenth of the lr at the minimum"
+    )
     assert (w.lr_min, w.lr_steep) == (min(res.lr_min, res.lr_steep), max(res.lr_min, res.lr_steep))
     assert w.lr_min <= w.lr_steep and w.markers["lr_min"].x.tolist() == [w.lr_min]
     # the curve is fastai's recorder's; the raw losses come from the adapter's callback and smooth to it
@@ -144,7 +159,7 @@ def test_the_shown_lr_find_code_reproduces_the_suggestions(w, tmp_path):
     fresh = make_fastai_learn(tmp_path / "fresh")
     names = {"learn": fresh, "minimum": minimum, "steep": steep, "valley": valley, "slide": slide}
     with fresh.no_bar(), fresh.no_logging():
-        ret = eval(w.code, names)         # as typed: fastai also draws its matplotlib plot
+        ret = eval(w.code, names)  # as typed: fastai also draws its matplotlib plot
     plt.close("all")
     assert tuple(ret) == (w.result.lr_min, w.result.lr_steep, w.result.valley, w.result.slide)
 
@@ -195,6 +210,7 @@ def test_stop_during_lr_find_leaves_the_weights_as_they_were(w, learn, tmp_path)
 
 # -- fit -----------------------------------------------------------------------------------------------
 
+
 def test_fit_runs_fastais_fit_one_cycle_with_the_dragged_values(tmp_path, capsys):
     learn = make_fastai_learn(tmp_path, two_groups=True)
     hyp = Hypers()
@@ -226,7 +242,7 @@ def test_fit_runs_fastais_fit_one_cycle_with_the_dragged_values(tmp_path, capsys
     assert any(isinstance(cb, ProgressCallback) for cb in learn.cbs), "fastai's progress bar is back after the run"
     assert not any(type(cb).__name__ == "LRWidgetCallback" for cb in learn.cbs)
     assert capsys.readouterr().out == "", "no fastai progress bar or epoch table on stdout"
-    learn.fit(1)                  # the same learner outside the widget does print: the check above can fail
+    learn.fit(1)  # the same learner outside the widget does print: the check above can fail
     assert "train_loss" in capsys.readouterr().out
 
 
@@ -253,6 +269,7 @@ def test_stop_ends_a_fit_within_a_batch_or_two_and_keeps_the_weights(w, learn):
 
 # -- errors --------------------------------------------------------------------------------------------
 
+
 class Boom(Exception):
     pass
 
@@ -265,6 +282,7 @@ def exploding_loss(after: int):
         if len(calls) > after:
             raise Boom("the loss blew up")
         return nn.functional.cross_entropy(out, y)
+
     return bad_loss
 
 
@@ -324,13 +342,21 @@ def test_weight_decay_skips_the_parameters_fastai_skips(arch):
     """fastai's default (wd_bn_bias=False): no weight decay on norm layers' parameters and on biases."""
     import torchvision
     from fastai.torch_core import norm_bias_params as fastai_norm_bias_params
+
     from lrwidget import vision_learner
+
     if arch == "mlp":
-        learn = OurLearner(digits(), nn.Sequential(nn.Linear(64, 32), nn.LayerNorm(32), nn.ReLU(),
-                                                   nn.BatchNorm1d(32), nn.Linear(32, 10, bias=False)), device="cpu")
+        learn = OurLearner(
+            digits(),
+            nn.Sequential(
+                nn.Linear(64, 32), nn.LayerNorm(32), nn.ReLU(), nn.BatchNorm1d(32), nn.Linear(32, 10, bias=False)
+            ),
+            device="cpu",
+        )
     else:
-        learn = vision_learner(digits(images=True, size=16, channels=3), torchvision.models.resnet18,
-                               pretrained=False, device="cpu")
+        learn = vision_learner(
+            digits(images=True, size=16, channels=3), torchvision.models.resnet18, pretrained=False, device="cpu"
+        )
     exempt = {id(p) for g in learn.opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
     decayed = {id(p) for g in learn.opt.param_groups if g["weight_decay"] == 0.01 for p in g["params"]}
     theirs = {id(p) for p in fastai_norm_bias_params(learn.model)}
@@ -340,16 +366,19 @@ def test_weight_decay_skips_the_parameters_fastai_skips(arch):
 def test_our_learner_takes_fastais_own_suggest_funcs():
     """Code written for fastai 2.8's lr_find reads the same: its suggest_funcs, its names, its order."""
     from lrwidget.suggest import trim
+
     torch.manual_seed(0)
     learn = OurLearner(digits(), nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), device="cpu")
     ours = learn.lr_find(show_plot=False)
     res = learn.lr_find(show_plot=False, suggest_funcs=(minimum, steep, valley, slide))
     assert list(res) == [res.minimum, res.steep, res.valley, res.slide]
     for name, mine in [("minimum", ours.lr_min), ("valley", ours.valley), ("slide", ours.slide)]:
-        assert getattr(res, name) == pytest.approx(mine, rel=1e-6), name     # fastai computes in float32
+        assert getattr(res, name) == pytest.approx(mine, rel=1e-6), name  # fastai computes in float32
     lrs, losses = trim(res.lrs, res.losses, res.num_it)
     theirs, _ = steep(torch.tensor(lrs.tolist()), torch.tensor(losses.tolist()), res.num_it)
-    assert res.steep == pytest.approx(float(theirs), rel=1e-12), "fastai's steep, as asked (it searches the whole curve)"
+    assert res.steep == pytest.approx(float(theirs), rel=1e-12), (
+        "fastai's steep, as asked (it searches the whole curve)"
+    )
 
 
 def test_widgets_on_one_fastai_learner_share_one_run_at_a_time(w, learn):
@@ -378,24 +407,44 @@ def test_find_with_suggest_funcs_on_a_fastai_learner_answers_for_those(w, learn)
         w.learn.lr_find(suggest_funcs="valley", show_plot=False)
 
 
-@pytest.mark.parametrize("kw", [{}, {"lin_ftrs": [256, 128]}, {"ps": [0.1, 0.2]}, {"concat_pool": False},
-                                {"y_range": (0, 5)}, {"bn_final": True}, {"lin_first": True}, {"first_bn": False},
-                                {"pool": False}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"lin_ftrs": [256, 128]},
+        {"ps": [0.1, 0.2]},
+        {"concat_pool": False},
+        {"y_range": (0, 5)},
+        {"bn_final": True},
+        {"lin_first": True},
+        {"first_bn": False},
+        {"pool": False},
+    ],
+)
 def test_create_head_is_fastais(kw):
     from fastai.vision.learner import create_head as fastai_head
+
     from lrwidget.vision import create_head
 
     def layout(head):
-        return [(type(m).__name__, tuple(p.shape for p in m.parameters(recurse=False)), getattr(m, "p", None))
-                for m in head.modules() if not list(m.children())]
+        return [
+            (type(m).__name__, tuple(p.shape for p in m.parameters(recurse=False)), getattr(m, "p", None))
+            for m in head.modules()
+            if not list(m.children())
+        ]
+
     assert layout(create_head(64, 10, **kw)) == layout(fastai_head(64, 10, **kw))
 
 
-@pytest.mark.parametrize("name", ["resnet18", "densenet121", "vgg11_bn", "squeezenet1_0", "alexnet", "mobilenet_v3_small"])
+@pytest.mark.parametrize(
+    "name", ["resnet18", "densenet121", "vgg11_bn", "squeezenet1_0", "alexnet", "mobilenet_v3_small"]
+)
 def test_vision_learner_splits_into_fastais_parameter_groups(name):
     import torchvision.models as tvm
     from fastai.vision.learner import _default_meta, create_vision_model, model_meta
+
     from lrwidget import vision_learner
+
     arch = getattr(tvm, name)
     fastai_model = create_vision_model(arch, 10, pretrained=False)
     fastai_groups = model_meta.get(arch, _default_meta)["split"](fastai_model)
@@ -407,7 +456,9 @@ def test_vision_learner_splits_into_fastais_parameter_groups(name):
 @pytest.mark.parametrize("n_in", [1, 2, 4])
 def test_a_pretrained_first_convolution_adapts_as_fastais(n_in):
     from fastai.vision.learner import _load_pretrained_weights
+
     from lrwidget.vision import _adapt_input
+
     torch.manual_seed(0)
     rgb = nn.Conv2d(3, 8, 3)
     ours = nn.Sequential(rgb)

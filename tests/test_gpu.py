@@ -4,6 +4,7 @@ bf16/fp16, Stop and save/load. Deselected by default; `python -m pytest -m gpu` 
 `benchmarks/gpu_check.sh` runs these and the GPU benchmark in one go on a machine with a GPU. They import only the
 core (torch, torchvision, numpy), not the widget, so they run where ipywidgets and bqplot are not installed.
 """
+
 from __future__ import annotations
 
 import random
@@ -39,11 +40,16 @@ def state(learn: Learner) -> dict:
     """Weights, optimizer state and random states, copied to the host."""
     return {
         "model": {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()},
-        "opt": {(i, k): v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v
-                for i, s in learn.opt.state_dict()["state"].items() for k, v in s.items()},
+        "opt": {
+            (i, k): v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v
+            for i, s in learn.opt.state_dict()["state"].items()
+            for k, v in s.items()
+        },
         "groups": [{k: v for k, v in g.items() if k != "params"} for g in learn.opt.param_groups],
-        "cuda_rng": torch.cuda.get_rng_state(), "cpu_rng": torch.get_rng_state(),
-        "numpy": np.random.get_state()[1].copy(), "random": random.getstate(),
+        "cuda_rng": torch.cuda.get_rng_state(),
+        "cpu_rng": torch.get_rng_state(),
+        "numpy": np.random.get_state()[1].copy(),
+        "random": random.getstate(),
     }
 
 
@@ -76,7 +82,7 @@ def test_the_gpu_is_the_default_with_pinned_loaders_and_fused_adamw():
 
 def test_fit_does_not_synchronise_per_batch():
     learn = Learner(digits(bs=8), mlp(), metrics=accuracy)
-    learn.fit(1, 1e-3)                                   # warm-up: cuBLAS handles, allocator, optimizer state
+    learn.fit(1, 1e-3)  # warm-up: cuBLAS handles, allocator, optimizer state
     n = len(learn.dls.train)
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
@@ -115,9 +121,12 @@ def peak_above_start(run) -> tuple[int, int, int]:
 @pytest.mark.parametrize("ending", ["completed", "stopped", "diverged"])
 def test_lr_find_restores_exactly_and_keeps_its_copy_off_the_device(ending):
     learn = Learner(digits(), mlp(), metrics=accuracy)
-    learn.fit(1, 1e-3)                                   # the optimizer state exists, as in mid-training
+    learn.fit(1, 1e-3)  # the optimizer state exists, as in mid-training
     _, fit_peak, _ = peak_above_start(lambda: learn.fit(5, 1e-4))
-    torch.manual_seed(5); torch.cuda.manual_seed(6); np.random.seed(7); random.seed(8)
+    torch.manual_seed(5)
+    torch.cuda.manual_seed(6)
+    np.random.seed(7)
+    random.seed(8)
     before = state(learn)
     if ending == "stopped":
         learn.observers.append(_StopAt(10))
@@ -129,9 +138,14 @@ def test_lr_find_restores_exactly_and_keeps_its_copy_off_the_device(ending):
     assert reason == ending or (ending == "diverged" and reason == "non-finite loss"), reason
     assert_same(before, state(learn))
     assert left == 0, f"lr_find left {left} bytes more allocated on the device"
-    state_bytes = sum(t.numel() * t.element_size() for t in
-                      [*learn.model.parameters(), *learn.model.buffers(),
-                       *(v for s in learn.opt.state.values() for v in s.values() if isinstance(v, torch.Tensor))])
+    state_bytes = sum(
+        t.numel() * t.element_size()
+        for t in [
+            *learn.model.parameters(),
+            *learn.model.buffers(),
+            *(v for s in learn.opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)),
+        ]
+    )
     # training steps need the same memory in both; the saved copy is on the host, the restore copies in place
     assert find_peak <= fit_peak + 0.05 * state_bytes + 2**20, (find_peak, fit_peak, state_bytes)
 
@@ -147,8 +161,7 @@ def test_mixed_precision_trains_to_high_accuracy(mp):
 
 def test_resnet_channels_last_bf16_one_cycle_learns():
     dls = digits(images=True, size=32, channels=3, bs=128)
-    learn = vision_learner(dls, torchvision.models.resnet18, metrics=accuracy, pretrained=False,
-                           mixed_precision="bf16")
+    learn = vision_learner(dls, torchvision.models.resnet18, metrics=accuracy, pretrained=False, mixed_precision="bf16")
     learn.model.to(memory_format=torch.channels_last)
     learn.fit_one_cycle(4, lr_max=3e-3)
     assert np.isfinite(learn.recorder.losses).all()

@@ -1,4 +1,5 @@
 """The Learner: lr_find with exact restore, fit and fit_one_cycle on one loop, recorder, save/load, bad input."""
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,9 @@ from lrwidget.schedules import one_cycle
 
 def mlp(seed: int = 0, bn: bool = False) -> nn.Module:
     torch.manual_seed(seed)
-    layers = [nn.Linear(64, 64)] + ([nn.BatchNorm1d(64)] if bn else []) + [nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10)]
+    layers = (
+        [nn.Linear(64, 64)] + ([nn.BatchNorm1d(64)] if bn else []) + [nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10)]
+    )
     return nn.Sequential(*layers)
 
 
@@ -36,7 +39,9 @@ def state_of(learn: Learner) -> dict:
         "model": {k: v.clone() for k, v in learn.model.state_dict().items()},
         "opt": _clone(learn.opt.state_dict()),
         "training": [m.training for m in learn.model.modules()],
-        "torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "random": random.getstate(),
         "loader": gens,
     }
 
@@ -74,11 +79,14 @@ def trained() -> Learner:
     learn = make_learner()
     learn.fit(1, 1e-3)
     learn.model.eval()
-    torch.manual_seed(123); np.random.seed(7); random.seed(5)
+    torch.manual_seed(123)
+    np.random.seed(7)
+    random.seed(5)
     return learn
 
 
 # -- lr_find -----------------------------------------------------------------------------------------
+
 
 def test_lr_find_result_unpacks_and_suggests_on_digits():
     learn = make_learner()
@@ -97,13 +105,14 @@ def test_lr_find_result_unpacks_and_suggests_on_digits():
 
 def test_suggest_funcs_answer_as_fastais_suggested_lrs():
     from lrwidget.suggest import minimum, slide, steep, valley
+
     learn = make_learner()
     default = learn.lr_find()
-    res = learn.lr_find(suggest_funcs=(valley, slide))             # the same curve: lr_find restores everything
+    res = learn.lr_find(suggest_funcs=(valley, slide))  # the same curve: lr_find restores everything
     np.testing.assert_array_equal(res.losses, default.losses)
     v, s = res
     assert (v, s) == (res.valley, res.slide) == (default.valley, default.slide) and len(res) == 2
-    (only,) = learn.lr_find(suggest_funcs=steep)                    # a single function, as fastai's tuplify
+    (only,) = learn.lr_find(suggest_funcs=steep)  # a single function, as fastai's tuplify
     assert only == default.lr_steep
     res = learn.lr_find(suggest_funcs=(minimum, steep, valley, slide))
     assert list(res) == [res.minimum, res.steep, res.valley, res.slide] == list(default.suggestions.values())
@@ -126,11 +135,14 @@ def test_suggest_funcs_call_other_functions_as_fastai_does():
     assert res.lr_min is not None, "the four suggestions are still there"
 
 
-@pytest.mark.parametrize("funcs,error,match", [
-    ("valley", TypeError, "suggest_funcs must be a function or a sequence of functions"),
-    ((), TypeError, "suggest_funcs must be"),
-    ((len, 3), TypeError, "suggest_funcs must be"),
-])
+@pytest.mark.parametrize(
+    "funcs,error,match",
+    [
+        ("valley", TypeError, "suggest_funcs must be a function or a sequence of functions"),
+        ((), TypeError, "suggest_funcs must be"),
+        ((len, 3), TypeError, "suggest_funcs must be"),
+    ],
+)
 def test_bad_suggest_funcs_are_refused_before_anything_runs(funcs, error, match):
     learn = make_learner()
     with pytest.raises(error, match=match):
@@ -140,6 +152,7 @@ def test_bad_suggest_funcs_are_refused_before_anything_runs(funcs, error, match)
 
 def test_a_suggestion_named_twice_is_refused():
     from lrwidget.suggest import valley
+
     with pytest.raises(ValueError, match="names a suggestion twice"):
         make_learner().lr_find(suggest_funcs=(valley, valley))
 
@@ -150,7 +163,7 @@ def test_lr_find_smoothing_is_debiased_ema():
     raw, avg, want = res.raw_losses, 0.0, []
     for i, v in enumerate(raw, 1):
         avg = 0.98 * avg + 0.02 * v
-        want.append(avg / (1 - 0.98 ** i))
+        want.append(avg / (1 - 0.98**i))
     np.testing.assert_allclose(res.losses, want, rtol=1e-12)
 
 
@@ -181,6 +194,7 @@ class _StopAt(Observer):
 def _raise(exc):
     def f(learn):
         raise exc
+
     return f
 
 
@@ -219,8 +233,11 @@ def test_lr_find_restores_after_non_finite_loss(trained):
         return ce(out, y) * (math.nan if calls["n"] > 6 else 1.0)
 
     trained.loss_func = nan_after_6
-    with pytest.warns(UserWarning, match=r"could not suggest lr_min, lr_steep: the loss stopped being finite after "
-                                         r"7 steps, too early to suggest from; lower start_lr\. Those are None"):
+    with pytest.warns(
+        UserWarning,
+        match=r"could not suggest lr_min, lr_steep: the loss stopped being finite after "
+        r"7 steps, too early to suggest from; lower start_lr\. Those are None",
+    ):
         res = trained.lr_find()
     assert res.end_reason == "non-finite loss" and len(res.lrs) == 7
     trained.loss_func = ce
@@ -266,9 +283,10 @@ def test_lr_find_on_a_fresh_learner_leaves_no_optimizer_state():
 
 def test_optimizer_restore_falls_back_when_the_state_changed_layout(trained):
     from lrwidget.learner import _load_opt_in_place
+
     saved = _clone(trained.opt.state_dict())
     p = trained.opt.param_groups[0]["params"][0]
-    trained.opt.state[p]["exp_avg"] = torch.zeros(3)          # a different shape: cannot be copied into
+    trained.opt.state[p]["exp_avg"] = torch.zeros(3)  # a different shape: cannot be copied into
     trained.opt.param_groups[0]["lr"] = 123.0
     _load_opt_in_place(trained.opt, saved)
     assert_same(saved, _clone(trained.opt.state_dict()))
@@ -320,15 +338,22 @@ def test_lr_find_warns_of_a_missing_suggestion_and_fit_names_where_to_look():
         learn.fit_one_cycle(1, lr_max=slice(res.lr_min, res.lr_steep))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert learn.lr_find(start_lr=1e-5, end_lr=1e-3, num_it=20, show_plot=False).missing   # quiet without plot
+        assert learn.lr_find(start_lr=1e-5, end_lr=1e-3, num_it=20, show_plot=False).missing  # quiet without plot
         learn.loss_func = None
-        assert learn.lr_find(num_it=100).missing == {}                     # and when every suggestion is there
+        assert learn.lr_find(num_it=100).missing == {}  # and when every suggestion is there
 
 
-@pytest.mark.parametrize("loss, start_lr, why", [
-    (lambda out, y: (out * math.nan).sum(), 1e-7, r"not finite from the first step: check the model and data"),
-    (None, 1.0, r"the loss (diverged|stopped being finite) after \d steps, too early to suggest from; lower start_lr"),
-])
+@pytest.mark.parametrize(
+    "loss, start_lr, why",
+    [
+        (lambda out, y: (out * math.nan).sum(), 1e-7, r"not finite from the first step: check the model and data"),
+        (
+            None,
+            1.0,
+            r"the loss (diverged|stopped being finite) after \d steps, too early to suggest from; lower start_lr",
+        ),
+    ],
+)
 def test_lr_find_that_ends_at_once_says_why(loss, start_lr, why):
     learn = make_learner()
     learn.loss_func = loss
@@ -342,7 +367,7 @@ def test_a_stop_while_lr_find_copies_the_state_is_not_lost():
     snapshot = learn._snapshot
 
     def stop_while_copying():
-        learn.stop()                       # as the widget's Stop would, from another thread, mid-copy
+        learn.stop()  # as the widget's Stop would, from another thread, mid-copy
         return snapshot()
 
     learn._snapshot = stop_while_copying
@@ -360,12 +385,16 @@ def test_a_loss_of_one_element_is_a_number_and_more_is_refused():
     learn.fit(1, 1e-3)
     assert learn.recorder.losses.shape == (len(learn.dls.train),) and learn.recorder.values[0][1] > 0
     learn.loss_func = nn.CrossEntropyLoss(reduction="none")
-    with pytest.raises(ValueError, match=r"CrossEntropyLoss returned a tensor of shape \(64,\); training needs one "
-                                         r"number per batch: use reduction='mean'"):
+    with pytest.raises(
+        ValueError,
+        match=r"CrossEntropyLoss returned a tensor of shape \(64,\); training needs one "
+        r"number per batch: use reduction='mean'",
+    ):
         learn.fit(1, 1e-3)
 
 
 # -- fit_one_cycle and fit ---------------------------------------------------------------------------
+
 
 def test_fit_one_cycle_follows_fastai_schedule_per_batch():
     learn = make_learner()
@@ -377,8 +406,11 @@ def test_fit_one_cycle_follows_fastai_schedule_per_batch():
     np.testing.assert_allclose(rec.lrs, lrs[:, -1], rtol=1e-12)
     np.testing.assert_allclose(rec.moms, moms, rtol=1e-12)
     k = np.arange(n) / n
-    want = np.where(k < 0.25, 4e-4 + (1 + np.cos(np.pi * (1 - k / 0.25))) * (1e-2 - 4e-4) / 2,
-                    1e-2 + (1 + np.cos(np.pi * (1 - (k - 0.25) / 0.75))) * (1e-7 - 1e-2) / 2)
+    want = np.where(
+        k < 0.25,
+        4e-4 + (1 + np.cos(np.pi * (1 - k / 0.25))) * (1e-2 - 4e-4) / 2,
+        1e-2 + (1 + np.cos(np.pi * (1 - (k - 0.25) / 0.75))) * (1e-7 - 1e-2) / 2,
+    )
     np.testing.assert_allclose(rec.lrs, want, rtol=1e-9)
     assert rec.lrs[0] == pytest.approx(1e-2 / 25) and max(rec.lrs) <= 1e-2
     assert learn.opt.param_groups[0]["betas"][0] == pytest.approx(moms[-1])
@@ -399,6 +431,7 @@ def rec_min(x):
 def three_group_learner(**kw) -> Learner:
     def splitter(m):
         return [list(m[0].parameters()), list(m[1].parameters()), list(m[4].parameters())]
+
     return Learner(digits(), mlp(bn=True), splitter=splitter, device="cpu", **kw)
 
 
@@ -421,17 +454,20 @@ class _PeakLrs(Observer):
             self.peak = lrs
 
 
-@pytest.mark.parametrize("lr_max,want", [
-    (slice(1e-4, 1e-2), [1e-4, 1e-3, 1e-2]),
-    (slice(None, 1e-2), [1e-3, 1e-3, 1e-2]),
-    (3e-3, [3e-3, 3e-3, 3e-3]),
-])
+@pytest.mark.parametrize(
+    "lr_max,want",
+    [
+        (slice(1e-4, 1e-2), [1e-4, 1e-3, 1e-2]),
+        (slice(None, 1e-2), [1e-3, 1e-3, 1e-2]),
+        (3e-3, [3e-3, 3e-3, 3e-3]),
+    ],
+)
 def test_discriminative_lrs_over_param_groups(lr_max, want):
     learn = three_group_learner()
     obs = _PeakLrs()
     learn.observers.append(obs)
     n = len(learn.dls.train)
-    learn.fit_one_cycle(4, lr_max=lr_max)   # the peak batch is k = n exactly: pos = pct_start
+    learn.fit_one_cycle(4, lr_max=lr_max)  # the peak batch is k = n exactly: pos = pct_start
     assert 4 * n * 0.25 == n
     np.testing.assert_allclose(obs.peak, want, rtol=1e-12)
 
@@ -448,7 +484,7 @@ def test_weight_decay_skips_norm_and_bias_parameters_as_fastai_does():
     learn = Learner(DataLoaders(list(digits().train)[:1]), mlp(bn=True), device="cpu", wd=0.5)
     moved = _zero_grad_step(learn)
     decayed = {k for k, d in moved.items() if d.abs().max() > 0}
-    assert decayed == {"0.weight", "4.weight"}, decayed           # Linear weights; not biases, not BatchNorm
+    assert decayed == {"0.weight", "4.weight"}, decayed  # Linear weights; not biases, not BatchNorm
     assert learn.layer_lrs == [0.1]
     for g in learn.opt.param_groups:
         assert g["weight_decay"] == (0.0 if g.get("wd_exempt") else 0.5)
@@ -456,7 +492,7 @@ def test_weight_decay_skips_norm_and_bias_parameters_as_fastai_does():
 
 def test_wd_bn_bias_true_decays_everything():
     learn = Learner(DataLoaders(list(digits().train)[:1]), mlp(bn=True), device="cpu", wd=0.5, wd_bn_bias=True)
-    nn.init.ones_(learn.model[1].bias)                             # BatchNorm's bias starts at 0: nothing to decay
+    nn.init.ones_(learn.model[1].bias)  # BatchNorm's bias starts at 0: nothing to decay
     moved = _zero_grad_step(learn)
     assert all(d.abs().max() > 0 for d in moved.values()) and len(learn.opt.param_groups) == 1
 
@@ -469,19 +505,25 @@ def test_fit_wd_changes_only_the_decayed_groups():
 
 
 def test_an_opt_func_that_makes_its_own_groups_still_works():
-    learn = Learner(digits(), mlp(), device="cpu", opt_func=lambda groups: torch.optim.SGD(
-        [{"params": [p for g in groups for p in g["params"]]}], lr=0.1, momentum=0.9))
+    learn = Learner(
+        digits(),
+        mlp(),
+        device="cpu",
+        opt_func=lambda groups: torch.optim.SGD(
+            [{"params": [p for g in groups for p in g["params"]]}], lr=0.1, momentum=0.9
+        ),
+    )
     assert len(learn.layer_groups) == 1
-    learn.fit_one_cycle(2, slice(1e-3, 1e-2))                   # 44 batches: batch 11 is the peak
+    learn.fit_one_cycle(2, slice(1e-3, 1e-2))  # 44 batches: batch 11 is the peak
     assert max(learn.recorder.lrs) == pytest.approx(1e-2, rel=1e-12) and learn.layer_lrs == [learn.recorder.lrs[-1]]
 
 
 def test_validate_reads_the_model_as_it_is():
     learn = make_learner(loss_func=None)
-    before = learn.validate()                                       # before any training: the loss is inferred
+    before = learn.validate()  # before any training: the loss is inferred
     assert len(before) == 3 and 2.0 < before[0] < 2.6
     learn.observers.append(_StopAt(30, Learner.stop))
-    learn.fit(2, 3e-3)                                              # stopped in epoch 2: the stop flag stays set
+    learn.fit(2, 3e-3)  # stopped in epoch 2: the stop flag stays set
     learn.observers.clear()
     learn.fit(1, 3e-3)
     learn.model.train()
@@ -496,6 +538,7 @@ def test_validate_reads_the_model_as_it_is():
 
 class _Phases(Observer):
     """Per run: the layer groups' peak lrs and which parameters train."""
+
     def __init__(self):
         self.runs = []
 
@@ -521,25 +564,35 @@ def test_fine_tune_is_fastais_two_phases():
     head = {id(p) for p in learn.model[4].parameters()}
     assert first["trainable"] == [id(p) in head or id(p) in bn for p in learn.model.parameters()]
     assert all(second["trainable"])
-    np.testing.assert_allclose(first["peak"], [2e-3, 2e-3, 2e-2], rtol=1e-2)   # slice(base_lr), peak at 99%
+    np.testing.assert_allclose(first["peak"], [2e-3, 2e-3, 2e-2], rtol=1e-2)  # slice(base_lr), peak at 99%
     np.testing.assert_allclose(second["peak"], [1e-4, 1e-3, 1e-2], rtol=1e-3)  # slice(base_lr/2/100, base_lr/2)
     assert len(first["values"]) == 1 and len(second["values"]) == 2
-    assert second["values"][-1][1] < first["values"][-1][1] and second["values"][-1][-1] > 0.85   # it learns on
+    assert second["values"][-1][1] < first["values"][-1][1] and second["values"][-1][-1] > 0.85  # it learns on
 
 
 def test_fine_tune_checks_its_arguments_before_freezing():
     learn = three_group_learner()
-    for kw, match in [({"epochs": 0}, "epochs must be"), ({"epochs": 1, "freeze_epochs": 1.5}, "freeze_epochs must"),
-                      ({"epochs": 1, "base_lr": -1}, "base_lr must")]:
+    for kw, match in [
+        ({"epochs": 0}, "epochs must be"),
+        ({"epochs": 1, "freeze_epochs": 1.5}, "freeze_epochs must"),
+        ({"epochs": 1, "base_lr": -1}, "base_lr must"),
+    ]:
         with pytest.raises(ValueError, match=match):
             learn.fine_tune(**kw)
         assert all(p.requires_grad for p in learn.model.parameters()) and learn.run is None
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"pct_start": 2}, "pct_start must be"), ({"lr_mult": 0}, "lr_mult must be"), ({"div": -1}, "div must be"),
-    ({"moms": (0.9, 0.8)}, "moms must be"), ({"wd": -1}, "wd must be"), ({"div_final": math.nan}, "div_final"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"pct_start": 2}, "pct_start must be"),
+        ({"lr_mult": 0}, "lr_mult must be"),
+        ({"div": -1}, "div must be"),
+        ({"moms": (0.9, 0.8)}, "moms must be"),
+        ({"wd": -1}, "wd must be"),
+        ({"div_final": math.nan}, "div_final"),
+    ],
+)
 def test_fine_tune_refuses_a_bad_second_phase_before_training_the_first(kw, match):
     learn = three_group_learner()
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
@@ -549,8 +602,15 @@ def test_fine_tune_refuses_a_bad_second_phase_before_training_the_first(kw, matc
     assert_same(before, learn.model.state_dict())
 
 
-@pytest.mark.parametrize("kw, match", [({"pct_start": 2}, "pct_start"), ({"moms": (1.5, 0.8, 0.9)}, "moms"),
-                                       ({"div": 0}, "div must be"), ({"lr_max": [1e-3, 1e-2]}, "layer group")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"pct_start": 2}, "pct_start"),
+        ({"moms": (1.5, 0.8, 0.9)}, "moms"),
+        ({"div": 0}, "div must be"),
+        ({"lr_max": [1e-3, 1e-2]}, "layer group"),
+    ],
+)
 def test_a_refused_fit_one_cycle_changes_nothing(kw, match):
     learn = make_learner()
     wds = [g["weight_decay"] for g in learn.opt.param_groups]
@@ -564,20 +624,28 @@ def test_fit_takes_one_lr_per_layer_group_as_fastai():
     obs = _PeakLrs()
     learn.observers.append(obs)
     learn.fit_one_cycle(1, lr_max=[1e-4, 1e-3, 1e-2])
-    np.testing.assert_allclose(obs.peak, [1e-4, 1e-3, 1e-2], rtol=5e-3)     # the nearest batch to the peak
+    np.testing.assert_allclose(obs.peak, [1e-4, 1e-3, 1e-2], rtol=5e-3)  # the nearest batch to the peak
     learn.fit(1, np.array([3e-4, 3e-3, 3e-2]))
     assert learn.layer_lrs == [3e-4, 3e-3, 3e-2]
 
 
 def norm_mlp() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(64, 32), nn.LayerNorm(32), nn.ReLU(), nn.Linear(32, 32), nn.BatchNorm1d(32),
-                         nn.ReLU(), nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Linear(64, 32),
+        nn.LayerNorm(32),
+        nn.ReLU(),
+        nn.Linear(32, 32),
+        nn.BatchNorm1d(32),
+        nn.ReLU(),
+        nn.Linear(32, 10),
+    )
 
 
 def test_freeze_keeps_every_norm_layer_trainable_and_clears_the_optimizer_state_as_fastai():
     def split(m):
         return [list(m[:6].parameters()), list(m[6].parameters())]
+
     learn = Learner(digits(), norm_mlp(), splitter=split, device="cpu")
     learn.fit(1, 1e-3)
     assert len(learn.opt.state) == 10
@@ -597,7 +665,7 @@ def test_freezing_every_group_warns_and_training_then_says_what_to_do():
     with pytest.warns(UserWarning, match=r"freezing 5 layer groups of 1: the whole model is frozen") as w:
         learn.freeze_to(5)
     assert [x.filename for x in w] == [__file__]
-    learn = Learner(digits(), mlp(), device="cpu")          # no norm layers: nothing stays trainable
+    learn = Learner(digits(), mlp(), device="cpu")  # no norm layers: nothing stays trainable
     with pytest.warns(UserWarning):
         learn.freeze_to(1)
     with pytest.raises(ValueError, match=r"every parameter is frozen.*learn.unfreeze\(\)"):
@@ -638,12 +706,13 @@ def test_fit_constant_lr_and_epoch_values():
     assert len(rec.values) == 3 and all(len(v) == 4 for v in rec.values)
     for tl, vl, acc, err in rec.values:
         assert 0 < tl < 3 and 0 < vl < 3 and acc + err == pytest.approx(1)
-    assert rec.values[-1][0] == pytest.approx(rec.losses[-1])     # train_loss: the smoothed loss, as fastai
+    assert rec.values[-1][0] == pytest.approx(rec.losses[-1])  # train_loss: the smoothed loss, as fastai
     assert rec.iters == [len(learn.dls.train) * i for i in (1, 2, 3)]
 
 
 def test_one_cycle_at_suggested_lr_reaches_95_percent_on_digits():
     import time
+
     learn = Learner(digits(), mlp(1), metrics=accuracy, device="cpu")
     lr_min, lr_steep = learn.lr_find()
     t = time.perf_counter()
@@ -655,7 +724,7 @@ def test_one_cycle_at_suggested_lr_reaches_95_percent_on_digits():
 
 def test_valid_values_are_sample_weighted_means():
     x, y = torch.randn(100, 64), torch.randint(0, 10, (100,))
-    dls = DataLoaders.from_tensors(x, y, x[:70], y[:70], bs=32)   # valid batches of 32, 32, 6
+    dls = DataLoaders.from_tensors(x, y, x[:70], y[:70], bs=32)  # valid batches of 32, 32, 6
     learn = Learner(dls, mlp(), metrics=accuracy, device="cpu")
     learn.fit(1, 1e-3)
     learn.model.eval()
@@ -673,6 +742,7 @@ def test_no_host_device_sync_per_batch(monkeypatch):
     (torch's single-tensor AdamW on CPU reads its step counter itself; only our calls count.)
     """
     import sys
+
     learn = make_learner()
     learn.fit(1, 1e-3)
     counts = {"n": 0}
@@ -682,20 +752,28 @@ def test_no_host_device_sync_per_batch(monkeypatch):
         def wrapped(self, *a, _orig=orig, **k):
             counts["n"] += "lrwidget" in sys._getframe(1).f_code.co_filename
             return _orig(self, *a, **k)
+
         monkeypatch.setattr(torch.Tensor, name, wrapped)
     learn.fit(4, 1e-3)
     assert 4 * len(learn.dls.train) >= 80
-    assert 1 <= counts["n"] <= 4 * 4, counts   # epoch-end reads exist, and are counted
+    assert 1 <= counts["n"] <= 4 * 4, counts  # epoch-end reads exist, and are counted
 
 
 def test_observer_events():
     seen = []
 
     class Obs(Observer):
-        def fit_start(self, learn): seen.append(("start", learn.run.kind, learn.run.total))
-        def batch_end(self, learn): seen.append("b")
-        def epoch_end(self, learn): seen.append(("epoch", learn.run.epoch))
-        def fit_end(self, learn, error): seen.append(("end", error, learn.run.end_reason))
+        def fit_start(self, learn):
+            seen.append(("start", learn.run.kind, learn.run.total))
+
+        def batch_end(self, learn):
+            seen.append("b")
+
+        def epoch_end(self, learn):
+            seen.append(("epoch", learn.run.epoch))
+
+        def fit_end(self, learn, error):
+            seen.append(("end", error, learn.run.end_reason))
 
     learn = make_learner()
     learn.observers.append(Obs())
@@ -738,6 +816,7 @@ def test_the_fused_adamw_cuda_gets_by_default_restores_and_scales(mp):
     """CUDA's default optimizer is torch's fused AdamW ('step' kept beside the weights, the grad scaler's inputs
     taken inside the kernel); torch runs it on the CPU too, so its lr_find restore and fp16 path are tested here."""
     from lrwidget.learner import default_opt_func
+
     learn = make_learner(mixed_precision=mp, opt_func=partial(default_opt_func, device=torch.device("cuda")))
     assert all(g["fused"] for g in learn.opt.param_groups)
     learn.fit(1, 1e-3)
@@ -759,9 +838,9 @@ def test_batch_kinds_lists_and_dicts():
         def forward(self, pixels):
             return self.lin(pixels)
 
-    as_list = [[x[i:i + 16], y[i:i + 16]] for i in range(0, 64, 16)]
+    as_list = [[x[i : i + 16], y[i : i + 16]] for i in range(0, 64, 16)]
     Learner(DataLoaders(as_list, as_list), mlp(), device="cpu").fit(1)
-    as_dict = [{"pixels": x[i:i + 16], "labels": y[i:i + 16]} for i in range(0, 64, 16)]
+    as_dict = [{"pixels": x[i : i + 16], "labels": y[i : i + 16]} for i in range(0, 64, 16)]
     learn = Learner(DataLoaders(as_dict, as_dict), DictModel(), device="cpu")
     learn.fit(1)
     assert len(learn.recorder.losses) == 4
@@ -801,8 +880,14 @@ def test_training_after_lr_find_is_exact_with_persistent_workers():
     x, y = ds.tensors
 
     def run(find: bool) -> dict:
-        dl = torch.utils.data.DataLoader(Jitter(x, y), batch_size=256, shuffle=True, num_workers=1,
-                                         persistent_workers=True, generator=torch.Generator().manual_seed(0))
+        dl = torch.utils.data.DataLoader(
+            Jitter(x, y),
+            batch_size=256,
+            shuffle=True,
+            num_workers=1,
+            persistent_workers=True,
+            generator=torch.Generator().manual_seed(0),
+        )
         learn = Learner(DataLoaders(dl), mlp(seed=1), device="cpu")
         torch.manual_seed(0)
         if find:
@@ -816,8 +901,11 @@ def test_training_after_lr_find_is_exact_with_persistent_workers():
 
 # -- bad input ---------------------------------------------------------------------------------------
 
+
 def test_empty_training_data():
-    empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 64), torch.zeros(0)), batch_size=8)
+    empty = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.zeros(0, 64), torch.zeros(0)), batch_size=8
+    )
     with pytest.raises(ValueError, match="training data is empty"):
         DataLoaders(empty)
     with pytest.raises(ValueError, match="training data is empty"):
@@ -826,8 +914,10 @@ def test_empty_training_data():
         DataLoaders(torch.utils.data.TensorDataset(torch.zeros(4, 64), torch.zeros(4)))
 
 
-@pytest.mark.parametrize("bad", [0, -1e-3, math.nan, math.inf, slice(0, 1e-2), slice(1e-4, math.nan),
-                                 slice(None, -1.0), slice(1e-4, math.inf)])
+@pytest.mark.parametrize(
+    "bad",
+    [0, -1e-3, math.nan, math.inf, slice(0, 1e-2), slice(1e-4, math.nan), slice(None, -1.0), slice(1e-4, math.inf)],
+)
 def test_bad_lr_max(bad):
     learn = make_learner()
     with pytest.raises(ValueError, match="lr_max"):
@@ -846,15 +936,15 @@ def test_bad_n_epoch(bad):
 
 
 def test_wrong_output_shape_names_both_shapes():
-    model = nn.Sequential(nn.Linear(64, 5))      # 5 outputs, 10 classes in the target
+    model = nn.Sequential(nn.Linear(64, 5))  # 5 outputs, 10 classes in the target
     learn = Learner(digits(), model, device="cpu")
     with pytest.raises(ValueError, match=r"\(64, 5\).*\(64,\).*class 9"):
         learn.fit(1)
-    model = nn.Sequential(nn.Linear(64, 10), nn.Flatten(0))   # (640,) for targets (64,)
+    model = nn.Sequential(nn.Linear(64, 10), nn.Flatten(0))  # (640,) for targets (64,)
     with pytest.raises(ValueError, match=r"\(640,\).*\(64,\)"):
         Learner(digits(), model, device="cpu").lr_find()
     x, y = torch.randn(32, 4), torch.randn(32)
-    reg = Learner(DataLoaders.from_tensors(x, y, bs=8), nn.Linear(4, 2), device="cpu")   # (8, 2) vs (8,)
+    reg = Learner(DataLoaders.from_tensors(x, y, bs=8), nn.Linear(4, 2), device="cpu")  # (8, 2) vs (8,)
     with pytest.raises(ValueError, match=r"MSELossFlat.*\(8, 2\).*\(8,\).*one output per target value"):
         reg.fit(1)
     reg = Learner(DataLoaders.from_tensors(x, y, bs=8), nn.Linear(4, 2), device="cpu", loss_func=nn.MSELoss())
@@ -896,6 +986,7 @@ def test_bad_learner_arguments():
 
 # -- save and load ----------------------------------------------------------------------------------
 
+
 def test_save_load_roundtrip(tmp_path):
     a = make_learner()
     a.fit(1, 1e-3)
@@ -916,14 +1007,14 @@ def test_load_keeps_the_optimizers_own_implementation(tmp_path):
     b.load(path)
     assert all(g["fused"] is True and g["foreach"] is None for g in b.opt.param_groups)
     assert_same(a.opt.state_dict()["state"], b.opt.state_dict()["state"])
-    b.fit(1, 1e-3)                                              # the fused kernel takes the loaded state
+    b.fit(1, 1e-3)  # the fused kernel takes the loaded state
 
 
 def test_load_refuses_another_model_or_optimizer_layout_and_loads_nothing(tmp_path):
     learn = make_learner()
     learn.fit(1, 1e-3)
     weights = {k: v.clone() for k, v in learn.model.state_dict().items()}
-    one_group = make_learner(seed=1, wd_bn_bias=True)               # one optimizer group where learn has two
+    one_group = make_learner(seed=1, wd_bn_bias=True)  # one optimizer group where learn has two
     one_group.fit(1, 1e-3)
     path = one_group.save(tmp_path / "one")
     with pytest.raises(ValueError, match=r"sizes \[6\].*with_opt=False"):
@@ -954,6 +1045,7 @@ def test_load_rejects_files_that_are_not_saved_learners(tmp_path):
 
 def test_a_result_equals_what_it_unpacks_to_as_fastais_namedtuple():
     import copy
+
     res = make_learner().lr_find(num_it=30, show_plot=False)
     assert res == (res.lr_min, res.lr_steep) and res == copy.deepcopy(res) and hash(res) == hash(tuple(res))
     other = copy.deepcopy(res)
@@ -964,15 +1056,20 @@ def test_a_result_equals_what_it_unpacks_to_as_fastais_namedtuple():
 def test_partial_metrics_are_named_by_their_function_and_accumulating_ones_refused():
     def top_k(out, y, k=1):
         return (out.topk(k, 1).indices == y[:, None]).any(1).float().mean()
+
     learn = Learner(digits(), mlp(), metrics=[partial(top_k, k=3)], device="cpu")
     learn.fit(1, 1e-3)
     assert learn.recorder.metric_names == ["epoch", "train_loss", "valid_loss", "top_k", "time"]
 
-    class Accumulating:                    # fastai's AccumMetric protocol (Precision, F1Score, ...)
+    class Accumulating:  # fastai's AccumMetric protocol (Precision, F1Score, ...)
         name = "f1_score"
+
         def reset(self): ...
         def accumulate(self, learn): ...
+
         value = 0.0
+
         def __call__(self, out, y): ...
+
     with pytest.raises(TypeError, match=r"f1_score is a fastai metric that accumulates over the whole validation"):
         Learner(digits(), mlp(), metrics=Accumulating(), device="cpu")

@@ -5,6 +5,7 @@ copy that runs, never to the file: one first, which checks that the kernel is th
 the network inside the kernel as tests/conftest.py does in this process; one last, which prints what the
 notebook computed as JSON, for the assertions below. The notebooks are stored without outputs.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,10 +65,14 @@ PROBES = {
 }
 
 # The article's lines, as written (with the one change: pretrained=False)
-ARTICLE_LINES = ["from lrwidget import *", "from torchvision.models import resnet34",
-                 "learn = cnn_learner(dls, resnet34, metrics=accuracy, pretrained=False)",
-                 "lr_min, lr_steep = learn.lr_find()", "learn.fit_one_cycle(10, lr_max=slice(lr_min, lr_steep))",
-                 "learn.recorder.plot_loss()"]
+ARTICLE_LINES = [
+    "from lrwidget import *",
+    "from torchvision.models import resnet34",
+    "learn = cnn_learner(dls, resnet34, metrics=accuracy, pretrained=False)",
+    "lr_min, lr_steep = learn.lr_find()",
+    "learn.fit_one_cycle(10, lr_max=slice(lr_min, lr_steep))",
+    "learn.recorder.plot_loss()",
+]
 
 
 def read(name: str) -> nbformat.NotebookNode:
@@ -84,10 +89,14 @@ def run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[nbf
     nb.cells.insert(0, nbformat.v4.new_code_cell(GUARD))
     probe = PROBES.get(name)
     if probe:
-        nb.cells.append(nbformat.v4.new_code_cell(
-            f"import json as _json, numpy as _np\n"
-            f"print({PROBE!r} + _json.dumps({probe}, default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o)))"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))      # no cached pretrained weights
+        nb.cells.append(
+            nbformat.v4.new_code_cell(
+                f"import json as _json, numpy as _np\n"
+                f"print({PROBE!r} + _json.dumps({probe}, "
+                f"default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o)))"
+            )
+        )
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no cached pretrained weights
     monkeypatch.setenv("CI", "true")
     client = NotebookClient(nb, kernel_name="python3", timeout=900, resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
@@ -97,7 +106,7 @@ def run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[nbf
         return nb, None
     text = "".join(o.text for o in nb.cells[-1].outputs if o.output_type == "stream" and o.name == "stdout")
     line = next(ln for ln in text.splitlines() if ln.startswith(PROBE))
-    return nb, json.loads(line[len(PROBE):])
+    return nb, json.loads(line[len(PROBE) :])
 
 
 def displays_widget(nb: nbformat.NotebookNode, source_part: str) -> bool:
@@ -109,6 +118,7 @@ def displays_widget(nb: nbformat.NotebookNode, source_part: str) -> bool:
 
 # -- static checks: fast, no kernel ----------------------------------------------------------------------------
 
+
 def test_the_notebooks_are_there():
     missing = [n for n in REQUIRED if not (NOTEBOOKS / n).is_file()]
     assert not missing, f"missing notebooks: {missing}"
@@ -119,8 +129,9 @@ def test_stored_without_outputs_and_valid(name):
     nb = read(name)
     nbformat.validate(nb)
     assert nb.metadata.kernelspec.name == "python3"
-    dirty = [i for i, c in enumerate(nb.cells)
-             if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    dirty = [
+        i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count is not None)
+    ]
     assert not dirty, f"{name}: clear the outputs of cells {dirty} before committing"
 
 
@@ -143,6 +154,7 @@ def test_article_code_as_written():
 
 
 # -- the notebooks, run ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.timeout(1200)
 def test_quickstart(tmp_path, monkeypatch):
@@ -177,9 +189,9 @@ def test_one_cycle(tmp_path, monkeypatch):
     nb, r = run("one_cycle.ipynb", tmp_path, monkeypatch)
     assert r["use_cifar10"] is False
     assert r["groups"] == 3 and r["lr_max"] == r["lr_min"]
-    peaks = r["group_peaks"]    # slice(lr_max/10, lr_max) over three groups: geometric, the head at lr_max
-    assert [p / peaks[2] for p in peaks] == pytest.approx([0.1, 10 ** -0.5, 1.0], rel=1e-9)
-    assert peaks[2] == pytest.approx(r["lr_max"], rel=1e-2)     # the batch nearest the peak of the cycle
+    peaks = r["group_peaks"]  # slice(lr_max/10, lr_max) over three groups: geometric, the head at lr_max
+    assert [p / peaks[2] for p in peaks] == pytest.approx([0.1, 10**-0.5, 1.0], rel=1e-9)
+    assert peaks[2] == pytest.approx(r["lr_max"], rel=1e-2)  # the batch nearest the peak of the cycle
     assert r["moms"] == pytest.approx([0.85, 0.95], abs=1e-3)
     assert displays_widget(nb, "plot_sched()") and displays_widget(nb, "g = np.array(groups.lrs)")
     acc = {name: a[-1] for name, a in r["accuracy"].items()}
@@ -187,7 +199,8 @@ def test_one_cycle(tmp_path, monkeypatch):
     assert all(len(a) == 5 for a in r["accuracy"].values())
     assert acc["one cycle"] >= 0.9 and acc["one cycle, slice"] >= 0.9, acc
     assert min(acc["one cycle"], acc["one cycle, slice"]) > acc["constant"], (
-        f"the notebook says one cycle beats a constant rate at the same peak: {acc}")
+        f"the notebook says one cycle beats a constant rate at the same peak: {acc}"
+    )
 
 
 @pytest.mark.timeout(1200)

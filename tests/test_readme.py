@@ -1,4 +1,5 @@
 """The README's code runs as written (the article's block needs a `dls` of images: tests/test_vision.py runs it)."""
+
 from __future__ import annotations
 
 import re

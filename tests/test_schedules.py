@@ -4,10 +4,11 @@ import warnings
 import numpy as np
 import pytest
 
-from lrwidget.schedules import (combined_cos, cos_anneal, even_mults, exp_sweep, lr_per_group, lr_range,
-                                one_cycle)
+from lrwidget.schedules import combined_cos, cos_anneal, even_mults, exp_sweep, lr_per_group, lr_range, one_cycle
 
-approx = lambda x: pytest.approx(x, rel=1e-12, abs=0)
+
+def approx(x):
+    return pytest.approx(x, rel=1e-12, abs=0)
 
 
 def cos_closed(start, end, p):
@@ -15,27 +16,27 @@ def cos_closed(start, end, p):
 
 
 def test_exp_sweep_closed_form():
-    assert exp_sweep(1e-7, 10., 0.) == 1e-7
-    assert exp_sweep(1e-7, 10., 1.) == approx(10.)
-    assert exp_sweep(1e-7, 10., 0.5) == approx(1e-3)  # geometric mean
-    pos = np.array([0., 0.25, 0.5])
-    np.testing.assert_allclose(exp_sweep(1e-4, 1., pos), [1e-4, 1e-3, 1e-2], rtol=1e-12)
+    assert exp_sweep(1e-7, 10.0, 0.0) == 1e-7
+    assert exp_sweep(1e-7, 10.0, 1.0) == approx(10.0)
+    assert exp_sweep(1e-7, 10.0, 0.5) == approx(1e-3)  # geometric mean
+    pos = np.array([0.0, 0.25, 0.5])
+    np.testing.assert_allclose(exp_sweep(1e-4, 1.0, pos), [1e-4, 1e-3, 1e-2], rtol=1e-12)
 
 
 def test_cos_anneal_closed_form():
-    assert cos_anneal(2., 6., 0.) == 2.
-    assert cos_anneal(2., 6., 1.) == approx(6.)
-    assert cos_anneal(2., 6., 0.5) == approx(4.)
-    assert cos_anneal(2., 6., 0.25) == approx(2. + (1 - math.sqrt(2) / 2) * 2.)
-    out = cos_anneal(2., 6., np.linspace(0, 1, 11))
+    assert cos_anneal(2.0, 6.0, 0.0) == 2.0
+    assert cos_anneal(2.0, 6.0, 1.0) == approx(6.0)
+    assert cos_anneal(2.0, 6.0, 0.5) == approx(4.0)
+    assert cos_anneal(2.0, 6.0, 0.25) == approx(2.0 + (1 - math.sqrt(2) / 2) * 2.0)
+    out = cos_anneal(2.0, 6.0, np.linspace(0, 1, 11))
     assert out.shape == (11,) and np.all(np.diff(out) > 0)
 
 
 def test_combined_cos_phases():
-    pct, s, m, e = 0.3, 1., 10., 0.5
-    assert combined_cos(pct, s, m, e, 0.) == s
+    pct, s, m, e = 0.3, 1.0, 10.0, 0.5
+    assert combined_cos(pct, s, m, e, 0.0) == s
     assert combined_cos(pct, s, m, e, pct) == m  # second phase at its pos 0: exactly middle
-    assert combined_cos(pct, s, m, e, 1.) == approx(e)
+    assert combined_cos(pct, s, m, e, 1.0) == approx(e)
     assert combined_cos(pct, s, m, e, pct / 2) == approx((s + m) / 2)
     assert combined_cos(pct, s, m, e, (1 + pct) / 2) == approx((m + e) / 2)
     assert combined_cos(pct, s, m, e, 0.1) == approx(cos_closed(s, m, 0.1 / pct))
@@ -43,13 +44,13 @@ def test_combined_cos_phases():
 
 
 def test_combined_cos_pct_edges():
-    assert combined_cos(0., 1., 10., 0.5, 0.) == 10.  # no warm-up: starts at middle
-    assert combined_cos(0., 1., 10., 0.5, 0.5) == approx(5.25)
-    assert combined_cos(1., 1., 10., 0.5, 0.5) == approx(5.5)  # no annealing
-    assert combined_cos(1., 1., 10., 0.5, 1.) == 10.
+    assert combined_cos(0.0, 1.0, 10.0, 0.5, 0.0) == 10.0  # no warm-up: starts at middle
+    assert combined_cos(0.0, 1.0, 10.0, 0.5, 0.5) == approx(5.25)
+    assert combined_cos(1.0, 1.0, 10.0, 0.5, 0.5) == approx(5.5)  # no annealing
+    assert combined_cos(1.0, 1.0, 10.0, 0.5, 1.0) == 10.0
     pos = np.linspace(0, 1, 21)
-    assert np.all(np.isfinite(combined_cos(0., 1., 10., 0.5, pos)))
-    assert np.all(np.isfinite(combined_cos(1., 1., 10., 0.5, pos)))
+    assert np.all(np.isfinite(combined_cos(0.0, 1.0, 10.0, 0.5, pos)))
+    assert np.all(np.isfinite(combined_cos(1.0, 1.0, 10.0, 0.5, pos)))
 
 
 def test_combined_cos_per_group_shape():
@@ -63,22 +64,22 @@ def test_combined_cos_per_group_shape():
 
 
 def test_lr_range():
-    lrs = lr_range(1e-7, 10., 100)
+    lrs = lr_range(1e-7, 10.0, 100)
     assert lrs.shape == (100,) and lrs.dtype == np.float64
     assert lrs[0] == 1e-7
     assert lrs[50] == approx(1e-7 * (1e8) ** 0.5)
-    assert lrs[-1] == approx(1e-7 * 1e8 ** 0.99) and lrs[-1] < 10.
-    np.testing.assert_allclose(lrs[1:] / lrs[:-1], 1e8 ** 0.01, rtol=1e-12)
+    assert lrs[-1] == approx(1e-7 * 1e8**0.99) and lrs[-1] < 10.0
+    np.testing.assert_allclose(lrs[1:] / lrs[:-1], 1e8**0.01, rtol=1e-12)
 
 
-@pytest.mark.parametrize("args", [(0., 1., 10), (1e-7, float("nan"), 10), (1e-7, 10., 0), (1e-7, 10., 2.5)])
+@pytest.mark.parametrize("args", [(0.0, 1.0, 10), (1e-7, float("nan"), 10), (1e-7, 10.0, 0), (1e-7, 10.0, 2.5)])
 def test_lr_range_rejects(args):
     with pytest.raises(ValueError):
         lr_range(*args)
 
 
 def test_one_cycle_float():
-    n, lr_max, div, div_final, pct = 100, 1e-2, 25., 1e5, 0.25
+    n, lr_max, div, div_final, pct = 100, 1e-2, 25.0, 1e5, 0.25
     lrs, moms = one_cycle(n, lr_max, div, div_final, pct)
     assert lrs.shape == (100, 1) and moms.shape == (100,)
     lr = lrs[:, 0]
@@ -94,7 +95,7 @@ def test_one_cycle_float():
 
 
 def test_one_cycle_last_lr_tends_to_lr_max_over_div_final():
-    lrs, _ = one_cycle(100_000, 1.)
+    lrs, _ = one_cycle(100_000, 1.0)
     assert lrs[-1, 0] == pytest.approx(1e-5, rel=1e-3)
 
 
@@ -107,21 +108,33 @@ def test_one_cycle_per_group():
 
 
 def test_one_cycle_pct_edges_and_one_step():
-    lrs, _ = one_cycle(10, 1., pct_start=0.)
-    assert lrs[0, 0] == 1. and np.all(np.diff(lrs[:, 0]) < 0)
-    lrs, _ = one_cycle(10, 1., pct_start=1.)
-    assert lrs[0, 0] == 1 / 25 and np.all(np.diff(lrs[:, 0]) > 0) and lrs[-1, 0] < 1.
-    lrs, moms = one_cycle(1, 1.)
+    lrs, _ = one_cycle(10, 1.0, pct_start=0.0)
+    assert lrs[0, 0] == 1.0 and np.all(np.diff(lrs[:, 0]) < 0)
+    lrs, _ = one_cycle(10, 1.0, pct_start=1.0)
+    assert lrs[0, 0] == 1 / 25 and np.all(np.diff(lrs[:, 0]) > 0) and lrs[-1, 0] < 1.0
+    lrs, moms = one_cycle(1, 1.0)
     assert lrs.tolist() == [[1 / 25]] and moms.tolist() == [0.95]
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(n_steps=0), "n_steps"), (dict(n_steps=2.5), "n_steps"), (dict(n_steps=True), "n_steps"),
-    (dict(div=0.), "div"), (dict(div=-1.), "div"), (dict(div=float("nan")), "div"),
-    (dict(div_final=0.), "div_final"), (dict(div_final=float("inf")), "div_final"),
-    (dict(pct_start=-0.1), "pct_start"), (dict(pct_start=1.1), "pct_start"), (dict(pct_start=float("nan")), "pct_start"),
-    (dict(lr_max=0.), "lr_max"), (dict(lr_max=np.array([1e-3, -1.])), "lr_max"), (dict(lr_max=slice(1e-3, 1e-2)), "lr_max"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(n_steps=0), "n_steps"),
+        (dict(n_steps=2.5), "n_steps"),
+        (dict(n_steps=True), "n_steps"),
+        (dict(div=0.0), "div"),
+        (dict(div=-1.0), "div"),
+        (dict(div=float("nan")), "div"),
+        (dict(div_final=0.0), "div_final"),
+        (dict(div_final=float("inf")), "div_final"),
+        (dict(pct_start=-0.1), "pct_start"),
+        (dict(pct_start=1.1), "pct_start"),
+        (dict(pct_start=float("nan")), "pct_start"),
+        (dict(lr_max=0.0), "lr_max"),
+        (dict(lr_max=np.array([1e-3, -1.0])), "lr_max"),
+        (dict(lr_max=slice(1e-3, 1e-2)), "lr_max"),
+    ],
+)
 def test_one_cycle_rejects(kwargs, name):
     args = dict(n_steps=10, lr_max=1e-3) | kwargs
     with pytest.raises(ValueError) as e:
@@ -134,7 +147,7 @@ def test_even_mults():
     np.testing.assert_array_equal(even_mults(1e-4, 1e-2, 1), [1e-2])
     np.testing.assert_allclose(even_mults(1e-4, 1e-2, 3), [1e-4, 1e-3, 1e-2], rtol=1e-12)
     step = (1e-1 / 1e-5) ** (1 / 4)  # fastai: start * step**i
-    np.testing.assert_allclose(even_mults(1e-5, 1e-1, 5), [1e-5 * step ** i for i in range(5)], rtol=1e-12)
+    np.testing.assert_allclose(even_mults(1e-5, 1e-1, 5), [1e-5 * step**i for i in range(5)], rtol=1e-12)
     out = even_mults(1e-2, 1e-4, 3)
     assert out[0] == 1e-2 and out[-1] == 1e-4 and out[1] == approx(1e-3)
 
@@ -188,26 +201,45 @@ def test_lr_per_group_no_warning_when_ordered_or_one_group():
 nan, inf = float("nan"), float("inf")
 
 
-@pytest.mark.parametrize("lr, shown, exc", [
-    (0, "0", ValueError), (-1, "-1", ValueError), (nan, "nan", ValueError), (inf, "inf", ValueError),
-    (-inf, "-inf", ValueError), ("a", "'a'", TypeError), (True, "True", TypeError), (None, "None", TypeError),
-    (slice(1e-3, nan), "slice(0.001, nan)", ValueError), (slice(0, 1e-2), "slice(0, 0.01)", ValueError),
-    (slice(-1e-3, 1e-2), "slice(-0.001, 0.01)", ValueError), (slice(1e-3, None), "slice(0.001, None)", TypeError),
-    (slice(None, None), "slice(None, None)", TypeError), (slice(True, 1e-2), "slice(True, 0.01)", TypeError),
-    (slice("a", 1e-2), "slice('a', 0.01)", TypeError), (slice(None, inf), "slice(None, inf)", ValueError),
-])
+@pytest.mark.parametrize(
+    "lr, shown, exc",
+    [
+        (0, "0", ValueError),
+        (-1, "-1", ValueError),
+        (nan, "nan", ValueError),
+        (inf, "inf", ValueError),
+        (-inf, "-inf", ValueError),
+        ("a", "'a'", TypeError),
+        (True, "True", TypeError),
+        (None, "None", TypeError),
+        (slice(1e-3, nan), "slice(0.001, nan)", ValueError),
+        (slice(0, 1e-2), "slice(0, 0.01)", ValueError),
+        (slice(-1e-3, 1e-2), "slice(-0.001, 0.01)", ValueError),
+        (slice(1e-3, None), "slice(0.001, None)", TypeError),
+        (slice(None, None), "slice(None, None)", TypeError),
+        (slice(True, 1e-2), "slice(True, 0.01)", TypeError),
+        (slice("a", 1e-2), "slice('a', 0.01)", TypeError),
+        (slice(None, inf), "slice(None, inf)", ValueError),
+    ],
+)
 def test_lr_per_group_rejects(lr, shown, exc):
     with pytest.raises(exc) as e:
         lr_per_group(lr, 3)
-    hint = ("; a None lr usually comes from an lr_find suggestion it could not make: res.reasons says why "
-            "(pass a number, or run lr_find again as it suggests)") if shown in ("None", "slice(0.001, None)", "slice(None, None)") else ""
+    hint = (
+        (
+            "; a None lr usually comes from an lr_find suggestion it could not make: res.reasons says why "
+            "(pass a number, or run lr_find again as it suggests)"
+        )
+        if shown in ("None", "slice(0.001, None)", "slice(None, None)")
+        else ""
+    )
     assert str(e.value) == f"lr_max must be a positive finite number or a slice of them, got {shown}{hint}"
 
 
 def test_lr_per_group_takes_one_lr_per_group_as_fastai():
     assert lr_per_group([1e-4, 1e-3, 1e-2], 3).tolist() == [1e-4, 1e-3, 1e-2]
     assert lr_per_group(np.array([1e-4, 1e-2]), 2).tolist() == [1e-4, 1e-2]
-    assert lr_per_group(np.array(1e-3), 2).tolist() == [1e-3, 1e-3]          # a 0-d array is a number
+    assert lr_per_group(np.array(1e-3), 2).tolist() == [1e-3, 1e-3]  # a 0-d array is a number
     with pytest.raises(ValueError, match="has 2 learning rates, but the model has 3 layer groups"):
         lr_per_group([1e-4, 1e-3], 3)
     with pytest.raises(ValueError, match=r"positive finite"):

@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 
 from lrwidget.schedules import lr_range
-from lrwidget.suggest import STEEP_DECADES, NAMES, Suggestions, minimum, slide, steep, suggest_lrs, trim, valley
+from lrwidget.suggest import NAMES, STEEP_DECADES, Suggestions, minimum, slide, steep, suggest_lrs, trim, valley
 
 nan, inf = float("nan"), float("inf")
 
 
 # --- Reference: fastai 2.8 fastai/callback/schedule.py (Apache-2.0), torch ops replaced by numpy ones. ---
 
+
 def fastai_trim(lrs, losses, num_it):
-    lrs, losses = np.asarray(lrs[num_it // 10:-5]), np.asarray(losses[num_it // 10:-5])
+    lrs, losses = np.asarray(lrs[num_it // 10 : -5]), np.asarray(losses[num_it // 10 : -5])
     nan_idxs = np.flatnonzero(np.isnan(losses))
     if len(nan_idxs) > 0:
         drop_idx = min(nan_idxs)
@@ -37,7 +38,7 @@ def fastai_valley(lrs, losses, num_it=None):
     return float(lrs[idx]), (float(lrs[idx]), losses[idx])
 
 
-def fastai_slide(lrs, losses, num_it=None, lr_diff=15, thresh=.005, adjust_value=1.):
+def fastai_slide(lrs, losses, num_it=None, lr_diff=15, thresh=0.005, adjust_value=1.0):
     losses = np.asarray(losses)
     loss_grad = np.gradient(losses)
     r_idx = -1
@@ -67,6 +68,7 @@ def fastai_steep(lrs, losses, num_it=None):
 
 # --- Curves ---
 
+
 def with_tail(lrs, losses):
     """Append the 5 points suggest_lrs drops (NaN, so using them would show); use with num_it < 10 (no skip)."""
     q = lrs[-1] / lrs[-2]
@@ -76,27 +78,28 @@ def with_tail(lrs, losses):
 def lr_find_curve(seed, n, stop_div=True):
     """A simulated lr_find: noisy loss, fastai's debiased EMA (beta .98), stopped at 4x the best smoothed loss."""
     rng = np.random.default_rng(seed)
-    lrs = lr_range(1e-7, 10., n)
+    lrs = lr_range(1e-7, 10.0, n)
     x = np.log10(lrs)
     a, b = rng.uniform(-5, -2), rng.uniform(-1.5, 0.5)
     raw = 2.3 - 1.8 / (1 + np.exp(-3 * (x - a))) + np.exp(3 * (x - b)) + rng.normal(0, 0.1, n)
-    avg, best, out = 0., inf, []
+    avg, best, out = 0.0, inf, []
     for i, loss in enumerate(raw, 1):
         avg = 0.98 * avg + 0.02 * loss
-        out.append(avg / (1 - 0.98 ** i))
+        out.append(avg / (1 - 0.98**i))
         best = min(best, out[-1])
         if stop_div and out[-1] > 4 * best:
             break
-    return lrs[:len(out)], np.array(out)
+    return lrs[: len(out)], np.array(out)
 
 
 def u_curve():
     """Gaussian dip in log10(lr): minimum at x=-2 (i=50), steepest at the inflection x=-3.05, mid-segment [-3.1, -3]."""
     x = -7 + 0.1 * np.arange(70)
-    return 10 ** x, 1 - np.exp(-(x + 2) ** 2 / (2 * 1.05 ** 2))
+    return 10**x, 1 - np.exp(-((x + 2) ** 2) / (2 * 1.05**2))
 
 
 # --- Shape of the result ---
+
 
 def test_suggestions_is_a_dict_with_exact_keys_and_plain_floats():
     s = suggest_lrs(*u_curve())
@@ -109,13 +112,14 @@ def test_suggestions_is_a_dict_with_exact_keys_and_plain_floats():
 
 # --- Fixed curves, hand computed ---
 
+
 def test_u_curve_minimum_and_steep():
     lrs, losses = u_curve()
     s = suggest_lrs(lrs, losses)  # 70 points: first 7 and last 5 dropped
     assert s["lr_min"] == pytest.approx(1e-3, rel=1e-9)  # lr at the minimum (1e-2) / 10
     assert s.points["lr_min"] == pytest.approx((1e-2, 0.0), rel=1e-9, abs=1e-15)
-    assert s["lr_steep"] == pytest.approx(10 ** -3.1, rel=1e-9)  # left end of the steepest segment
-    assert s.points["lr_steep"] == pytest.approx((10 ** -3.1, 1 - math.exp(-1.1 ** 2 / (2 * 1.05 ** 2))), rel=1e-9)
+    assert s["lr_steep"] == pytest.approx(10**-3.1, rel=1e-9)  # left end of the steepest segment
+    assert s.points["lr_steep"] == pytest.approx((10**-3.1, 1 - math.exp(-(1.1**2) / (2 * 1.05**2))), rel=1e-9)
 
 
 def test_u_curve_valley_and_slide_match_fastai():
@@ -146,6 +150,7 @@ def test_steep_stops_at_the_minimum_where_fastai_lands_past_divergence():
 
 # --- Agreement with fastai on simulated lr_find curves ---
 
+
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("n", [60, 100, 250])
 def test_matches_fastai_on_simulated_curves(seed, n):
@@ -159,20 +164,20 @@ def test_matches_fastai_on_simulated_curves(seed, n):
     # steep agrees with fastai's whole-curve search unless fastai's pick lies past the minimum,
     # or more than STEEP_DECADES below it (a blip of the noisy first steps)
     fastai_lr, lr_at_min = fastai_steep(x, y)[0], x[np.argmin(y)]
-    if lr_at_min / 10 ** STEEP_DECADES <= fastai_lr <= lr_at_min:
+    if lr_at_min / 10**STEEP_DECADES <= fastai_lr <= lr_at_min:
         assert s["lr_steep"] == fastai_lr
     else:
-        assert lr_at_min / 10 ** STEEP_DECADES <= s["lr_steep"] < lr_at_min
+        assert lr_at_min / 10**STEEP_DECADES <= s["lr_steep"] < lr_at_min
 
 
 def test_steep_ignores_a_blip_decades_before_the_descent():
-    lrs = 10 ** np.linspace(-7, 0, 71)                       # 10 points a decade
-    losses = 1 + 0.3 / (1 + np.exp(4 * (np.log10(lrs) + 1.5)))    # a plateau at 1.3, a fall to 1.0 around 3e-2
-    losses[-5:] += np.linspace(0, 1, 5)                       # divergence after the minimum
-    losses[6] -= 0.2                                          # a noise blip at 1e-6.4, sharper than the real fall
+    lrs = 10 ** np.linspace(-7, 0, 71)  # 10 points a decade
+    losses = 1 + 0.3 / (1 + np.exp(4 * (np.log10(lrs) + 1.5)))  # a plateau at 1.3, a fall to 1.0 around 3e-2
+    losses[-5:] += np.linspace(0, 1, 5)  # divergence after the minimum
+    losses[6] -= 0.2  # a noise blip at 1e-6.4, sharper than the real fall
     value, _, _ = steep(lrs, losses)
-    assert fastai_steep(lrs, losses)[0] == pytest.approx(lrs[5])    # fastai lands on the blip
-    assert 1e-3 <= value <= 1e-1 and value == pytest.approx(10 ** -1.5, rel=0.3)
+    assert fastai_steep(lrs, losses)[0] == pytest.approx(lrs[5])  # fastai lands on the blip
+    assert 1e-3 <= value <= 1e-1 and value == pytest.approx(10**-1.5, rel=0.3)
 
 
 def test_valley_and_slide_agree_on_untrimmed_curves():
@@ -184,8 +189,9 @@ def test_valley_and_slide_agree_on_untrimmed_curves():
 
 # --- Trimming ---
 
+
 def test_trim_counts_on_points_run():
-    lrs = lr_range(1e-7, 10., 100)[:30]  # num_it=100 asked, 30 run
+    lrs = lr_range(1e-7, 10.0, 100)[:30]  # num_it=100 asked, 30 run
     losses = np.linspace(3, 1, 30)
     x, y = trim(lrs, losses, num_it=100)
     np.testing.assert_array_equal(x, lrs[10:25])
@@ -196,8 +202,8 @@ def test_trim_counts_on_points_run():
 
 def test_num_it_decides_the_skipped_start():
     lrs = 10 ** np.linspace(-6, 0, 50)
-    losses = 2 + (np.arange(50) - 30.) ** 2 / 100
-    losses[7] = 0.5   # kept when 5 are skipped (num_it=50), skipped when 10 are (num_it=100)
+    losses = 2 + (np.arange(50) - 30.0) ** 2 / 100
+    losses[7] = 0.5  # kept when 5 are skipped (num_it=50), skipped when 10 are (num_it=100)
     losses[46] = 0.1  # in the last 5: always dropped
     assert suggest_lrs(lrs, losses)["lr_min"] == lrs[7] / 10
     assert suggest_lrs(lrs, losses, num_it=100)["lr_min"] == lrs[30] / 10
@@ -220,11 +226,13 @@ def test_inputs_as_lists_and_tensors():
     expected = suggest_lrs(lrs, losses)
     assert suggest_lrs(list(lrs), list(losses)) == expected
     import torch
+
     t = torch.tensor(losses, requires_grad=True)
     assert suggest_lrs(torch.tensor(lrs), t) == expected
 
 
 # --- Curves with no (or not all) suggestions: None and a reason, never an exception ---
+
 
 def assert_all_none(s, *words):
     assert list(s) == list(NAMES) and all(v is None for v in s.values())
@@ -238,36 +246,36 @@ def test_empty_curve():
 
 
 def test_curve_shorter_than_the_trim():
-    assert_all_none(suggest_lrs(lr_range(1e-7, 10., 5), np.linspace(3, 1, 5)), "no usable points", "num_it")
-    assert_all_none(suggest_lrs(lr_range(1e-7, 10., 6), np.linspace(3, 1, 6)), "only 1 usable point", "num_it")
+    assert_all_none(suggest_lrs(lr_range(1e-7, 10.0, 5), np.linspace(3, 1, 5)), "no usable points", "num_it")
+    assert_all_none(suggest_lrs(lr_range(1e-7, 10.0, 6), np.linspace(3, 1, 6)), "only 1 usable point", "num_it")
 
 
 def test_short_curve_of_three_points():
-    lrs, losses = with_tail(10 ** np.array([-4., -3., -2.]), np.array([3., 2., 2.5]))
+    lrs, losses = with_tail(10 ** np.array([-4.0, -3.0, -2.0]), np.array([3.0, 2.0, 2.5]))
     s = suggest_lrs(lrs, losses, num_it=len(lrs))  # 8 run: nothing skipped at the start
     assert s["slide"] is None and "only 3 usable points" in s.reasons["slide"] and "num_it" in s.reasons["slide"]
     assert s["valley"] is None and s.reasons["valley"]  # decreases over 2 points only
     assert s["lr_min"] == 1e-4 and s["lr_steep"] == 1e-4
     for f in (minimum, steep, valley, slide):
-        assert f([1e-3, 1e-2, 1e-1], [1., 1., 1.])[0] is None  # called directly: no exception either
+        assert f([1e-3, 1e-2, 1e-1], [1.0, 1.0, 1.0])[0] is None  # called directly: no exception either
 
 
 @pytest.mark.parametrize("losses", [np.full(40, 2.0), 2.0 + 1e-14 * np.sin(np.arange(40))])
 def test_flat_curve(losses):
-    assert_all_none(suggest_lrs(lr_range(1e-7, 10., 40), losses), "flat")
+    assert_all_none(suggest_lrs(lr_range(1e-7, 10.0, 40), losses), "flat")
 
 
 def test_small_but_real_change_is_not_flat():
     losses = 2.0 - 1e-6 * np.sin(np.linspace(0, 3, 60))
-    assert suggest_lrs(lr_range(1e-7, 10., 60), losses)["lr_min"] is not None
+    assert suggest_lrs(lr_range(1e-7, 10.0, 60), losses)["lr_min"] is not None
 
 
 def test_rising_curve():
-    assert_all_none(suggest_lrs(lr_range(1e-7, 10., 60), np.linspace(1, 3, 60) ** 2), "never decreases")
+    assert_all_none(suggest_lrs(lr_range(1e-7, 10.0, 60), np.linspace(1, 3, 60) ** 2), "never decreases")
 
 
 def test_all_nan_curve():
-    assert_all_none(suggest_lrs(lr_range(1e-7, 10., 60), np.full(60, nan)), "not finite")
+    assert_all_none(suggest_lrs(lr_range(1e-7, 10.0, 60), np.full(60, nan)), "not finite")
 
 
 def test_methods_on_empty_and_single_point_curves():
@@ -279,34 +287,35 @@ def test_methods_on_empty_and_single_point_curves():
 
 def test_mismatched_or_malformed_inputs_raise():
     with pytest.raises(ValueError, match="same length|equal length"):
-        suggest_lrs(lr_range(1e-7, 10., 20), np.ones(19))
+        suggest_lrs(lr_range(1e-7, 10.0, 20), np.ones(19))
     with pytest.raises(ValueError):
         suggest_lrs(np.ones((4, 5)), np.ones((4, 5)))
     with pytest.raises(ValueError, match="positive"):
-        suggest_lrs(np.r_[-1., np.ones(19)], np.ones(20))
+        suggest_lrs(np.r_[-1.0, np.ones(19)], np.ones(20))
 
 
 # --- The None rules of each method ---
 
+
 def test_minimum_none_when_first_point_is_lowest():
-    assert minimum([1e-3, 1e-2, 1e-1], [1., 2., 0.9])[0] == 1e-2  # a later lower point: fine
-    value, _, reason = minimum([1e-3, 1e-2, 1e-1], [1., 2., 1.5])
+    assert minimum([1e-3, 1e-2, 1e-1], [1.0, 2.0, 0.9])[0] == 1e-2  # a later lower point: fine
+    value, _, reason = minimum([1e-3, 1e-2, 1e-1], [1.0, 2.0, 1.5])
     assert value is None and "never decreases" in reason
 
 
 def test_steep_none_without_a_descent_before_the_minimum():
-    value, _, reason = steep([1e-3, 1e-2, 1e-1, 1.], [1., 2., 1.5, 3.])  # falls only after rising above the start
+    value, _, reason = steep([1e-3, 1e-2, 1e-1, 1.0], [1.0, 2.0, 1.5, 3.0])  # falls only after rising above the start
     assert value is None and "never decreases" in reason
 
 
 def test_valley_needs_a_decreasing_run_of_three():
-    lrs = 10 ** np.arange(-6., 0.)
-    value, _, reason = valley(lrs, [2., 1., 3., 4., 5., 6.])  # longest decreasing run: 2 points
+    lrs = 10 ** np.arange(-6.0, 0.0)
+    value, _, reason = valley(lrs, [2.0, 1.0, 3.0, 4.0, 5.0, 6.0])  # longest decreasing run: 2 points
     assert value is None and "only 2 points" in reason
-    assert fastai_valley(lrs, [2., 1., 3., 4., 5., 6.])[0] == lrs[-1]  # fastai's index wraps to the last lr
-    value, _, reason = valley(lrs, [1., 2., 3., 4., 5., 6.])
+    assert fastai_valley(lrs, [2.0, 1.0, 3.0, 4.0, 5.0, 6.0])[0] == lrs[-1]  # fastai's index wraps to the last lr
+    value, _, reason = valley(lrs, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     assert value is None and "never decreases" in reason
-    losses = [3., 2., 1., 4., 5., 6.]  # a run of exactly 3 gives a value, as fastai's
+    losses = [3.0, 2.0, 1.0, 4.0, 5.0, 6.0]  # a run of exactly 3 gives a value, as fastai's
     assert valley(lrs, losses)[:2] == fastai_valley(lrs, losses) and valley(lrs, losses)[0] == lrs[0]
 
 

@@ -1,4 +1,5 @@
 """vision_learner / cnn_learner over torchvision, and the article's snippets run as written."""
+
 from __future__ import annotations
 
 import urllib.error
@@ -20,8 +21,10 @@ def small_image_dls(n: int = 256, size: int = 16) -> DataLoaders:
     x, y = full.train.dataset.tensors
     xv, yv = full.valid.dataset.tensors
     g = torch.Generator().manual_seed(0)
-    return DataLoaders(DataLoader(TensorDataset(x[:n], y[:n]), batch_size=64, shuffle=True, drop_last=True, generator=g),
-                       DataLoader(TensorDataset(xv[:128], yv[:128]), batch_size=64))
+    return DataLoaders(
+        DataLoader(TensorDataset(x[:n], y[:n]), batch_size=64, shuffle=True, drop_last=True, generator=g),
+        DataLoader(TensorDataset(xv[:128], yv[:128]), batch_size=64),
+    )
 
 
 def test_article_snippet_one_runs_as_written():
@@ -32,11 +35,12 @@ def test_article_snippet_one_runs_as_written():
     learn.fit_one_cycle(10, lr_max=slice(lr_min, lr_steep))
     assert len(learn.recorder.values) == 10
     assert learn.recorder.metric_names[-2] == "accuracy"
-    assert learn.recorder.values[-1][2] > 0.3   # 256 samples of 16x16, from scratch: better than chance
+    assert learn.recorder.values[-1][2] > 0.3  # 256 samples of 16x16, from scratch: better than chance
 
 
 def test_article_snippet_two_runs_as_written():
     import bqplot
+
     dls = small_image_dls(n=128)
     torch.manual_seed(0)
     learn = cnn_learner(dls, resnet34, metrics=accuracy, pretrained=False)
@@ -49,8 +53,8 @@ def test_article_snippet_two_runs_as_written():
 def test_cnn_learner_is_vision_learner_with_resnet_groups():
     assert cnn_learner is vision_learner
     learn = vision_learner(small_image_dls(), resnet18, pretrained=False)
-    assert len(learn.layer_groups) == 3                         # early body, late body, head (fastai's split)
-    assert learn.model[1][-1].out_features == 10                # n_out inferred from the data
+    assert len(learn.layer_groups) == 3  # early body, late body, head (fastai's split)
+    assert learn.model[1][-1].out_features == 10  # n_out inferred from the data
     n_params = sum(len(g) for g in learn.layer_groups)
     assert n_params == len(list(learn.model.parameters())) == sum(len(g["params"]) for g in learn.opt.param_groups)
     body = learn.model[0]
@@ -59,7 +63,7 @@ def test_cnn_learner_is_vision_learner_with_resnet_groups():
 
 
 def test_one_channel_images_adapt_the_first_conv():
-    dls = digits(images=True, size=16)                          # (1, 16, 16)
+    dls = digits(images=True, size=16)  # (1, 16, 16)
     learn = vision_learner(dls, resnet18, pretrained=False, n_out=10)
     assert learn.model[0][0].in_channels == 1
     learn.fit(1, 1e-3)
@@ -68,7 +72,8 @@ def test_one_channel_images_adapt_the_first_conv():
 
 def test_pretrained_without_network_says_to_pass_pretrained_false(monkeypatch):
     def offline(*a, **k):
-        raise urllib.error.URLError("Temporary failure in name resolution")   # what an offline machine sees
+        raise urllib.error.URLError("Temporary failure in name resolution")  # what an offline machine sees
+
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
     with pytest.raises(RuntimeError, match="pass pretrained=False"):
         vision_learner(small_image_dls(), resnet18, pretrained=True)
@@ -80,7 +85,7 @@ def test_pretrained_freezes_the_body_but_not_batchnorm(monkeypatch):
     learn = vision_learner(small_image_dls(), resnet18, pretrained=True)
     body, head = learn.model
     assert all(p.requires_grad for p in head.parameters())
-    assert not body[0].weight.requires_grad and body[1].weight.requires_grad   # conv frozen, bn trains
+    assert not body[0].weight.requires_grad and body[1].weight.requires_grad  # conv frozen, bn trains
     assert torch.equal(body[0].weight, weights["conv1.weight"])
     frozen = body[0].weight.detach().clone()
     learn.fit(1, 1e-3)
@@ -97,9 +102,18 @@ def test_n_out_must_be_given_when_it_cannot_be_inferred():
 
 def test_fastais_head_arguments_build_its_head():
     from lrwidget.vision import SigmoidRange
+
     dls = small_image_dls(n=64)
-    learn = vision_learner(dls, resnet18, pretrained=False, lin_ftrs=[256, 128], ps=[0.1, 0.2, 0.3],
-                           concat_pool=False, y_range=(0, 9), wd=0.1)
+    learn = vision_learner(
+        dls,
+        resnet18,
+        pretrained=False,
+        lin_ftrs=[256, 128],
+        ps=[0.1, 0.2, 0.3],
+        concat_pool=False,
+        y_range=(0, 9),
+        wd=0.1,
+    )
     head = learn.model[1]
     linears = [m for m in head if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(512, 256), (256, 128), (128, 10)]
@@ -110,11 +124,14 @@ def test_fastais_head_arguments_build_its_head():
     assert all(g["weight_decay"] == 0.1 for g in learn.opt.param_groups if not g.get("wd_exempt"))
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"normalize": True}, r"vision_learner does not take normalize= \(fastai's does\): lrwidget does not change"),
-    ({"cbs": []}, r"does not take cbs=.*learn.observers"),
-    ({"colour": 1}, r"does not take colour=: it takes \["),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"normalize": True}, r"vision_learner does not take normalize= \(fastai's does\): lrwidget does not change"),
+        ({"cbs": []}, r"does not take cbs=.*learn.observers"),
+        ({"colour": 1}, r"does not take colour=: it takes \["),
+    ],
+)
 def test_fastai_arguments_it_does_not_take_are_named_before_anything_is_built(kw, match, monkeypatch):
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda *a, **k: pytest.fail("built"))
     with pytest.raises(TypeError, match=match):
@@ -129,22 +146,30 @@ def test_an_arch_that_is_not_a_model_function_is_refused(arch):
 
 def test_channels_last_features_are_refused_not_trained_on():
     from torchvision.models import swin_t
+
     with pytest.raises(ValueError, match=r"channels-last features, as swin's, are not supported\): pass cut="):
         vision_learner(small_image_dls(n=64), swin_t, pretrained=False)
 
 
 def test_a_splitter_and_a_custom_head_of_ones_own():
     head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(512, 10))
-    learn = vision_learner(small_image_dls(n=64), resnet18, pretrained=False, custom_head=head,
-                           splitter=lambda m: [list(m[0].parameters()), list(m[1].parameters())])
+    learn = vision_learner(
+        small_image_dls(n=64),
+        resnet18,
+        pretrained=False,
+        custom_head=head,
+        splitter=lambda m: [list(m[0].parameters()), list(m[1].parameters())],
+    )
     assert learn.model[1] is head and len(learn.layer_groups) == 2
 
 
 def test_an_arch_that_takes_pretrained_not_weights_says_how_to_wrap_it():
     def my_arch(pretrained=False):
         return resnet18()
+
     with pytest.raises(TypeError, match=r"my_arch does not take weights=.*lambda weights=None: my_arch\(pretrained="):
         vision_learner(small_image_dls(n=64), my_arch, pretrained=False)
-    learn = vision_learner(small_image_dls(n=64), lambda weights=None: my_arch(pretrained=weights is not None),
-                           pretrained=False)
+    learn = vision_learner(
+        small_image_dls(n=64), lambda weights=None: my_arch(pretrained=weights is not None), pretrained=False
+    )
     assert len(learn.layer_groups) == 3

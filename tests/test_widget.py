@@ -1,4 +1,5 @@
 """LRWidget without a browser: the browser's messages are replayed through the widgets' (dummy) comms."""
+
 from __future__ import annotations
 
 import copy
@@ -23,6 +24,7 @@ TIMEOUT = 60
 
 
 # -- the browser, as it talks to the kernel ------------------------------------------------------------
+
 
 def send(widget: W.Widget, data: dict, buffers: list | None = None) -> None:
     """Deliver a comm message from the front end to `widget`, through its comm."""
@@ -72,12 +74,14 @@ def type_text(text: W.Text, value: str) -> None:
 
 # -- learners ------------------------------------------------------------------------------------------
 
+
 def make_learn(seed: int = 0, bs: int = 64, two_groups: bool = False, loss_func=None) -> Learner:
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     splitter = (lambda m: [list(m[0].parameters()), list(m[2].parameters())]) if two_groups else None
-    return Learner(digits(bs=bs, seed=seed), model, metrics=accuracy, splitter=splitter, loss_func=loss_func,
-                   device="cpu")
+    return Learner(
+        digits(bs=bs, seed=seed), model, metrics=accuracy, splitter=splitter, loss_func=loss_func, device="cpu"
+    )
 
 
 class Record(Observer):
@@ -92,8 +96,9 @@ class Record(Observer):
     def batch_end(self, learn):
         self.lrs.append([lr for _, lr in sorted({g["layer_group"]: g["lr"] for g in learn.opt.param_groups}.items())])
         if self.w is not None:
-            self.buttons.add((self.w.busy, self.w.find_button.disabled, self.w.fit_button.disabled,
-                              self.w.stop_button.disabled))
+            self.buttons.add(
+                (self.w.busy, self.w.find_button.disabled, self.w.fit_button.disabled, self.w.stop_button.disabled)
+            )
 
 
 def weights(learn: Learner) -> dict[str, torch.Tensor]:
@@ -132,6 +137,7 @@ def found(w) -> LRWidget:
 
 
 # -- binding: markers <-> traitlets <-> fields -----------------------------------------------------------
+
 
 def test_is_a_displayable_vbox_with_the_public_surface(w):
     assert isinstance(w, W.VBox) and w.chart in w.children
@@ -234,13 +240,14 @@ def test_dragging_past_the_other_marker_pushes_it(w):
 
 
 def test_pair_assignment_works_in_either_order(w):
-    w.lr_min, w.lr_steep = 0.5, 0.7          # both above the old lr_steep
+    w.lr_min, w.lr_steep = 0.5, 0.7  # both above the old lr_steep
     assert (w.lr_min, w.lr_steep) == (0.5, 0.7)
-    w.lr_min, w.lr_steep = 1e-6, 2e-6        # both below the old lr_min
+    w.lr_min, w.lr_steep = 1e-6, 2e-6  # both below the old lr_min
     assert (w.lr_min, w.lr_steep) == (1e-6, 2e-6)
 
 
 # -- lr_find ---------------------------------------------------------------------------------------------
+
 
 def test_find_puts_markers_on_the_suggestions_and_draws_the_curve(w, learn):
     click(w.find_button)
@@ -263,14 +270,16 @@ def test_find_puts_markers_on_the_suggestions_and_draws_the_curve(w, learn):
 
 def test_find_passes_suggest_funcs_and_writes_them_by_name(w, learn):
     from lrwidget.suggest import slide, valley
+
     assert w.find(suggest_funcs=(valley, slide))
     w.wait(TIMEOUT)
     assert w.code == "learn.lr_find(start_lr=1e-07, end_lr=10.0, num_it=100, suggest_funcs=(valley, slide))"
     res = learn.recorder.lr_find_result
     assert list(res) == [res.valley, res.slide] and (w.lr_min, w.lr_steep) == (res.lr_min, res.lr_steep)
 
-    def half_valley(lrs, losses, num_it):                           # a function of the user's: drawn too
+    def half_valley(lrs, losses, num_it):  # a function of the user's: drawn too
         return valley(lrs.numpy(), losses.numpy())[0] / 2, None
+
     assert w.find(suggest_funcs=half_valley)
     w.wait(TIMEOUT)
     assert "suggest_funcs=half_valley)" in w.code and "half_valley" in w.chart_view.point_keys
@@ -302,7 +311,7 @@ def test_a_reversed_range_from_code_fails_in_the_widget_and_leaves_the_fields(w)
 
 
 def test_a_curve_without_suggestions_says_why_once(w, learn):
-    learn.loss_func = lambda out, y: (out * 0).sum() + 1.0             # flat: no suggestion at all
+    learn.loss_func = lambda out, y: (out * 0).sum() + 1.0  # flat: no suggestion at all
     assert w.find(num_it=20)
     w.wait(TIMEOUT)
     assert (w.lr_min, w.lr_steep) == (1e-4, 1e-2)
@@ -315,6 +324,7 @@ def reversed_lr_find(learn, **changes):
 
     def fake(**kw):
         return dataclasses.replace(real(**kw), **changes)
+
     return fake
 
 
@@ -348,8 +358,10 @@ def test_clicking_a_suggestion_snaps_the_nearest_marker(found):
     i = keys.index("valley")
     v = res.valley
     found.lr_min, found.lr_steep = v * 0.5, v * 100
-    custom(found.chart_view.points, {"event": "element_click",
-                                     "data": {"x": v, "y": 1.0, "index": i, "name": found.chart_view.points.names[i]}})
+    custom(
+        found.chart_view.points,
+        {"event": "element_click", "data": {"x": v, "y": 1.0, "index": i, "name": found.chart_view.points.names[i]}},
+    )
     assert found.lr_min == v and found.lr_steep == v * 100
     assert "lr_min snapped to valley" in found.status
 
@@ -382,6 +394,7 @@ def test_stop_during_lr_find_leaves_the_weights_as_they_were(w, learn):
 
 
 # -- fit ---------------------------------------------------------------------------------------------------
+
 
 def test_fit_trains_with_the_dragged_values():
     learn = make_learn(two_groups=True)
@@ -431,7 +444,11 @@ def test_double_click_runs_once_and_buttons_are_disabled_while_busy(w, learn):
     assert rec.starts == 1
     assert rec.buttons == {(True, True, True, False)}
     assert (w.busy, w.find_button.disabled, w.fit_button.disabled, w.stop_button.disabled) == (
-        False, False, False, True)
+        False,
+        False,
+        False,
+        True,
+    )
     click(w.fit_button)
     w.wait(TIMEOUT)
     assert rec.starts == 2
@@ -461,8 +478,10 @@ def test_a_stop_after_the_last_batch_says_the_last_epoch_has_no_validation(w, le
     w.wait(TIMEOUT)
     n = 2 * len(learn.dls.train)
     assert learn.run.end_reason == "stopped" and learn.recorder.n_batches == n and len(learn.recorder.values) == 1
-    assert w.status == (f"fit stopped in the last validation, after all {n} batches trained (that epoch has no "
-                        "validation row); 1 full epoch; the weights keep the training done")
+    assert w.status == (
+        f"fit stopped in the last validation, after all {n} batches trained (that epoch has no "
+        "validation row); 1 full epoch; the weights keep the training done"
+    )
 
 
 @pytest.mark.parametrize("kind", ["fit", "find"])
@@ -519,8 +538,11 @@ def test_a_second_widget_or_a_cell_cannot_run_on_a_busy_learner(w, learn):
     assert not other.find() and not other.fit() and not other.busy
     assert "the learner is busy with another run" in other.status
     for call in (learn.lr_find, lambda: learn.fit(1), learn.validate, lambda: learn.fine_tune(1)):
-        with pytest.raises(RuntimeError, match=r"this learner is busy with fit_one_cycle .* wait for it to end, or "
-                                               r"call learn.stop\(\)"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"this learner is busy with fit_one_cycle .* wait for it to end, or "
+            r"call learn.stop\(\)",
+        ):
             call()
     learn.observers.pop()
     release.set()
@@ -559,6 +581,7 @@ def test_redraws_are_throttled_and_long_arrays_downsampled():
 
 # -- errors ------------------------------------------------------------------------------------------------
 
+
 class Boom(Exception):
     pass
 
@@ -591,6 +614,7 @@ def test_an_error_in_the_loss_reaches_status_and_wait():
 
 
 # -- figures shared with the recorder ----------------------------------------------------------------------
+
 
 def test_recorder_plots_are_bqplot_figures(learn):
     res = learn.lr_find(show_plot=False)
@@ -632,6 +656,7 @@ def test_recorder_plots_take_fastais_arguments(learn):
 def test_plot_loss_draws_an_infinite_loss_as_a_gap_not_an_infinite_axis():
     from lrwidget.plots import LossChart
     from lrwidget.recorder import Recorder
+
     rec = Recorder()
     for v in [2.0, 1.5, math.inf, 1.0, 0.9]:
         rec.add_batch(torch.tensor(v), 1e-3, None)
