@@ -4,7 +4,7 @@
     python benchmarks/memory.py --quick    # MLP 1024 wide (used by the tests)
 
 Three figures, each as a ratio of the state's bytes (weights, buffers, gradients, optimizer state):
-- saved (exact): the bytes of the tensors lr_find keeps to restore the state (`Learner._snapshot`, captured while
+- saved (exact): the bytes of the tensors lr_find keeps to restore the state (`lrwidget.state.take`, captured while
   lr_find runs). Budget: 1.0 (plus a few kB of random-number states).
 - host peak: in a fresh process for each, the rise of the process's resident-set high-water mark while lr_find runs
   N steps, minus its rise while `fit` runs the same N steps (activations, gradients and the optimizer's own
@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import lrwidget.state  # noqa: E402
 from lrwidget import DataLoaders, Learner  # noqa: E402
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # a fixed threshold: large blocks are mmapped and unmapped on free
@@ -80,14 +81,17 @@ def lr_find(learn: Learner, steps: int) -> Any:
 def saved_ratio(device: str = "cpu", hidden: int = 256, steps: int = 8) -> dict:
     """Bytes lr_find saves (captured from the running lr_find) against the live state's bytes."""
     learn = make_learner(device, hidden, steps)
-    captured, snapshot = {}, learn._snapshot
+    captured, take = {}, lrwidget.state.take
 
-    def spy() -> dict:
-        captured["s"] = s = snapshot()
+    def spy(*args) -> dict:
+        captured["s"] = s = take(*args)
         return s
 
-    learn._snapshot = spy
-    res = lr_find(learn, steps)
+    lrwidget.state.take = spy
+    try:
+        res = lr_find(learn, steps)
+    finally:
+        lrwidget.state.take = take
     assert len(res.lrs) == steps and "s" in captured, "lr_find did not run or did not save the state"
     state, saved = state_bytes(learn), tensor_bytes(captured["s"])
     on_device = [t.device.type for t in _tensors(captured["s"]) if t.device.type != "cpu"]

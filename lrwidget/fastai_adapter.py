@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .find_result import apply_suggest_funcs, check_suggest_funcs
-from .learner import LRFindResult, Observer, RunGuard, RunInfo, _show_in_notebook
+from .events import Observer, RunInfo, emit
+from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
+from .guard import RunGuard, StopSignal
+from .notebook import show_in_notebook
 from .recorder import Recorder
 
 __all__ = ["FastaiLearner", "is_fastai_learner", "wrap"]
@@ -91,9 +93,9 @@ def _callback_class() -> type:
         # comes after this callback has recorded the batch
         run_valid = True
 
-        def __init__(self, adapter: FastaiLearner, kind: str, n_epoch: int | None, total: int | None):
+        def __init__(self, adapter: FastaiLearner, sig: StopSignal, kind: str, n_epoch: int | None, total: int | None):
             super().__init__()
-            self._adapter, self._kind, self._n_epoch, self._total = adapter, kind, n_epoch, total
+            self._adapter, self._sig, self._kind, self._n_epoch, self._total = adapter, sig, kind, n_epoch, total
             self._started = self._ended = self._stopped = False
             self._t0 = 0.0
             self._lr_finder = None
@@ -114,14 +116,14 @@ def _callback_class() -> type:
                 if type(cb).__name__ == "LRFinder":
                     self._lr_finder = cb
             self._started = True
-            a._emit("fit_start")
+            emit(a.observers, "fit_start", a)
 
         def before_epoch(self) -> None:
             self._adapter.run.epoch = self.learn.epoch
             self._t0 = time.monotonic()
 
         def before_batch(self) -> None:
-            if self._adapter._stop_requested:
+            if self._sig.is_set():
                 self._stopped = True
                 raise CancelFitException()
 
@@ -135,7 +137,7 @@ def _callback_class() -> type:
             h = learn.opt.hypers[-1]
             mom = h.get("mom")
             self._adapter.recorder.add_batch(loss, _float(h["lr"]), None if mom is None else _float(mom))
-            self._adapter._emit("batch_end")
+            emit(self._adapter.observers, "batch_end", self._adapter)
 
         def after_epoch(self) -> None:
             a = self._adapter
@@ -149,7 +151,7 @@ def _callback_class() -> type:
             row = [_float(v) for v in vals][:width]
             row += [math.nan] * (width - len(row))
             a.recorder.add_epoch(row, time.monotonic() - self._t0)
-            a._emit("epoch_end")
+            emit(a.observers, "epoch_end", a)
 
         def after_fit(self) -> None:
             self._finish(None)
@@ -161,16 +163,18 @@ def _callback_class() -> type:
             self._ended = True
             a = self._adapter
             a.recorder.flush()
-            if error is not None:
+            if isinstance(error, KeyboardInterrupt):
+                reason = "interrupted"
+            elif error is not None:
                 reason = "error"
             elif self._stopped:
-                reason = "stopped"
+                reason = self._sig.reason
             elif self._kind == "lr_find":
                 reason = a._find_end_reason()
             else:
                 reason = "completed"
             a.run.end_reason = reason
-            a._emit("fit_end", error)
+            emit(a.observers, "fit_end", a, None if reason == "interrupted" else error)
 
     _callback_cls = LRWidgetCallback
     return LRWidgetCallback
@@ -222,12 +226,11 @@ class FastaiLearner:
         self.observers: list[Observer] = []
         self.run: RunInfo | None = None
         self.note = ""
-        self._stop_requested = False
         self._num_it = 0
         try:
-            self._guard = _guards.setdefault(learn, RunGuard())
+            self.guard = _guards.setdefault(learn, RunGuard())
         except TypeError:  # not weakly referable: this adapter's own guard
-            self._guard = RunGuard()
+            self.guard = RunGuard()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "learn":
@@ -242,11 +245,11 @@ class FastaiLearner:
     @property
     def busy(self) -> bool:
         """True while lr_find or a fit runs through this adapter."""
-        return self._guard.busy
+        return self.guard.busy
 
     def stop(self) -> None:
         """Ask the running lr_find or fit to end at the next batch (thread-safe)."""
-        self._stop_requested = True
+        self.guard.stop()
 
     def lr_find(
         self,
@@ -263,13 +266,13 @@ class FastaiLearner:
 
         asked = check_suggest_funcs(suggest_funcs)
         funcs = {"lr_min": minimum, "lr_steep": steep, "valley": valley, "slide": slide}
-        with self._guard("lr_find"):
+        with self.guard("lr_find") as sig:
             points: dict[str, tuple[float, float]] = {}
             reasons: dict[str, str] = {}
             guarded = tuple(_guarded(k, f, points, reasons) for k, f in funcs.items())
             self._num_it = int(num_it)
             self.note = ""
-            cb = _callback_class()(self, "lr_find", None, max(int(num_it), 6))
+            cb = _callback_class()(self, sig, "lr_find", None, max(int(num_it), 6))
             fl = self.learn
 
             def call() -> Any:
@@ -316,13 +319,13 @@ class FastaiLearner:
                 self.run.end_reason if self.run else "",
             )
             if asked is not None:
-                apply_suggest_funcs(res, asked)
+                res = apply_suggest_funcs(res, asked)
             self.recorder.lr_find_result = res
             with contextlib.suppress(TypeError):
                 _last_find[fl] = res
             self.note = FIND_NOTE if res.end_reason in ("diverged", "non-finite loss") else ""
             if show_plot:
-                _show_in_notebook(lambda: self.recorder.plot_lr_find())
+                show_in_notebook(lambda: self.recorder.plot_lr_find())
             return res
 
     def fit_one_cycle(self, n_epoch: int, lr_max: Any = None, **kwargs: Any) -> None:
@@ -335,9 +338,9 @@ class FastaiLearner:
 
     def _train(self, method: str, n_epoch: int, **kwargs: Any) -> None:
         """Call fastai's training `method` with the widget's callback added to the caller's `cbs`."""
-        with self._guard("fit"):
+        with self.guard("fit") as sig:
             cbs = list(kwargs.pop("cbs", None) or [])
-            cb = _callback_class()(self, "fit", n_epoch, None)
+            cb = _callback_class()(self, sig, "fit", n_epoch, None)
             self.note = ""
             self._run(cb, lambda: getattr(self.learn, method)(n_epoch, cbs=[*cbs, cb], **kwargs))
 
@@ -347,7 +350,6 @@ class FastaiLearner:
         """Run a fastai call without its progress bars and printed tables; end the run on an error."""
         import fastai.callback.schedule  # noqa: F401  (adds lr_find and fit_one_cycle to fastai's Learner)
 
-        self._stop_requested = False
         fl = self.learn
         no_bar = getattr(fl, "no_bar", None)  # fastai.callback.progress: absent, so is its progress bar
         try:
@@ -375,7 +377,3 @@ class FastaiLearner:
         if len(losses) and not np.isfinite(losses).all():
             return "non-finite loss"
         return "diverged" if len(losses) < max(self._num_it, 6) else "completed"
-
-    def _emit(self, event: str, *args: Any) -> None:
-        for o in list(self.observers):
-            getattr(o, event)(self, *args)

@@ -113,9 +113,9 @@ class Recorder:
         fig = plots.lr_find_figure(self.lr_find_result, skip_end=skip_end, suggestions=suggestions, nms=nms)
         if return_fig:
             return fig
-        from .learner import _show_in_notebook
+        from .notebook import show_in_notebook
 
-        _show_in_notebook(lambda: fig)
+        show_in_notebook(lambda: fig)
         return None
 
     def plot_sched(self, keys: Any = None):

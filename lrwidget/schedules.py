@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from numbers import Integral, Real
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from .checks import fraction, is_real, positive, whole
 
 __all__ = [
     "exp_sweep",
@@ -20,14 +21,6 @@ __all__ = [
     "even_mults",
     "lr_per_group",
 ]
-
-
-def _is_real(x: object) -> bool:
-    return isinstance(x, Real) and not isinstance(x, bool)
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, Integral) and not isinstance(x, bool)
 
 
 def exp_sweep(start: float, end: float, pos: ArrayLike) -> np.ndarray | float:
@@ -53,19 +46,15 @@ def combined_cos(pct: float, start: ArrayLike, middle: ArrayLike, end: ArrayLike
 
 def lr_range(start_lr: float, end_lr: float, num_it: int) -> np.ndarray:
     """The num_it lrs of the lr_find sweep: start_lr * (end_lr/start_lr) ** (i/num_it), end_lr itself excluded."""
-    for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
-        if not (_is_real(v) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-    if not _is_int(num_it) or num_it < 1:
-        raise ValueError(f"num_it must be an integer >= 1, got {num_it!r}")
-    return exp_sweep(float(start_lr), float(end_lr), np.arange(num_it) / num_it)
+    start_lr, end_lr = positive("start_lr", start_lr), positive("end_lr", end_lr)
+    if start_lr >= end_lr:
+        raise ValueError(f"start_lr must be below end_lr, got start_lr={start_lr!r} >= end_lr={end_lr!r}")
+    return exp_sweep(start_lr, end_lr, np.arange(whole("num_it", num_it)) / num_it)
 
 
 def check_moms(moms: object) -> tuple[float, float, float]:
     """Momenta (start, middle, end) of the one-cycle schedule, each in [0, 1), refused clearly otherwise."""
-    ok = (
-        isinstance(moms, (tuple, list, np.ndarray)) and len(moms) == 3 and all(_is_real(m) and 0 <= m < 1 for m in moms)
-    )
+    ok = isinstance(moms, (tuple, list, np.ndarray)) and len(moms) == 3 and all(is_real(m) and 0 <= m < 1 for m in moms)
     if not ok:
         raise ValueError(
             f"moms must be three momenta (start, middle, end), each in [0, 1), got {moms!r}; "
@@ -81,11 +70,7 @@ def check_one_cycle(
     moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
 ) -> None:
     """Refuse one-cycle settings that are not numbers in range, before any training starts."""
-    for name, v in (("div", div), ("div_final", div_final)):
-        if not (_is_real(v) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-    if not (_is_real(pct_start) and 0 <= pct_start <= 1):
-        raise ValueError(f"pct_start must be a number in [0, 1], got {pct_start!r}")
+    positive("div", div), positive("div_final", div_final), fraction("pct_start", pct_start)
     check_moms(moms)
 
 
@@ -98,8 +83,7 @@ def one_cycle(
     moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-batch lrs, shape (n_steps, n_groups), and momenta, shape (n_steps,), of fastai's one-cycle policy."""
-    if not _is_int(n_steps) or n_steps < 1:
-        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+    whole("n_steps", n_steps)
     check_one_cycle(div, div_final, pct_start, moms)
     try:
         lr = np.atleast_1d(np.asarray(lr_max, dtype=np.float64))
@@ -135,7 +119,7 @@ def _positive(name: str, x: object, shown: object) -> float:
             "; a None lr usually comes from an lr_find suggestion it could not make: res.reasons says why "
             "(pass a number, or run lr_find again as it suggests)"
         )
-    if not _is_real(x):
+    if not is_real(x):
         raise TypeError(msg)
     if not (math.isfinite(x) and x > 0):
         raise ValueError(msg)
@@ -147,8 +131,7 @@ def lr_per_group(lr: float | slice | ArrayLike, n_groups: int, name: str = "lr_m
     and read as fastai does.
 
     `stacklevel` says whose line a warning names (2: the caller's)."""
-    if not _is_int(n_groups) or n_groups < 1:
-        raise ValueError(f"n_groups must be an integer >= 1, got {n_groups!r}")
+    whole("n_groups", n_groups)
     if isinstance(lr, np.ndarray) and lr.ndim == 0:
         lr = lr.item()
     if isinstance(lr, (list, tuple, np.ndarray)):

@@ -151,10 +151,10 @@ def _ended_early(end_reason: str | None, n_run: int) -> str | None:
     if end_reason in ("diverged", "non-finite loss"):
         what = "diverged" if end_reason == "diverged" else "stopped being finite"
         return f"the loss {what} after {n_run} steps, too early to suggest from; lower start_lr"
-    if end_reason == "stopped":
+    if end_reason in ("stopped", "interrupted"):
         if n_run == 0:
-            return "lr_find was stopped before its first step; let it run to the end"
-        return f"lr_find was stopped after {n_run} steps, too early to suggest from; let it run to the end"
+            return f"lr_find was {end_reason} before its first step; let it run to the end"
+        return f"lr_find was {end_reason} after {n_run} steps, too early to suggest from; let it run to the end"
     return None
 
 

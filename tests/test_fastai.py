@@ -290,9 +290,9 @@ def test_an_error_in_the_loss_reaches_status_and_wait(tmp_path):
     learn = make_fastai_learn(tmp_path, loss_func=exploding_loss(3))
     w = LRWidget(learn)
     click(w.fit_button)
-    with pytest.raises(Boom, match="the loss blew up") as err:
+    with pytest.raises(Boom, match="the loss blew up"):
         w.wait(TIMEOUT)
-    assert err.value is w._error and w.status == "error: Boom: the loss blew up"
+    assert w.status == "error: Boom: the loss blew up"
     assert w.learn.run.end_reason == "error"
     assert w.error_box.layout.display == "" and "bad_loss" in w.traceback_html.value
     assert not w.busy and w._watcher not in w.learn.observers
@@ -383,8 +383,8 @@ def test_our_learner_takes_fastais_own_suggest_funcs():
 
 def test_widgets_on_one_fastai_learner_share_one_run_at_a_time(w, learn):
     other = LRWidget(learn)
-    assert other.learn is not w.learn and other.learn._guard is w.learn._guard
-    with w.learn._guard("fit"):
+    assert other.learn is not w.learn and other.learn.guard is w.learn.guard
+    with w.learn.guard("fit"):
         assert w.learn.busy and other.learn.busy
         assert not other.fit() and not other.find() and "the learner is busy with another run" in other.status
         with pytest.raises(RuntimeError, match=r"this learner is busy with fit .* so lr_find cannot start"):

@@ -16,7 +16,7 @@ from torch import nn
 
 from lrwidget import DataLoaders, Learner, LRFindResult, accuracy, error_rate
 from lrwidget.data import digits
-from lrwidget.learner import Observer
+from lrwidget.events import Observer
 from lrwidget.schedules import one_cycle
 
 
@@ -282,13 +282,13 @@ def test_lr_find_on_a_fresh_learner_leaves_no_optimizer_state():
 
 
 def test_optimizer_restore_falls_back_when_the_state_changed_layout(trained):
-    from lrwidget.learner import _load_opt_in_place
+    from lrwidget.state import load_opt_in_place
 
     saved = _clone(trained.opt.state_dict())
     p = trained.opt.param_groups[0]["params"][0]
     trained.opt.state[p]["exp_avg"] = torch.zeros(3)  # a different shape: cannot be copied into
     trained.opt.param_groups[0]["lr"] = 123.0
-    _load_opt_in_place(trained.opt, saved)
+    load_opt_in_place(trained.opt, saved)
     assert_same(saved, _clone(trained.opt.state_dict()))
 
 
@@ -362,19 +362,21 @@ def test_lr_find_that_ends_at_once_says_why(loss, start_lr, why):
     assert "num_it" not in res.reasons["lr_min"], "more steps would not help"
 
 
-def test_a_stop_while_lr_find_copies_the_state_is_not_lost():
+def test_a_stop_while_lr_find_copies_the_state_is_not_lost(monkeypatch):
+    import lrwidget.state
+
     learn = make_learner()
-    snapshot = learn._snapshot
+    take = lrwidget.state.take
 
-    def stop_while_copying():
+    def stop_while_copying(*args):
         learn.stop()  # as the widget's Stop would, from another thread, mid-copy
-        return snapshot()
+        return take(*args)
 
-    learn._snapshot = stop_while_copying
+    monkeypatch.setattr(lrwidget.state, "take", stop_while_copying)
     res = learn.lr_find(show_plot=False)
     assert res.end_reason == "stopped" and len(res.lrs) == 0
-    assert res.reasons["lr_min"] == "lr_find was stopped before its first step; let it run to the end"
-    del learn._snapshot
+    assert "stopped before its first step" in res.reasons["lr_min"]
+    monkeypatch.undo()
     learn.lr_find(num_it=10, show_plot=False)
     assert learn.run.end_reason == "completed", "a new run starts afresh"
 
@@ -815,7 +817,7 @@ def test_mixed_precision_trains(mp):
 def test_the_fused_adamw_cuda_gets_by_default_restores_and_scales(mp):
     """CUDA's default optimizer is torch's fused AdamW ('step' kept beside the weights, the grad scaler's inputs
     taken inside the kernel); torch runs it on the CPU too, so its lr_find restore and fp16 path are tested here."""
-    from lrwidget.learner import default_opt_func
+    from lrwidget.optim import default_opt_func
 
     learn = make_learner(mixed_precision=mp, opt_func=partial(default_opt_func, device=torch.device("cuda")))
     assert all(g["fused"] for g in learn.opt.param_groups)
@@ -1048,8 +1050,9 @@ def test_a_result_equals_what_it_unpacks_to_as_fastais_namedtuple():
 
     res = make_learner().lr_find(num_it=30, show_plot=False)
     assert res == (res.lr_min, res.lr_steep) and res == copy.deepcopy(res) and hash(res) == hash(tuple(res))
-    other = copy.deepcopy(res)
-    other.losses[3] += 1
+    losses = res.losses.copy()
+    losses[3] += 1
+    other = res._replace(losses=losses)
     assert res != other and res != (res.lr_min, 1.0)
 
 

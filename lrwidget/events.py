@@ -1,0 +1,43 @@
+"""What a run tells its observers: the four events, the run's description, and the one way they are sent."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+EVENTS = ("fit_start", "batch_end", "epoch_end", "fit_end")
+
+
+class Observer:
+    """Receives a learner's events; override what you need. Called on the training thread."""
+
+    def fit_start(self, learn: Any) -> None: ...
+    def batch_end(self, learn: Any) -> None: ...
+    def epoch_end(self, learn: Any) -> None: ...
+    def fit_end(self, learn: Any, error: BaseException | None) -> None: ...
+
+
+@dataclass
+class RunInfo:
+    """What a learner is running: kind ('lr_find' or 'fit'), its size and where it is."""
+
+    kind: str
+    n_epoch: int
+    n_iter: int  # training batches per epoch
+    total: int  # training batches planned in all
+    epoch: int = 0
+    start: float = field(default_factory=time.monotonic)
+    # 'completed', 'stopped', 'interrupted', 'diverged', 'non-finite loss' or 'error'
+    end_reason: str = ""
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self.start
+
+
+def emit(observers: list, event: str, source: Any, *args: Any) -> None:
+    """Send `event` from `source` to every observer, in order (a copy of the list: one may leave meanwhile)."""
+    for o in list(observers):
+        getattr(o, event)(source, *args)

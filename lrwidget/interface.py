@@ -1,0 +1,49 @@
+"""The written interface between LRWidget and what it drives: lrwidget's Learner and the fastai adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .events import Observer, RunInfo
+from .find_result import LRFindResult
+from .guard import RunGuard
+from .recorder import Recorder
+
+
+@runtime_checkable
+class Driven(Protocol):
+    """What LRWidget uses of a learner, and all it uses."""
+
+    observers: list[Observer]  # the widget adds its own while a run of its own goes
+    run: RunInfo | None  # the last run: its kind, size, progress and end reason
+    recorder: Recorder  # the last run's batches and epochs; `lr_find_result` the last lr_find's
+    guard: RunGuard  # one run at a time, with its stop signal
+    lr_find_code_args: str  # what the widget adds to the lr_find call it shows in `w.code`
+    lr_find_restores: str  # what a stopped lr_find put back, as the status says it
+    note: str  # what the learner could not do in the last run, said after it ('' for none)
+
+    @property
+    def busy(self) -> bool:
+        """True while a run holds the learner."""
+        ...
+
+    def stop(self) -> None:
+        """Ask the running run to end at the next batch boundary."""
+        ...
+
+    def lr_find(
+        self,
+        start_lr: float = ...,
+        end_lr: float = ...,
+        num_it: int = ...,
+        stop_div: bool = ...,
+        show_plot: bool = ...,
+        suggest_funcs: Callable | Sequence[Callable] | None = ...,
+    ) -> LRFindResult:
+        """The learning-rate range test, with the learner as it was afterwards."""
+        ...
+
+    def fit_one_cycle(self, n_epoch: int, lr_max: Any = ...) -> None:
+        """Train one cycle."""
+        ...
