@@ -95,3 +95,103 @@ def test_digits_valid_pct():
     for bad in (1, 1.5, -0.1, "0.2", True):
         with pytest.raises(ValueError, match=r"valid_pct must be a fraction in \[0, 1\)"):
             digits(valid_pct=bad)
+
+
+# -- the user's own errors keep their type and message -------------------------------------------------------
+
+
+def weights(learn: Learner) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in learn.model.parameters()]
+
+
+RUNS = {
+    "lr_find": lambda learn: learn.lr_find(num_it=20, show_plot=False),
+    "fit": lambda learn: learn.fit(1, 1e-3),
+    "fit_one_cycle": lambda learn: learn.fit_one_cycle(1, 1e-3),
+    "fine_tune": lambda learn: learn.fine_tune(1),
+    "validate": lambda learn: learn.validate(),
+}
+
+
+def raising(error: BaseException, after: int = 0):
+    """A function that works `after` times (as cross-entropy), then raises `error`."""
+    calls = []
+
+    def f(out, y):
+        calls.append(1)
+        if len(calls) > after:
+            raise error
+        return nn.functional.cross_entropy(out, y)
+
+    return f
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_an_error_raised_by_the_loss_keeps_its_type_and_message(run):
+    error = RuntimeError("boom")
+    learn = Learner(digits(), mlp(), loss_func=raising(error, after=2), device="cpu")
+    before = weights(learn)
+    with pytest.raises(RuntimeError) as e:
+        RUNS[run](learn)
+    assert e.value is error and str(e.value) == "boom" and not getattr(e.value, "__notes__", None)
+    if run == "lr_find":
+        assert all(torch.equal(a, b) for a, b in zip(before, weights(learn))), "lr_find restores after an error"
+    if run != "validate":
+        assert learn.run.end_reason == "error"
+
+
+@pytest.mark.parametrize("run", ["lr_find", "fit_one_cycle", "validate"])
+def test_out_of_memory_keeps_its_type_and_gains_a_hint(run):
+    error = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    learn = Learner(digits(), mlp(), loss_func=raising(error), device="cpu")
+    with pytest.raises(torch.OutOfMemoryError, match="Tried to allocate 2.00 GiB") as e:
+        RUNS[run](learn)
+    notes = " ".join(e.value.__notes__)
+    assert "smaller batch size" in notes and "mixed_precision='bf16'" in notes
+    with pytest.raises(torch.OutOfMemoryError) as again:  # the hint is added once, however often it passes by
+        RUNS[run](learn)
+    assert len(again.value.__notes__) == 1
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(64, 10)
+
+    def forward(self, x):
+        if x.shape[0] < 64:
+            raise IndexError("the model wants full batches")
+        return self.lin(x)
+
+
+class Samples(torch.utils.data.Dataset):
+    def __len__(self):
+        return 128
+
+    def __getitem__(self, i):
+        if i == 100:
+            raise KeyError("sample 100 is missing")
+        return torch.zeros(64), 0
+
+
+def test_errors_of_the_model_the_metric_and_the_data_keep_their_type_and_message():
+    dls = digits()
+    learn = Learner(dls, Model(), device="cpu")
+    with pytest.raises(IndexError, match="^the model wants full batches$"):  # the last validation batch is short
+        learn.fit(1, 1e-3)
+
+    def metric(out, y):
+        raise ZeroDivisionError("the metric divides by zero")
+
+    with pytest.raises(ZeroDivisionError, match="^the metric divides by zero$"):
+        Learner(dls, mlp(), metrics=metric, device="cpu").fit(1, 1e-3)
+    data = DataLoaders(torch.utils.data.DataLoader(Samples(), batch_size=32))
+    with pytest.raises(KeyError, match="sample 100 is missing"):
+        Learner(data, mlp(), device="cpu").lr_find(show_plot=False)
+
+
+def test_a_proven_shape_mismatch_still_names_both_shapes():
+    x, y = torch.randn(64, 64), torch.randn(64, 3)
+    learn = Learner(DataLoaders.from_tensors(x, y, bs=16), mlp(), loss_func=nn.MSELoss(), device="cpu")
+    with pytest.raises(ValueError, match=r"output of shape \(16, 10\) with the target of shape \(16, 3\)"):
+        learn.fit(1)
