@@ -162,11 +162,8 @@ DIGITS_FILE = Path(__file__).with_name("digits.npz")
 def digits(
     bs: int = 64, images: bool = False, size: int = 8, valid_pct: float = 0.2, seed: int = 0, channels: int = 1
 ) -> DataLoaders:
-    """scikit-learn's 8x8 handwritten digits (1,797, 10 classes), shipped: demo data with no download.
-
-    `images=False` gives flat vectors of 64 features; `images=True` gives (channels, size, size)
-    images, resized from 8x8, for convolutional models. `valid_pct=0` gives no validation set.
-    """
+    """scikit-learn's 8x8 digits (1,797, 10 classes), shipped: flat 64-vectors, or (channels, size, size) images."""
+    # valid_pct=0 gives no validation set
     if not (isinstance(valid_pct, Real) and not isinstance(valid_pct, bool) and 0 <= valid_pct < 1):
         raise ValueError(
             f"valid_pct must be a fraction in [0, 1), got {valid_pct!r}: the share of the 1,797 "

@@ -206,12 +206,10 @@ def _guarded(name: str, func: Callable, points: dict, reasons: dict) -> Callable
 
 
 class FastaiLearner:
-    """A fastai Learner seen through lrwidget's Learner interface (what LRWidget uses of a learner).
+    """A fastai Learner seen through lrwidget's interface (interface.Driven), which LRWidget drives."""
 
-    `learn` is the fastai Learner; other attributes (model, dls, opt, loss_func...) are read from it.
-    `recorder` is an lrwidget Recorder filled by a fastai callback during lr_find and fit; fastai's
-    own recorder is `learn.recorder`.
-    """
+    # `learn` is the fastai Learner, whose other attributes (model, dls, opt...) are read through; `recorder` is an
+    # lrwidget Recorder that a fastai callback fills during lr_find and fit (fastai's own is `learn.recorder`)
 
     lr_find_code_args = LR_FIND_CODE_ARGS  # what LRWidget adds to the lr_find call it shows
     lr_find_restores = FIND_RESTORES  # what LRWidget says is restored after a stopped lr_find
@@ -260,8 +258,7 @@ class FastaiLearner:
         show_plot: bool = True,
         suggest_funcs: Callable | Sequence[Callable] | None = None,
     ) -> LRFindResult:
-        """fastai's `learn.lr_find(..., suggest_funcs=(minimum, steep, valley, slide))`, as an LRFindResult; with
-        `suggest_funcs`, it also answers for those, in their order, as fastai's SuggestedLRs does."""
+        """fastai's lr_find with its four suggest_funcs, as an LRFindResult (that answers for `suggest_funcs`)."""
         from fastai.callback.schedule import minimum, slide, steep, valley
 
         asked = check_suggest_funcs(suggest_funcs)

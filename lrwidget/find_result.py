@@ -30,12 +30,11 @@ def _frozen_array(a: Any) -> np.ndarray:
 
 
 class LRFindResult(tuple):
-    """An lr_find curve and its suggestions: a tuple of the suggestions it unpacks to, `lr_min, lr_steep` by default.
+    """An lr_find curve and its suggestions: an immutable tuple of the suggestions it unpacks to."""
 
-    With fastai's `suggest_funcs=(...)` it holds those suggestions instead, in that order, each also an attribute
-    named after its function, as fastai's SuggestedLRs (a namedtuple) does. Immutable: `_replace` makes a changed
-    copy, so its hash (the tuple's) never changes.
-    """
+    # `lr_min, lr_steep` by default; with fastai's `suggest_funcs=(...)` those, in order, each also an attribute
+    # named after its function, as fastai's SuggestedLRs (a namedtuple). `_replace` makes a changed copy: the
+    # hash (the tuple's) never changes
 
     lrs: np.ndarray
     losses: np.ndarray
@@ -194,8 +193,7 @@ def check_suggest_funcs(funcs: Any) -> tuple[Callable, ...] | None:
 
 
 def apply_suggest_funcs(res: LRFindResult, funcs: tuple[Callable, ...]) -> LRFindResult:
-    """`res` answering as fastai's SuggestedLRs for `funcs`, as a new result; ours are computed already, others are
-    called as fastai calls them: `f(lrs, losses, num_it)` on the trimmed curve as float tensors -> (lr, (lr, loss))."""
+    """A new result answering as fastai's SuggestedLRs for `funcs`, called as fastai calls them."""
     lrs, losses = suggest.trim(res.lrs, res.losses, res.num_it)
     curve = torch.tensor(lrs.tolist()), torch.tensor(losses.tolist())  # float32, as fastai builds them
     fields = res._fields_dict()

@@ -31,13 +31,11 @@ class StopSignal:
 
 
 class RunGuard:
-    """Holds a learner for one run at a time, with that run's stop signal.
+    """Holds a learner for one run at a time, with that run's stop signal."""
 
-    A second lr_find or fit (another widget, a cell typed meanwhile) would step the same model and optimizer and
-    corrupt both runs, so it is refused while the first holds the learner. The signal lives as long as the hold:
-    a Stop asked for after a widget reserved the learner but before its loop began still counts, and a stray
-    Stop while nothing runs has nothing to set.
-    """
+    # a second lr_find or fit (another widget, a cell typed meanwhile) would step the same model and optimizer and
+    # corrupt both runs. The signal lives as long as the hold: a Stop after a widget reserved the learner but
+    # before its loop began still counts, and a stray Stop while nothing runs has nothing to set
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()

@@ -23,8 +23,7 @@ def _on_main_thread() -> bool:
 
 @contextlib.contextmanager
 def as_stop(sig: Any) -> Iterator[None]:
-    """On the main thread: a Ctrl-C during the block sets `sig` ('interrupted'), so the run ends at the next batch
-    boundary with its state in order, and KeyboardInterrupt is raised after it; a second Ctrl-C raises at once."""
+    """On the main thread, a Ctrl-C during the block stops the run at its next batch, then raises KeyboardInterrupt."""
     before = signal.getsignal(signal.SIGINT) if _on_main_thread() else None
     if before is None or before == signal.SIG_IGN:  # a worker thread, or a process that ignores Ctrl-C
         yield
@@ -33,7 +32,7 @@ def as_stop(sig: Any) -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         hits.append(signum)
-        if len(hits) > 1:
+        if len(hits) > 1:  # a second Ctrl-C: the user will not wait for the batch boundary
             raise KeyboardInterrupt
         sig.set("interrupted")
 
@@ -69,17 +68,15 @@ def _chained(h: Any) -> Any:
 
 
 def watch(sig: Any) -> None:
-    """Let an interrupt set `sig` (a run in a worker thread) until `unwatch(sig)`.
-
-    Called on the main thread it puts the chained handler in place, also for when the kernel is idle: ipykernel
-    sets Python's default handler around each message it handles, then puts back the one it saved, so the saved
-    one is chained too."""
+    """Let an interrupt stop the worker-thread run of `sig` until `unwatch(sig)`."""
     with _watched_lock:
         _watched.add(sig)
     if not _on_main_thread():
         return
     signal.signal(signal.SIGINT, _chained(signal.getsignal(signal.SIGINT)))
     k = notebook.kernel()
+    # ipykernel sets Python's default handler around each message it handles (a cell, a click), then puts back the
+    # handler it saved, SIG_IGN: chain that one too, so that an interrupt of the idle kernel stops the run
     if k is not None and hasattr(k, "saved_sigint_handler"):
         k.saved_sigint_handler = _chained(k.saved_sigint_handler)
 

@@ -108,8 +108,7 @@ class Learner:
         return [lrs[i] for i in sorted(lrs)]
 
     def freeze_to(self, n: int) -> None:
-        """Train only layer groups from `n` on, as fastai (norm layers stay trainable with `train_bn`); clears the
-        optimizer state."""
+        """Train only layer groups from `n` on, as fastai (norm layers too, with `train_bn`); clears the opt state."""
         _freeze_to(self.model, self.layer_groups, n, self.train_bn)
         self.opt.state.clear()
 
@@ -189,8 +188,7 @@ class Learner:
         wd: float | None = None,
         moms: tuple[float, float, float] | None = None,
     ) -> None:
-        """fastai's fine_tune: one cycle with the body frozen, then `epochs` unfrozen at slice(base_lr/2/lr_mult,
-        base_lr/2); a Stop in either phase ends it all."""
+        """fastai's fine_tune: a cycle with the body frozen, then `epochs` at slice(base_lr/2/lr_mult, base_lr/2)."""
         with self.guard("fine_tune") as sig:
             whole("epochs", epochs)
             whole("freeze_epochs", freeze_epochs)
@@ -227,10 +225,7 @@ class Learner:
         show_plot: bool = True,
         suggest_funcs: Callable | Sequence[Callable] | None = None,
     ) -> LRFindResult:
-        """The learning-rate range test; model, optimizer and random state are restored afterwards, in every case.
-
-        The result unpacks as `lr_min, lr_steep`, or with fastai's `suggest_funcs=(minimum, steep, valley, slide)`
-        as those. `show_plot` draws the curve in a notebook and warns of a suggestion that came out None."""
+        """The learning-rate range test; the model, optimizer and random state are restored after it, always."""
         with self.guard("lr_find") as sig:  # held before the copy: a Stop while the state is copied still counts
             funcs = check_suggest_funcs(suggest_funcs)
             hint = (
@@ -265,7 +260,7 @@ class Learner:
             if funcs is not None:
                 res = apply_suggest_funcs(res, funcs)
             rec.lr_find_result = res
-            if show_plot:
+            if show_plot:  # the curve in a notebook, and a warning of each suggestion that came out None
                 show_in_notebook(lambda: rec.plot_lr_find())
                 warn_missing(res, self.lr, stacklevel=3)
             return res

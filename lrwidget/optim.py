@@ -26,14 +26,13 @@ def norm_bias_params(model: nn.Module) -> list[nn.Parameter]:
 
 
 def param_groups(model: nn.Module, layer_groups: Sequence[Sequence[nn.Parameter]], wd_bn_bias: bool) -> list[dict]:
-    """Optimizer parameter groups: per layer group, the decayed parameters, then (unless `wd_bn_bias`) the norm and
-    bias parameters with weight_decay 0, as fastai does; each group's "layer_group" says which it belongs to."""
+    """Optimizer groups, per layer group: the decayed parameters, then (as fastai) the norm and bias ones at wd 0."""
     exempt = set() if wd_bn_bias else {id(p) for p in norm_bias_params(model)}
     groups = []
     for i, ps in enumerate(layer_groups):
         decay, rest = [p for p in ps if id(p) not in exempt], [p for p in ps if id(p) in exempt]
         if decay or not rest:
-            groups.append({"params": decay, "layer_group": i})
+            groups.append({"params": decay, "layer_group": i})  # which layer group a slice gives it the lr of
         if rest:
             groups.append({"params": rest, "layer_group": i, "weight_decay": 0.0, "wd_exempt": True})
     return groups

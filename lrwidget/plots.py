@@ -184,14 +184,11 @@ class LRFindChart:
         _set(self.raw, x=xr, y=yr)
 
     def show_result(self, res: Any, skip_end: int = 5, lr_range: tuple[float, float] | None = None) -> None:
-        """Draw an LRFindResult: its curve without the last `skip_end` steps, and its suggestions.
-
-        The x axis spans the curve drawn, or `lr_range` where given (a run stopped early).
-        """
+        """Draw an LRFindResult: its curve without the last `skip_end` steps, and its suggestions."""
         lrs, losses = np.asarray(res.lrs, dtype=float), np.asarray(res.losses, dtype=float)
         n = max(len(lrs) - skip_end, min(len(lrs), 2)) if skip_end else len(lrs)
         lrs, losses, raw = lrs[:n], losses[:n], np.asarray(res.raw_losses, dtype=float)[:n]
-        if lr_range is None and len(lrs) >= 2:
+        if lr_range is None and len(lrs) >= 2:  # a range given is the one asked for, by a run stopped early
             lr_range = (float(lrs[0]), float(lrs[-1]))
         self.show_curve(lrs, losses, raw, lr_range)
         keys = [k for k, v in res.suggestions.items() if v is not None]
@@ -211,11 +208,9 @@ class LRFindChart:
 
 
 def lr_find_figure(res: Any, skip_end: int = 5, suggestions: Any = None, nms: Any = None) -> bq.Figure:
-    """The lr_find curve: smoothed and faint raw loss against lr (log axis), suggestions as labelled points.
-
-    `suggestions` (lrs) and `nms` (their names), as fastai's plot_lr_find takes them, replace the result's own."""
+    """The lr_find curve (smoothed, raw faint) against lr on a log axis, with its suggestions as labelled points."""
     chart = LRFindChart(res, skip_end)
-    if suggestions is not None:
+    if suggestions is not None:  # fastai's plot_lr_find(suggestions=lrs, nms=names): these replace the result's
         xs = [float(v) for v in np.atleast_1d(np.asarray(suggestions, dtype=float))]
         names = [str(n) for n in nms] if nms is not None else [f"suggestion {i + 1}" for i in range(len(xs))]
         if len(names) != len(xs):
@@ -263,8 +258,7 @@ class LossChart:
 def loss_figure(
     rec: Any, skip_start: int = 5, with_valid: bool = True, log: bool = False, show_epochs: bool = False
 ) -> bq.Figure:
-    """Smoothed training loss per batch, and the validation loss at each epoch end (fastai's plot_loss: `log` for
-    a log loss axis, `show_epochs` for a line at each epoch's end)."""
+    """Smoothed training loss per batch and validation loss per epoch end, as fastai's plot_loss."""
     chart = LossChart(skip_start, with_valid, height="360px", log=log)
     chart.update(rec)
     if show_epochs and rec.iters:

@@ -23,11 +23,9 @@ def smooth(
 
 
 class Recorder:
-    """What a run did: lr, momentum and loss per training batch, and a row of values per epoch.
+    """What a run did: lr, momentum and loss per training batch, and a row of values per epoch."""
 
-    Batch losses stay on the device until read (`losses`, `raw_losses`, `flush()`), so recording
-    costs no host-device synchronisation per batch.
-    """
+    # batch losses stay on the device until read (`losses`, `raw_losses`, `flush()`): no host-device sync per batch
 
     def __init__(self, beta: float = 0.98):
         self.beta = beta
@@ -104,8 +102,7 @@ class Recorder:
         return plots.loss_figure(self, skip_start=skip_start, with_valid=with_valid, log=log, show_epochs=show_epochs)
 
     def plot_lr_find(self, skip_end: int = 5, return_fig: bool = True, suggestions: Any = None, nms: Any = None):
-        """The last lr_find curve with its suggestions (or `suggestions` named `nms`, as fastai's), as a bqplot
-        Figure; `return_fig=False` displays it in a notebook and returns None."""
+        """The last lr_find curve with its suggestions as a bqplot Figure, with fastai's plot_lr_find arguments."""
         from . import plots
 
         if self.lr_find_result is None:

@@ -127,10 +127,7 @@ def _positive(name: str, x: object, shown: object) -> float:
 
 
 def lr_per_group(lr: float | slice | ArrayLike, n_groups: int, name: str = "lr_max", stacklevel: int = 2) -> np.ndarray:
-    """One lr per parameter group from a number, slice(a, b), slice(None, b) or one number per group, validated
-    and read as fastai does.
-
-    `stacklevel` says whose line a warning names (2: the caller's)."""
+    """One lr per layer group from a number, slice(a, b), slice(None, b) or a list, read as fastai does."""
     whole("n_groups", n_groups)
     if isinstance(lr, np.ndarray) and lr.ndim == 0:
         lr = lr.item()
@@ -158,6 +155,6 @@ def lr_per_group(lr: float | slice | ArrayLike, n_groups: int, name: str = "lr_m
             f"{name}={_show(lr)} has start > stop, so the earlier layers get the higher learning rate "
             f"({start:g} for the first group, {stop:g} for the last); swap them if that is not intended",
             UserWarning,
-            stacklevel=stacklevel,
+            stacklevel=stacklevel,  # whose line the warning names (2: the caller's)
         )
     return even_mults(start, stop, n_groups)

@@ -69,16 +69,13 @@ STEEP_DECADES = 3
 
 
 def steep(lrs: ArrayLike, losses: ArrayLike) -> Result:
-    """The lr where the loss falls fastest against log(lr), on the descent into the minimum loss.
-
-    Searched only over the STEEP_DECADES decades of lr below the minimum: fastai searches the whole
-    curve and can land past a divergence, or on a blip of the noisy first steps (where the smoothed
-    loss averages only a few batches) decades before the real descent.
-    """
+    """The lr where the loss falls fastest against log(lr), on the descent into the minimum loss."""
     lrs, losses = _np(lrs), _np(losses)
     if len(losses) < 2:
         return None, None, _short(len(losses))
     end = int(np.argmin(losses)) + 1
+    # only the STEEP_DECADES decades below the minimum: fastai searches the whole curve and can land past a
+    # divergence, or on a blip of the noisy first steps (the smoothed loss averages few batches) far before the descent
     start = int(np.searchsorted(lrs[:end], lrs[end - 1] / 10**STEEP_DECADES))
     grads = np.diff(losses[start:end]) / np.diff(np.log(lrs[start:end]))
     if len(grads) == 0 or grads.min() >= 0:
@@ -182,11 +179,10 @@ def _unusable(x: np.ndarray, y: np.ndarray, n_run: int, num_it: int | None) -> s
 def suggest_lrs(
     lrs: ArrayLike, losses: ArrayLike, num_it: int | None = None, end_reason: str | None = None
 ) -> Suggestions:
-    """The four suggestions on a whole lr_find curve, with the reason for each None; raises only on malformed input.
-
-    `end_reason` (lr_find's: 'diverged', 'non-finite loss', 'stopped'...) lets a too-short curve say why it is."""
+    """The four suggestions on a whole lr_find curve, with the reason for each None; raises only on malformed input."""
     x, y = trim(lrs, losses, num_it)
     n_run = len(_np(lrs))
+    # end_reason (lr_find's: 'diverged', 'non-finite loss', 'stopped'...) lets a too-short curve say why it is
     why = _ended_early(end_reason, n_run) if len(y) < 2 else None
     why = why or _unusable(x, y, n_run, num_it)
     out = Suggestions()

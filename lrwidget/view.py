@@ -81,8 +81,7 @@ def widget_tree(root: W.Widget) -> list[W.Widget]:
 
 
 def ui(method: Callable) -> Callable:
-    """Run `method` holding the view's lock: the worker thread's updates and the kernel's handlers (a drag, a typed
-    value) never interleave half-way."""
+    """Run `method` holding the view's lock, so the worker's updates and the kernel's handlers never interleave."""
 
     @functools.wraps(method)
     def locked(self: View, *args: Any, **kwargs: Any) -> Any:

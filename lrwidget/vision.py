@@ -203,12 +203,7 @@ def vision_learner(
     custom_head: nn.Module | None = None,
     **kwargs: Any,
 ) -> Learner:
-    """A Learner over a torchvision architecture (e.g. `resnet34`) with a new head for `n_out` outputs.
-
-    Parameter groups follow fastai (resnets: early body, late body, head), so `slice(a, b)` gives
-    discriminative learning rates; with `pretrained=True` the body is frozen, as in fastai. fastai's head
-    arguments (lin_ftrs, ps, concat_pool, y_range, ...) and the Learner's (loss_func, wd, ...) are taken too.
-    """
+    """A Learner over a torchvision architecture with a new head for `n_out` outputs, split as fastai splits it."""
     if isinstance(arch, (str, nn.Module)) or not callable(arch):
         raise TypeError(
             f"arch must be a torchvision model function such as torchvision.models.resnet34, "
@@ -252,6 +247,7 @@ def vision_learner(
             return [list(b[:split_at].parameters()), list(b[split_at:].parameters()), list(h.parameters())]
         return [list(b.parameters()), list(h.parameters())]
 
+    # fastai's groups (resnets: early body, late body, head), so that slice(a, b) gives discriminative rates
     learn = Learner(dls, net, metrics=metrics, splitter=splitter or default_splitter, **kwargs)
     if pretrained:
         learn.freeze()

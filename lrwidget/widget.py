@@ -100,9 +100,7 @@ class LRWidget(Markers):
     # -- public API ---------------------------------------------------------------------------------
 
     def find(self, **lr_find_kwargs: Any) -> bool:
-        """Start `learn.lr_find` in the background (fields give start, end, steps; kwargs override); False if busy.
-
-        Keywords that `lr_find` does not take raise TypeError here; bad values surface as the worker's error."""
+        """Start `learn.lr_find` in the background (the fields give start, end, steps; kwargs win); False if busy."""
         if self.busy:
             return False
         kw: dict[str, Any] = {}
@@ -117,7 +115,7 @@ class LRWidget(Markers):
             kw["num_it"] = int(self.steps_box.value)
         kw.update({k: _plain(v) for k, v in lr_find_kwargs.items() if k != "show_plot"})
         kw = {k: kw[k] for k in sorted(kw, key=lambda k: FIND_ORDER.index(k) if k in FIND_ORDER else len(FIND_ORDER))}
-        inspect.signature(self.learn.lr_find).bind(**kw)
+        inspect.signature(self.learn.lr_find).bind(**kw)  # a keyword lr_find lacks: TypeError now; a bad value: later
         lo, hi = parse_lr(kw.get("start_lr")), parse_lr(kw.get("end_lr"))
         self._find_range = (lo, hi) if lo is not None and hi is not None and lo < hi else None
         if self._find_range is not None:
@@ -148,8 +146,7 @@ class LRWidget(Markers):
         self._say(f"stopping {self._worker.kind} at the next batch…")
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the run ends; re-raise the worker's exception, if any. A KeyboardInterrupt (Ctrl-C, the
-        kernel's interrupt) stops the run as Stop does, waits for it to end, then ends the cell."""
+        """Block until the run ends and re-raise its error; an interrupt here stops the run first, as Stop does."""
         self._worker.wait(timeout)
 
     def close(self) -> None:

@@ -43,8 +43,7 @@ class Worker:
         on_error: Callable[[BaseException, str], None],
         on_end: Callable[[], None],
     ) -> None:
-        """Run `call()` (a `kind` of run: 'lr_find', 'fit') in the run `sig` reserved on `learn`; then
-        `on_done(result)` or `on_error(e, traceback)`, and always `on_end()`, on the worker thread."""
+        """Run `call()` in a thread as the run `sig` reserved on `learn`; then `on_done` or `on_error`, `on_end`."""
         self.kind, self.error, self._sig = kind, None, sig
         self._done.clear()
         interrupts.watch(sig)  # the kernel's interrupt (or Ctrl-C) now stops this run
@@ -80,13 +79,12 @@ class Worker:
             self._sig.set(reason)
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the run ends; re-raise its error. A KeyboardInterrupt here interrupts the run, waits for it to
-        end (lr_find restored, a fit's weights kept), then goes on; a second one leaves at once."""
+        """Block until the run ends, re-raising its error; a KeyboardInterrupt here stops it and waits for its end."""
         try:
             ended = self._done.wait(timeout)
         except KeyboardInterrupt:
             self.stop("interrupted")
-            self._done.wait()
+            self._done.wait()  # to the next batch boundary; a second KeyboardInterrupt leaves at once
             raise
         if not ended:
             raise TimeoutError(f"{self.kind} still running after {timeout} s")
@@ -103,9 +101,8 @@ class Worker:
 
 @atexit.register
 def _stop_all() -> None:
-    """At the interpreter's exit, stop the runs still going and join their threads: a daemon thread left inside torch
-    would abort the process ('terminate called without an active exception')."""
-    live = list(_live)
+    """At the interpreter's exit, stop the runs still going and join their threads."""
+    live = list(_live)  # a daemon thread left inside torch aborts the process: "terminate called without..."
     for w in live:
         w.stop()
     for w in live:
