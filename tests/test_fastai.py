@@ -101,6 +101,16 @@ def test_importing_lrwidget_does_not_import_fastai():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
 
 
+def test_the_adapter_has_the_written_interface_and_ctrl_c_stops_its_run(learn):
+    from test_interrupts import interrupt_a_widget_fit
+
+    from lrwidget.interface import Driven
+
+    assert isinstance(FastaiLearner(learn), Driven)
+    w = interrupt_a_widget_fit(learn)
+    assert w.learn.run.end_reason == "interrupted" and "fit interrupted after" in w.status and not w.busy
+
+
 def test_a_fastai_learner_is_wrapped_and_ours_is_not(learn, tmp_path):
     w = LRWidget(learn)
     assert isinstance(w.learn, FastaiLearner) and w.learn.learn is learn

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrwidget import Learner
+from lrwidget import Learner, LRWidget
 from lrwidget.data import digits
 from lrwidget.events import Observer
 
@@ -201,3 +201,24 @@ def test_the_kernels_interrupt_stops_a_widget_run_when_idle_and_during_wait():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def interrupt_a_widget_fit(learn) -> LRWidget:
+    """Start a long Fit in the widget's worker, then Ctrl-C this process (the main thread is free meanwhile)."""
+    w = LRWidget(learn)
+    assert w.fit(1000)
+    deadline = time.monotonic() + 60
+    while w.learn.recorder.n_batches < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(KeyboardInterrupt):  # the main thread gets it as ever; the run gets a Stop
+        signal.raise_signal(signal.SIGINT)
+    w.wait(60)
+    return w
+
+
+def test_ctrl_c_while_a_widget_trains_in_the_background_stops_it():
+    learn = make_learner()
+    w = interrupt_a_widget_fit(learn)
+    assert learn.run.end_reason == "interrupted" and "fit interrupted after" in w.status and not w.busy
+    assert w.fit(1) and w.wait(60) is None and learn.run.end_reason == "completed", "the next run is not interrupted"
