@@ -16,7 +16,7 @@ class StopSignal:
         self.kind = kind
         self.reason = ""  # 'stopped' or 'interrupted': the first request's
         self._event = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a SIGINT handler may set it while the main thread is in set()
 
     def set(self, reason: str = "stopped") -> None:
         """Ask the run to end at the next batch boundary (thread-safe; the first reason given stays)."""

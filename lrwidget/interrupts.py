@@ -14,7 +14,7 @@ from typing import Any
 from . import notebook
 
 _watched: set[Any] = set()  # stop signals of the runs in worker threads that an interrupt ends
-_watched_lock = threading.Lock()
+_watched_lock = threading.RLock()  # re-entrant: the handler takes it on the main thread, which may hold it already
 
 
 def _on_main_thread() -> bool:
