@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -21,8 +23,7 @@ def mlp() -> nn.Module:
         (
             {"loss_func": nn.CrossEntropyLoss},
             TypeError,
-            r"loss_func is the class CrossEntropyLoss: pass an instance, "
-            r"loss_func=CrossEntropyLoss\(\)",
+            r"loss_func is the class CrossEntropyLoss.*pass an instance.*loss_func=CrossEntropyLoss\(\)",
         ),
         ({"loss_func": "cross_entropy"}, TypeError, r"loss_func must be callable"),
         ({"metrics": "accuracy"}, TypeError, r"each metric must be a function.*got 'accuracy'"),
@@ -53,8 +54,7 @@ def test_class_targets_with_an_extra_dimension_say_to_squeeze_them():
     learn = Learner(DataLoaders.from_tensors(x, y, bs=16), mlp(), device="cpu")
     with pytest.raises(
         ValueError,
-        match=r"class targets have shape \(16, 1\), an extra dimension of size 1: "
-        r"CrossEntropyLoss wants shape \(16,\); make the dataset yield y.squeeze\(1\)",
+        match=r"\(16, 1\).*extra dimension.*CrossEntropyLoss.*\(16,\).*y\.squeeze\(1\)",
     ):
         learn.fit(1)
 
@@ -66,15 +66,14 @@ def test_a_metric_that_returns_one_value_per_sample_is_named():
     learn = Learner(digits(), mlp(), device="cpu", metrics=per_sample)
     with pytest.raises(
         ValueError,
-        match=r"per_sample returned shape \(64,\) for a validation batch; a loss or "
-        r"metric must return one number per batch",
+        match=r"per_sample.*\(64,\).*validation batch.*one number per batch",
     ):
         learn.validate()
 
 
 def test_save_to_a_folder_is_refused(tmp_path):
     learn = Learner(digits(), mlp(), device="cpu")
-    with pytest.raises(IsADirectoryError, match=r"is a folder: give a file name, e.g. .*model.pth"):
+    with pytest.raises(IsADirectoryError, match=r"is a folder.*file name.*model\.pth"):
         learn.save(tmp_path)
     assert list(tmp_path.iterdir()) == [], "nothing written beside it"
 
@@ -83,9 +82,9 @@ def test_from_tensors_refuses_half_a_validation_set_or_mismatched_lengths():
     x, y = torch.randn(20, 4), torch.randn(20)
     with pytest.raises(ValueError, match="give both x_valid and y_valid"):
         DataLoaders.from_tensors(x, y, x[:5])
-    with pytest.raises(ValueError, match="x_train has 20 samples but y_train has 19"):
+    with pytest.raises(ValueError, match=r"x_train has 20\b.*y_train has 19\b"):
         DataLoaders.from_tensors(x, y[:19])
-    with pytest.raises(ValueError, match="x_valid has 5 samples but y_valid has 4"):
+    with pytest.raises(ValueError, match=r"x_valid has 5\b.*y_valid has 4\b"):
         DataLoaders.from_tensors(x, y, x[:5], y[:4])
 
 
@@ -93,7 +92,7 @@ def test_digits_valid_pct():
     assert digits(valid_pct=0).valid is None
     assert len(digits(valid_pct=0).train.dataset) == 1797
     for bad in (1, 1.5, -0.1, "0.2", True):
-        with pytest.raises(ValueError, match=r"valid_pct must be a fraction in \[0, 1\)"):
+        with pytest.raises(ValueError, match=rf"valid_pct.*\[0, 1\).*got {re.escape(repr(bad))}"):
             digits(valid_pct=bad)
 
 
@@ -193,5 +192,5 @@ def test_errors_of_the_model_the_metric_and_the_data_keep_their_type_and_message
 def test_a_proven_shape_mismatch_still_names_both_shapes():
     x, y = torch.randn(64, 64), torch.randn(64, 3)
     learn = Learner(DataLoaders.from_tensors(x, y, bs=16), mlp(), loss_func=nn.MSELoss(), device="cpu")
-    with pytest.raises(ValueError, match=r"output of shape \(16, 10\) with the target of shape \(16, 3\)"):
+    with pytest.raises(ValueError, match=r"output.*\(16, 10\).*target.*\(16, 3\)"):
         learn.fit(1)

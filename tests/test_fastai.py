@@ -302,10 +302,10 @@ def test_an_error_in_the_loss_reaches_status_and_wait(tmp_path):
     click(w.fit_button)
     with pytest.raises(Boom, match="the loss blew up"):
         w.wait(TIMEOUT)
-    assert w.status == "error: Boom: the loss blew up"
+    assert w.status.startswith("error") and "Boom" in w.status and "the loss blew up" in w.status
     assert w.learn.run.end_reason == "error"
     assert w.error_box.layout.display == "" and "bad_loss" in w.traceback_html.value
-    assert not w.busy and w._watcher not in w.learn.observers
+    assert not w.busy and w.learn.observers == [], "the widget's observer is removed"
     assert not any(type(cb).__name__ == "LRWidgetCallback" for cb in learn.cbs)
     learn.loss_func = CrossEntropyLossFlat()
     assert w.fit()
@@ -397,7 +397,7 @@ def test_widgets_on_one_fastai_learner_share_one_run_at_a_time(w, learn):
     with w.learn.guard("fit"):
         assert w.learn.busy and other.learn.busy
         assert not other.fit() and not other.find() and "the learner is busy with another run" in other.status
-        with pytest.raises(RuntimeError, match=r"this learner is busy with fit .* so lr_find cannot start"):
+        with pytest.raises(RuntimeError, match=r"busy with fit\b.*lr_find cannot start"):
             other.learn.lr_find(show_plot=False)
     assert other.find()
     other.wait(60)
@@ -464,15 +464,19 @@ def test_vision_learner_splits_into_fastais_parameter_groups(name):
 
 
 @pytest.mark.parametrize("n_in", [1, 2, 4])
-def test_a_pretrained_first_convolution_adapts_as_fastais(n_in):
+def test_a_pretrained_first_convolution_adapts_as_fastais(n_in, monkeypatch):
+    import torchvision.models._api
     from fastai.vision.learner import _load_pretrained_weights
+    from torchvision.models import resnet18
 
-    from lrwidget.vision import _adapt_input
+    from lrwidget import vision_learner
 
     torch.manual_seed(0)
-    rgb = nn.Conv2d(3, 8, 3)
-    ours = nn.Sequential(rgb)
-    _adapt_input(ours, n_in, pretrained=True)
-    theirs = nn.Conv2d(n_in, 8, 3)
+    weights = resnet18().state_dict()  # the "pretrained" weights, offline
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda *a, **k: weights)
+    ours = vision_learner(digits(images=True, size=16), resnet18, pretrained=True, n_in=n_in).model[0][0]
+    rgb = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+    rgb.load_state_dict({"weight": weights["conv1.weight"]})
+    theirs = nn.Conv2d(n_in, 64, 7, 2, 3, bias=False)
     _load_pretrained_weights(theirs, rgb)
-    assert ours[0].in_channels == n_in and torch.equal(ours[0].weight, theirs.weight)
+    assert ours.in_channels == n_in and torch.equal(ours.weight, theirs.weight)

@@ -235,8 +235,7 @@ def test_lr_find_restores_after_non_finite_loss(trained):
     trained.loss_func = nan_after_6
     with pytest.warns(
         UserWarning,
-        match=r"could not suggest lr_min, lr_steep: the loss stopped being finite after "
-        r"7 steps, too early to suggest from; lower start_lr\. Those are None",
+        match=r"could not suggest lr_min, lr_steep.*stopped being finite after 7 steps.*lower start_lr.*None",
     ):
         res = trained.lr_find()
     assert res.end_reason == "non-finite loss" and len(res.lrs) == 7
@@ -330,11 +329,11 @@ def test_short_lr_find_gives_none_with_reasons_not_errors():
 def test_lr_find_warns_of_a_missing_suggestion_and_fit_names_where_to_look():
     learn = make_learner()
     learn.loss_func = lambda out, y: nn.functional.cross_entropy(out, y) * 0 + torch.arange(1.0, 2.0).sum()
-    with pytest.warns(UserWarning, match=r"^lr_find could not suggest lr_min, lr_steep: the loss is flat") as w:
+    with pytest.warns(UserWarning, match=r"^lr_find could not suggest lr_min, lr_steep.*loss is flat") as w:
         res = learn.lr_find(num_it=20)
     assert [x.filename for x in w] == [__file__], "the warning names the caller's line"
     assert res.missing == {"lr_min": res.reasons["lr_min"], "lr_steep": res.reasons["lr_steep"]}
-    with pytest.raises(TypeError, match=r"slice\(None, None\); a None lr usually comes from an lr_find suggestion"):
+    with pytest.raises(TypeError, match=r"slice\(None, None\).*None lr.*lr_find suggestion"):
         learn.fit_one_cycle(1, lr_max=slice(res.lr_min, res.lr_steep))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -346,11 +345,11 @@ def test_lr_find_warns_of_a_missing_suggestion_and_fit_names_where_to_look():
 @pytest.mark.parametrize(
     "loss, start_lr, why",
     [
-        (lambda out, y: (out * math.nan).sum(), 1e-7, r"not finite from the first step: check the model and data"),
+        (lambda out, y: (out * math.nan).sum(), 1e-7, r"not finite from the first step.*check the model and data"),
         (
             None,
             1.0,
-            r"the loss (diverged|stopped being finite) after \d steps, too early to suggest from; lower start_lr",
+            r"(diverged|stopped being finite) after \d steps.*too early.*lower start_lr",
         ),
     ],
 )
@@ -389,8 +388,7 @@ def test_a_loss_of_one_element_is_a_number_and_more_is_refused():
     learn.loss_func = nn.CrossEntropyLoss(reduction="none")
     with pytest.raises(
         ValueError,
-        match=r"CrossEntropyLoss returned a tensor of shape \(64,\); training needs one "
-        r"number per batch: use reduction='mean'",
+        match=r"CrossEntropyLoss.*\(64,\).*one number per batch.*reduction='mean'",
     ):
         learn.fit(1, 1e-3)
 
@@ -664,7 +662,7 @@ def test_freeze_keeps_every_norm_layer_trainable_and_clears_the_optimizer_state_
 
 def test_freezing_every_group_warns_and_training_then_says_what_to_do():
     learn = make_learner()
-    with pytest.warns(UserWarning, match=r"freezing 5 layer groups of 1: the whole model is frozen") as w:
+    with pytest.warns(UserWarning, match=r"5 layer groups of 1.*whole model is frozen") as w:
         learn.freeze_to(5)
     assert [x.filename for x in w] == [__file__]
     learn = Learner(digits(), mlp(), device="cpu")  # no norm layers: nothing stays trainable
@@ -967,7 +965,7 @@ def test_a_float_target_meets_one_output_per_sample_as_fastais_mseflat():
 @pytest.mark.parametrize("batch", [42, "text", None, object()])
 def test_bad_batch_type(batch):
     learn = Learner(DataLoaders([batch]), mlp(), device="cpu")
-    with pytest.raises(TypeError, match="a batch must be a tensor, or a tuple, list or dict"):
+    with pytest.raises(TypeError, match=rf"batch must be a tensor.*tuple, list or dict.*got {type(batch).__name__}\b"):
         learn.fit(1)
 
 
@@ -982,7 +980,7 @@ def test_bad_learner_arguments():
         Learner(digits(), "resnet")
     with pytest.raises(ValueError, match="mixed_precision"):
         Learner(digits(), mlp(), mixed_precision="fp8")
-    with pytest.raises(ValueError, match="wd must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"wd must be a finite number >= 0.*got -1\b"):
         Learner(digits(), mlp(), wd=-1)
 
 
@@ -1026,7 +1024,7 @@ def test_load_refuses_another_model_or_optimizer_layout_and_loads_nothing(tmp_pa
     assert_same(one_group.model.state_dict(), learn.model.state_dict())
     wide = Learner(digits(), nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), device="cpu")
     weights = {k: v.clone() for k, v in wide.model.state_dict().items()}
-    with pytest.raises(ValueError, match=r"another model \(0.weight: saved \(64, 64\), here \(32, 64\)"):
+    with pytest.raises(ValueError, match=r"another model.*0\.weight.*saved \(64, 64\).*here \(32, 64\)"):
         wide.load(learn.save(tmp_path / "narrow"))
     assert_same(weights, wide.model.state_dict())
 
@@ -1074,5 +1072,5 @@ def test_partial_metrics_are_named_by_their_function_and_accumulating_ones_refus
 
         def __call__(self, out, y): ...
 
-    with pytest.raises(TypeError, match=r"f1_score is a fastai metric that accumulates over the whole validation"):
+    with pytest.raises(TypeError, match=r"f1_score.*accumulates over the whole validation.*pass a function metric"):
         Learner(digits(), mlp(), metrics=Accumulating(), device="cpu")

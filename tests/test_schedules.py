@@ -1,4 +1,5 @@
 import math
+import re
 import warnings
 
 import numpy as np
@@ -225,22 +226,17 @@ nan, inf = float("nan"), float("inf")
 def test_lr_per_group_rejects(lr, shown, exc):
     with pytest.raises(exc) as e:
         lr_per_group(lr, 3)
-    hint = (
-        (
-            "; a None lr usually comes from an lr_find suggestion it could not make: res.reasons says why "
-            "(pass a number, or run lr_find again as it suggests)"
-        )
-        if shown in ("None", "slice(0.001, None)", "slice(None, None)")
-        else ""
-    )
-    assert str(e.value) == f"lr_max must be a positive finite number or a slice of them, got {shown}{hint}"
+    msg = str(e.value)
+    assert re.search(rf"^lr_max .*positive finite.*, got {re.escape(shown)}(;|$)", msg), msg
+    hinted = "None lr" in msg and "lr_find suggestion" in msg and "res.reasons" in msg
+    assert hinted == (shown in ("None", "slice(0.001, None)", "slice(None, None)")), msg
 
 
 def test_lr_per_group_takes_one_lr_per_group_as_fastai():
     assert lr_per_group([1e-4, 1e-3, 1e-2], 3).tolist() == [1e-4, 1e-3, 1e-2]
     assert lr_per_group(np.array([1e-4, 1e-2]), 2).tolist() == [1e-4, 1e-2]
     assert lr_per_group(np.array(1e-3), 2).tolist() == [1e-3, 1e-3]  # a 0-d array is a number
-    with pytest.raises(ValueError, match="has 2 learning rates, but the model has 3 layer groups"):
+    with pytest.raises(ValueError, match=r"has 2 learning rates.*3 layer groups"):
         lr_per_group([1e-4, 1e-3], 3)
     with pytest.raises(ValueError, match=r"positive finite"):
         lr_per_group([1e-4, -1.0], 2)
@@ -250,7 +246,7 @@ def test_lr_per_group_takes_one_lr_per_group_as_fastai():
 
 @pytest.mark.parametrize("moms", [(0.95, 0.85), (0.95, 0.85, 1.5), (0.9, -0.1, 0.9), "abc", None, (0.9, 0.8, True)])
 def test_one_cycle_refuses_bad_moms_by_name(moms):
-    with pytest.raises(ValueError, match=r"^moms must be three momenta \(start, middle, end\), each in \[0, 1\)"):
+    with pytest.raises(ValueError, match=rf"^moms .*three momenta.*\[0, 1\).*got {re.escape(repr(moms))}"):
         one_cycle(10, 1e-3, moms=moms)
 
 

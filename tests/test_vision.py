@@ -127,7 +127,7 @@ def test_fastais_head_arguments_build_its_head():
 @pytest.mark.parametrize(
     "kw, match",
     [
-        ({"normalize": True}, r"vision_learner does not take normalize= \(fastai's does\): lrwidget does not change"),
+        ({"normalize": True}, r"does not take normalize=.*lrwidget does not change your data"),
         ({"cbs": []}, r"does not take cbs=.*learn.observers"),
         ({"colour": 1}, r"does not take colour=: it takes \["),
     ],
@@ -147,7 +147,7 @@ def test_an_arch_that_is_not_a_model_function_is_refused(arch):
 def test_channels_last_features_are_refused_not_trained_on():
     from torchvision.models import swin_t
 
-    with pytest.raises(ValueError, match=r"channels-last features, as swin's, are not supported\): pass cut="):
+    with pytest.raises(ValueError, match=r"channels-last.*not supported.*pass cut="):
         vision_learner(small_image_dls(n=64), swin_t, pretrained=False)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import re
 import time
 
 import bqplot as bq
@@ -18,6 +19,7 @@ from torch import nn
 from lrwidget import Learner, LRWidget, accuracy
 from lrwidget.data import digits
 from lrwidget.events import Observer
+from lrwidget.view import widget_tree
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
@@ -152,15 +154,16 @@ def test_is_a_displayable_vbox_with_the_public_surface(w):
 
 
 def test_drag_each_marker_sets_its_traitlet(w):
+    markers = w.chart_view.markers  # the Marker behind each handle: its line and label
     drag(w, "lr_min", 3.3e-4, drop=False)
     assert w.lr_min == 1e-4, "the value is taken on drop, not while dragging"
-    assert w._markers["lr_min"].line.x.tolist() == [3.3e-4, 3.3e-4], "the line follows the handle while dragging"
+    assert markers["lr_min"].line.x.tolist() == [3.3e-4, 3.3e-4], "the line follows the handle while dragging"
     drag(w, "lr_min", 3.3e-4)
     drag(w, "lr_steep", 0.0456789, update_first=False)
     assert (w.lr_min, w.lr_steep) == (3.3e-4, 0.0456789)
     assert w.texts["lr_min"].value == "0.00033" and w.texts["lr_steep"].value == "0.0456789"
-    assert w._markers["lr_steep"].line.x.tolist() == [0.0456789, 0.0456789]
-    assert "0.0457" in w._markers["lr_steep"].label.text[0]
+    assert markers["lr_steep"].line.x.tolist() == [0.0456789, 0.0456789]
+    assert "0.0457" in markers["lr_steep"].label.text[0]
 
 
 def test_drag_out_of_the_curve_is_clamped_into_its_lr_range(found):
@@ -174,7 +177,7 @@ def test_drag_out_of_the_curve_is_clamped_into_its_lr_range(found):
 def test_setting_traitlets_moves_markers_lines_labels_and_fields(w):
     w.lr_min, w.lr_steep = 2e-3, 5e-2
     for name, v in (("lr_min", 2e-3), ("lr_steep", 5e-2)):
-        mk = w._markers[name]
+        mk = w.chart_view.markers[name]
         assert mk.handle.x.tolist() == [v] and mk.line.x.tolist() == [v, v]
         assert f"{v:.3g}" in mk.label.text[0] and float(w.texts[name].value) == v
 
@@ -316,7 +319,8 @@ def test_a_curve_without_suggestions_says_why_once(w, learn):
     assert w.find(num_it=20)
     w.wait(TIMEOUT)
     assert (w.lr_min, w.lr_steep) == (1e-4, 1e-2)
-    assert w.status.startswith("lr_find done (20 steps, completed): markers not moved: no suggestion from this curve (")
+    assert w.status.startswith("lr_find done") and "(20 steps, completed)" in w.status
+    assert "markers not moved" in w.status and "no suggestion" in w.status
     assert w.status.count("the loss is flat") == 1
 
 
@@ -479,10 +483,9 @@ def test_a_stop_after_the_last_batch_says_the_last_epoch_has_no_validation(w, le
     w.wait(TIMEOUT)
     n = 2 * len(learn.dls.train)
     assert learn.run.end_reason == "stopped" and learn.recorder.n_batches == n and len(learn.recorder.values) == 1
-    assert w.status == (
-        f"fit stopped in the last validation, after all {n} batches trained (that epoch has no "
-        "validation row); 1 full epoch; the weights keep the training done"
-    )
+    assert "fit stopped" in w.status and "last validation" in w.status and f"all {n} batches" in w.status
+    assert "no validation row" in w.status and re.search(r"\b1 full epoch\b", w.status)
+    assert "weights keep the training" in w.status
 
 
 @pytest.mark.parametrize("kind", ["fit", "find"])
@@ -512,16 +515,20 @@ def test_live_charts_and_epoch_table_after_a_fit(found, learn):
     assert all(f">{c}</th>" in table for c in rec.metric_names)
     assert found.progress.value == n == found.progress.max and "elapsed" in found.progress_label.value
     assert found.train_box.layout.display == ""
-    assert found.loss_chart.figure in found._train_charts.children and found._train_charts in found.train_box.children
+    table, charts = found.train_box.children
+    assert table is found.table_html and charts.children == (found.loss_chart.figure, found.sched_chart.figure)
     assert np.array_equal(found.chart_view.smooth.x, curve_x), "the lr_find chart keeps the lr_find curve"
 
 
 def test_the_training_charts_are_not_drawn_while_hidden(w):
     """bqplot draws a figure in a display:none box at zero width and logs SVG errors (negative widths)."""
-    assert w.train_box.layout.display == "none" and w._train_charts not in w.train_box.children
+    figures = (w.loss_chart.figure, w.sched_chart.figure)
+    assert w.train_box.layout.display == "none" and w.train_box.children == (w.table_html,)
+    assert not any(f in widget_tree(w) for f in figures), "no chart is in the widget's tree while hidden"
     assert w.fit(1)
     w.wait(TIMEOUT)
-    assert w.train_box.layout.display == "" and w.train_box.children == (w.table_html, w._train_charts)
+    assert w.train_box.layout.display == "" and w.train_box.children[0] is w.table_html
+    assert len(w.train_box.children) == 2 and w.train_box.children[1].children == figures
 
 
 def test_a_second_widget_or_a_cell_cannot_run_on_a_busy_learner(w, learn):
@@ -541,8 +548,7 @@ def test_a_second_widget_or_a_cell_cannot_run_on_a_busy_learner(w, learn):
     for call in (learn.lr_find, lambda: learn.fit(1), learn.validate, lambda: learn.fine_tune(1)):
         with pytest.raises(
             RuntimeError,
-            match=r"this learner is busy with fit_one_cycle .* wait for it to end, or "
-            r"call learn.stop\(\)",
+            match=r"busy with fit_one_cycle\b.*cannot start.*wait for it to end.*learn\.stop\(\)",
         ):
             call()
     learn.observers.pop()
@@ -604,10 +610,10 @@ def test_an_error_in_the_loss_reaches_status_and_wait():
     with pytest.raises(Boom) as again:
         w.wait(TIMEOUT)
     assert again.value is err.value, "the worker's own exception, not a copy"
-    assert w.status == "error: Boom: the loss blew up"
+    assert w.status.startswith("error") and "Boom" in w.status and "the loss blew up" in w.status
     assert w.error_box.layout.display == "" and "the loss blew up" in w.error_html.value
     assert "bad_loss" in w.traceback_html.value and "Traceback" in w.traceback_html.value
-    assert not w.busy and not w.fit_button.disabled and w._watcher not in learn.observers
+    assert not w.busy and not w.fit_button.disabled and learn.observers == [], "the widget's observer is removed"
     with pytest.raises(Boom):
         w.wait(TIMEOUT)
     learn.loss_func = nn.CrossEntropyLoss()
@@ -642,7 +648,7 @@ def test_recorder_plots_take_fastais_arguments(learn):
     pts = next(m for m in fig.marks if isinstance(m, bq.Scatter))
     assert list(pts.x) == [res.valley, res.slide] and [str(n).split()[0] for n in pts.names] == ["valley", "slide"]
     assert learn.recorder.plot_lr_find(return_fig=False) is None
-    with pytest.raises(ValueError, match="nms names 1 suggestions, suggestions holds 2"):
+    with pytest.raises(ValueError, match=r"nms names 1\b.*suggestions holds 2\b"):
         learn.recorder.plot_lr_find(suggestions=[1e-3, 1e-2], nms=["one"])
     learn.fit_one_cycle(2, lr_max=1e-2)
     fig = learn.recorder.plot_loss(log=True, show_epochs=True)
@@ -652,7 +658,7 @@ def test_recorder_plots_take_fastais_arguments(learn):
     lr_only = learn.recorder.plot_sched(keys=["lr"])
     assert [m.labels[0] for m in lr_only.marks] == ["lr"] and len(lr_only.axes) == 2
     assert [m.labels[0] for m in learn.recorder.plot_sched().marks] == ["lr", "momentum"]
-    with pytest.raises(ValueError, match=r"plot_sched's keys are \['lr', 'mom'\]"):
+    with pytest.raises(ValueError, match=r"plot_sched's keys are \['lr', 'mom'\].*got \['beta'\]"):
         learn.recorder.plot_sched(keys=["beta"])
 
 
@@ -714,7 +720,7 @@ def test_the_widget_drives_anything_with_the_written_interface(learn):
     w.stop()
     w.wait(TIMEOUT)
     assert "the thin learner restored it" in w.status
-    with pytest.raises(TypeError, match=r"LRWidget drives an lrwidget Learner or a fastai Learner, got Sequential"):
+    with pytest.raises(TypeError, match=r"lrwidget Learner or a fastai Learner.*got Sequential.*Learner\(dls, model"):
         LRWidget(learn.model)
 
 
@@ -739,7 +745,7 @@ def test_worker_updates_and_kernel_handlers_never_interleave(w, learn):
         return g
 
     w.chart_view.show_curve = exclusive(w.chart_view.show_curve, "worker")  # the worker draws the growing curve
-    for m in w._markers.values():
+    for m in w.chart_view.markers.values():
         m.move = exclusive(m.move, "kernel")  # a drag or a typed value places a marker
     assert w.find(num_it=20000, end_lr=1e-2)
     wait_for(lambda: learn.recorder.n_batches > 0)
@@ -764,6 +770,6 @@ def test_an_out_of_memory_error_shows_its_type_message_and_hint(learn):
     assert w.fit(1)
     with pytest.raises(torch.OutOfMemoryError, match="Tried to allocate"):
         w.wait(TIMEOUT)
-    assert w.status.startswith("error: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert w.status.startswith("error") and "OutOfMemoryError" in w.status and "Tried to allocate 2.00 GiB" in w.status
     assert "smaller batch size" in w.status and "mixed_precision" in w.error_html.value
     learn.loss_func = nn.CrossEntropyLoss()
