@@ -26,11 +26,11 @@ def default_device() -> torch.device:
 
 def to_device(b: Any, device: torch.device, non_blocking: bool | None = None) -> Any:
     """Move a batch (tensors in tuples, lists or dicts, nested) to `device`, without blocking onto an accelerator."""
-    if non_blocking is None:
-        # decided once per batch: a non-blocking copy to the host could be read before it lands
-        non_blocking = torch.device(device).type != "cpu"
+    if non_blocking is None:  # the loop decides it once per run
+        device = torch.device(device)
+        non_blocking = device.type != "cpu"  # a non-blocking copy to the host could be read before it lands
     if isinstance(b, torch.Tensor):
-        return b.to(device, non_blocking=non_blocking)
+        return b if b.device == device else b.to(device, non_blocking=non_blocking)  # a no-op .to costs microseconds
     if isinstance(b, (tuple, list)):
         moved = [to_device(o, device, non_blocking) for o in b]
         return type(b)(*moved) if hasattr(b, "_fields") else type(b)(moved)  # a namedtuple takes its fields

@@ -316,7 +316,7 @@ class Learner:
         self.run = run = RunInfo(kind, n_epoch, len(dl), total)
         autocast = self._autocast()
         scaler = torch.amp.GradScaler(dev.type) if self.mixed_precision == "fp16" else None
-        k, error = 0, None
+        k, error, non_blocking = 0, None, dev.type != "cpu"
         opt.zero_grad(set_to_none=True)
         emit(self.observers, "fit_start", self)
         try:
@@ -338,7 +338,7 @@ class Learner:
                                     g["betas"] = (m, g["betas"][1])
                                 else:
                                     g["momentum"] = m
-                        xs, kw, y = split_batch(to_device(batch, dev))
+                        xs, kw, y = split_batch(to_device(batch, dev, non_blocking))
                         with autocast:
                             out = model(*xs, **kw)
                             loss = self._loss(out, y, first=k == 0)

@@ -41,8 +41,9 @@ class Recorder:
         self.iters: list[int] = []  # number of batches done at each epoch end
         self.times: list[float] = []  # seconds per epoch
         self._pending: list[torch.Tensor] = []
-        self._raw = np.empty(0)
-        self._smooth = np.empty(0)
+        self._raw: list[float] = []  # lists, not arrays: lr_find reads the loss back every step
+        self._smooth: list[float] = []
+        self._arrays: dict[str, np.ndarray] = {}  # the lists as arrays, made when asked for and kept until they grow
         self._state = (0.0, 0)
         if metric_names is not None:
             self.metric_names = metric_names
@@ -63,20 +64,26 @@ class Recorder:
         raw = np.array([float(p[0])]) if len(p) == 1 else torch.stack(p).float().cpu().numpy().astype(np.float64)
         raw = raw.reshape(-1)  # a loss of shape (1,) is a number too
         sm, self._state = smooth(raw, self.beta, self._state)
-        self._raw = np.concatenate([self._raw, raw])
-        self._smooth = np.concatenate([self._smooth, sm])
+        self._raw += raw.tolist()
+        self._smooth += sm.tolist()
+
+    def _array(self, name: str) -> np.ndarray:
+        self.flush()
+        values = getattr(self, name)
+        a = self._arrays.get(name)
+        if a is None or len(a) != len(values):
+            a = self._arrays[name] = np.array(values, dtype=np.float64)
+        return a
 
     @property
     def losses(self) -> np.ndarray:
         """Smoothed training loss per batch (what fastai's recorder keeps)."""
-        self.flush()
-        return self._smooth
+        return self._array("_smooth")
 
     @property
     def raw_losses(self) -> np.ndarray:
         """Unsmoothed training loss per batch."""
-        self.flush()
-        return self._raw
+        return self._array("_raw")
 
     @property
     def smooth_loss(self) -> float:
