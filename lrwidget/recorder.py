@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -10,15 +11,15 @@ import torch
 
 
 def smooth(
-    raw: np.ndarray, beta: float = 0.98, state: tuple[float, int] = (0.0, 0)
-) -> tuple[np.ndarray, tuple[float, int]]:
+    raw: Iterable[float], beta: float = 0.98, state: tuple[float, int] = (0.0, 0)
+) -> tuple[list[float], tuple[float, int]]:
     """Debiased exponential moving average of `raw`, continuing from `state` (avg, count)."""
     avg, count = state
-    out = np.empty(len(raw))
-    for i, v in enumerate(raw.tolist()):
+    out = []
+    for v in raw:  # plain floats: lr_find smooths one loss a step, where numpy's overhead would dominate
         avg = beta * avg + (1 - beta) * v
         count += 1
-        out[i] = avg / (1 - beta**count)
+        out.append(avg / (1 - beta**count))
     return out, (avg, count)
 
 
@@ -61,11 +62,11 @@ class Recorder:
         if not self._pending:
             return
         p, self._pending = self._pending, []
-        raw = np.array([float(p[0])]) if len(p) == 1 else torch.stack(p).float().cpu().numpy().astype(np.float64)
-        raw = raw.reshape(-1)  # a loss of shape (1,) is a number too
+        # a loss of shape (1,) is a number too
+        raw = [float(p[0])] if len(p) == 1 else torch.stack(p).float().cpu().reshape(-1).tolist()
         sm, self._state = smooth(raw, self.beta, self._state)
-        self._raw += raw.tolist()
-        self._smooth += sm.tolist()
+        self._raw += raw
+        self._smooth += sm
 
     def _array(self, name: str) -> np.ndarray:
         self.flush()
