@@ -22,7 +22,7 @@ from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs,
 from .guard import RunGuard, StopSignal
 from .losses import MSELossFlat, check_loss_value, check_shapes, default_loss_for, one_number, oom_hint
 from .notebook import show_in_notebook
-from .optim import default_opt_func, layer_index, mom_key, norm_bias_params, param_groups, set_wd
+from .optim import by_layer_group, default_opt_func, layer_index, mom_key, norm_bias_params, param_groups, set_wd
 from .optim import freeze_to as _freeze_to
 from .optim import split as split_groups
 from .recorder import Recorder
@@ -94,18 +94,12 @@ class Learner:
     @property
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """The parameters of each layer group (the splitter's), which `slice` learning rates spread over."""
-        out: dict[int, list[nn.Parameter]] = {}
-        for i, g in zip(layer_index(self.opt), self.opt.param_groups):
-            out.setdefault(i, []).extend(g["params"])
-        return [out[i] for i in sorted(out)]
+        return [[p for ps in gs for p in ps] for gs in by_layer_group(self.opt, "params")]
 
     @property
     def layer_lrs(self) -> list[float]:
         """The current learning rate of each layer group (what `slice(a, b)` set)."""
-        lrs: dict[int, float] = {}
-        for i, g in zip(layer_index(self.opt), self.opt.param_groups):
-            lrs.setdefault(i, g["lr"])
-        return [lrs[i] for i in sorted(lrs)]
+        return [gs[0] for gs in by_layer_group(self.opt, "lr")]
 
     def freeze_to(self, n: int) -> None:
         """Train only layer groups from `n` on, as fastai (norm layers too, with `train_bn`); clears the opt state."""

@@ -74,6 +74,14 @@ def layer_index(opt: torch.optim.Optimizer) -> list[int]:
     return idx if all(isinstance(i, int) for i in idx) else list(range(len(idx)))
 
 
+def by_layer_group(opt: torch.optim.Optimizer, key: str) -> list[list[Any]]:
+    """`key` of each optimizer parameter group, gathered by layer group, in layer-group order."""
+    out: dict[int, list[Any]] = {}
+    for i, g in zip(layer_index(opt), opt.param_groups):
+        out.setdefault(i, []).append(g[key])
+    return [out[i] for i in sorted(out)]
+
+
 def mom_key(opt: torch.optim.Optimizer) -> str | None:
     """The hyper-parameter the one-cycle momentum schedule drives: 'betas' (Adam's beta1), 'momentum', or None."""
     g = opt.param_groups[0]
