@@ -41,7 +41,7 @@ def test_overhead_benchmark_runs_every_case(capsys):
     ]
     for r in rows:
         assert r["ours_s"] > 0 and r["hand_s"] > 0 and r["ratio"] > 0 and r["cpu_ratio"] > 0  # no timing limits
-        assert r["tool"] == "lrwidget" and r["target"] in (1.05, 1.10)
+        assert r["tool"] == "lrwidget" and r["target"] == 1.05
         if r["work"] != "lr_find(20)":
             assert r["steps"][0] == r["steps"][1] > 0  # the same work on both sides
     assert [r["baseline"] for r in rows].count("headless fit_one_cycle") == 2
