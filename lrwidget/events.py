@@ -6,8 +6,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-EVENTS = ("fit_start", "batch_end", "epoch_end", "fit_end")
-
 
 class Observer:
     """Receives a learner's events; override what you need. Called on the training thread."""

@@ -83,7 +83,7 @@ class Learner:
         self.opt_func = opt_func or partial(default_opt_func, device=self.device)
         self.wd_bn_bias, self.train_bn = wd_bn_bias, train_bn
         self.opt = self.opt_func(param_groups(self.model, split_groups(self.splitter(self.model)), wd_bn_bias))
-        set_wd(self.opt, wd)
+        set_wd(self.opt, None if wd is None else positive("wd", wd, allow_zero=True))
         self.recorder = Recorder()
         self.observers: list[Observer] = []
         self.run: RunInfo | None = None

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checks import is_int, positive
+from .checks import is_int
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm)
 
@@ -89,10 +89,9 @@ def mom_key(opt: torch.optim.Optimizer) -> str | None:
 
 
 def set_wd(opt: torch.optim.Optimizer, wd: float | None) -> None:
-    """Set the weight decay of every group that is not exempt from it (None: leave it as it is)."""
+    """Set the weight decay, checked by the caller, of every group not exempt from it (None: leave it as it is)."""
     if wd is None:
         return
-    wd = positive("wd", wd, allow_zero=True)
     for g in opt.param_groups:
         if not g.get("wd_exempt"):
             g["weight_decay"] = wd
