@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import reprlib
 import warnings
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
@@ -21,6 +23,9 @@ FIELD_OF = {"minimum": "lr_min", "steep": "lr_steep", "valley": "valley", "slide
 OURS = (suggest.minimum, suggest.steep, suggest.valley, suggest.slide)  # computed already, by suggest_lrs
 # every field, in the constructor's order
 ALL_FIELDS = ("lrs", "losses", "raw_losses", *FIELDS, "reasons", "points", "num_it", "end_reason", "order", "extra")
+CURVES = ("lrs", "losses", "raw_losses")
+FORMAT, VERSION = "lrwidget.LRFindResult", 1  # to_dict's "format" and "version"
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}  # how to_dict writes floats JSON has no number for
 
 
 def _frozen_array(a: Any) -> np.ndarray:
@@ -114,6 +119,51 @@ class LRFindResult(tuple):
     def __reduce__(self) -> tuple:
         return _rebuild, (self._fields_dict(),)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON takes it (allow_nan=False): nan, inf, -inf as the strings "nan", "inf", "-inf"."""
+        f = self.__dict__
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            **{k: [_enc(x) for x in f[k].tolist()] for k in CURVES},
+            **{k: _enc(f[k]) for k in FIELDS},
+            "reasons": dict(self.reasons),
+            "points": {k: [_enc(lr), _enc(loss)] for k, (lr, loss) in self.points.items()},
+            "num_it": self.num_it,
+            "end_reason": self.end_reason,
+            "order": list(self.order),
+            "extra": {k: _enc(v) for k, v in self.extra.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LRFindResult:
+        """The result `to_dict` gave, every key checked first: TypeError if `d` is not a dict, else ValueError."""
+        if not isinstance(d, dict):
+            raise TypeError(f"LRFindResult.from_dict takes a dict (as to_dict gives), got {type(d).__name__}")
+        if d.get("format") != FORMAT:
+            raise ValueError(f"not an lrwidget lr_find result: format is {_got(d.get('format'))}, not {FORMAT!r}")
+        version = _int("version", d.get("version"), 1)
+        if version > VERSION:
+            raise ValueError(f"version {version} is newer than this lrwidget reads ({VERSION}): upgrade lrwidget")
+        missing = [k for k in ALL_FIELDS if k not in d]
+        if missing:
+            raise ValueError(f"an lr_find result needs the key {missing[0]!r} (missing: {', '.join(missing)})")
+        f: dict[str, Any] = {k: _typed(k, d[k], list, " of numbers") for k in CURVES}
+        f.update({k: [_num(f"{k}[{i}]", x) for i, x in enumerate(f[k])] for k in CURVES})
+        if len({len(f[k]) for k in CURVES}) > 1:
+            lengths = ", ".join(f"{k} {len(f[k])}" for k in CURVES)
+            raise ValueError(f"lrs, losses and raw_losses must be lists of the same length, got {lengths}")
+        f.update({k: _num(k, d[k], none=True) for k in FIELDS})
+        f["reasons"] = {k: _typed(f"reasons[{k!r}]", v, str) for k, v in _typed("reasons", d["reasons"], dict).items()}
+        f["points"] = {k: _pair(f"points[{k!r}]", v) for k, v in _typed("points", d["points"], dict).items()}
+        f["extra"] = {k: _num(f"extra[{k!r}]", v, none=True) for k, v in _typed("extra", d["extra"], dict).items()}
+        f["num_it"], f["end_reason"] = _int("num_it", d["num_it"], 0), _typed("end_reason", d["end_reason"], str)
+        f["order"] = [_typed(f"order[{i}]", k, str) for i, k in enumerate(_typed("order", d["order"], list))]
+        for k in f["order"]:
+            if k not in FIELDS and k not in FIELD_OF and k not in f["extra"]:
+                raise ValueError(f"order names {k!r}: not one of {(*FIELDS, *FIELD_OF)} nor a key of extra")
+        return cls(**f)
+
     @property
     def _fields(self) -> tuple[str, ...]:
         """The names of the values it holds, as a namedtuple's."""
@@ -169,6 +219,47 @@ class LRFindResult(tuple):
 
 def _rebuild(fields: dict[str, Any]) -> LRFindResult:
     return LRFindResult(**fields)
+
+
+def _got(v: Any) -> str:
+    return f"{reprlib.repr(v)} ({type(v).__name__})"
+
+
+def _enc(x: float | None) -> float | str | None:
+    """A float as JSON's allow_nan=False takes it: finite as a number, else "nan", "inf" or "-inf"."""
+    return None if x is None else float(x) if math.isfinite(x) else repr(float(x))
+
+
+def _typed(key: str, v: Any, kind: type, of: str = "") -> Any:
+    """`v`, checked to be a `kind` (a dict's keys to be str): else a ValueError naming `key`."""
+    if not isinstance(v, kind) or (kind is dict and not all(isinstance(k, str) for k in v)):
+        expected = {list: "a list", str: "a str", dict: "a dict with str keys"}[kind] + of
+        raise ValueError(f"{key} must be {expected}, got {_got(v)}")
+    return v
+
+
+def _num(key: str, v: Any, none: bool = False) -> float | None:
+    """A number written by `_enc` (None too where `none`), read back: else a ValueError naming `key`."""
+    if v is None and none:
+        return None
+    if isinstance(v, str) and v in NON_FINITE:
+        return NON_FINITE[v]
+    if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and v.bit_length() < 1024):
+        return float(v)
+    expected = "a number" + " or None" * none + ' ("nan", "inf" or "-inf" where not finite)'
+    raise ValueError(f"{key} must be {expected}, got {_got(v)}")
+
+
+def _pair(key: str, v: Any) -> tuple[float, float]:
+    if not isinstance(v, list) or len(v) != 2:
+        raise ValueError(f"{key} must be a list [lr, loss] of two numbers, got {_got(v)}")
+    return _num(f"{key}[0]", v[0]), _num(f"{key}[1]", v[1])
+
+
+def _int(key: str, v: Any, least: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < least:
+        raise ValueError(f"{key} must be an int >= {least}, got {_got(v)}")
+    return v
 
 
 def _key(f: Callable) -> str:
