@@ -30,7 +30,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from . import state
 from .events import Observer, RunInfo, emit
 from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
 from .guard import RunGuard, StopSignal
@@ -340,6 +342,21 @@ class FastaiLearner:
             cb = _callback_class()(self, sig, "fit", n_epoch, None)
             self.note = ""
             self._run(cb, lambda: getattr(self.learn, method)(n_epoch, cbs=[*cbs, cb], **kwargs))
+
+    def take_state(self) -> dict:
+        """An exact copy, in host memory, of the weights, fastai's optimizer (None before its first fit), modes,
+        grads and every random state."""
+        fl = self.learn
+        return state.take(fl.model, fl.opt, fl.dls.train, torch.device(getattr(fl.dls, "device", None) or "cpu"))
+
+    def restore_state(self, saved: dict) -> None:
+        """Put back a copy made by `take_state` (which stays as it was)."""
+        fl = self.learn
+        if saved["opt"] is None:
+            fl.opt = None  # fastai makes a fresh one at the next fit, as it did after the copy was taken
+        elif fl.opt is None:
+            fl.create_opt()
+        state.restore(saved, fl.model, fl.opt, fl.dls.train)
 
     # -- helpers ------------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ class RunGuard:
         self._mutex = threading.Lock()
         self._signal: StopSignal | None = None
         self._owner: int | None = None  # the thread that runs it; None while reserved for a thread to come
-        self._entered = False  # the adopting thread's run (lr_find, fit...) has begun
+        self._depth = 0  # runs entered on the adopting thread and not yet left: one at a time, one after another
 
     @property
     def busy(self) -> bool:
@@ -73,7 +73,7 @@ class RunGuard:
                     f"this learner is busy with {self._signal.kind} (in a widget or another thread), so {kind} "
                     "cannot start: wait for it to end, or call learn.stop()"
                 )
-            self._signal, self._owner, self._entered = StopSignal(kind), None, False
+            self._signal, self._owner, self._depth = StopSignal(kind), None, 0
             return self._signal
 
     def release(self, sig: StopSignal) -> None:
@@ -96,14 +96,20 @@ class RunGuard:
 
     @contextlib.contextmanager
     def __call__(self, kind: str) -> Iterator[StopSignal]:
-        """Hold the learner for a run; the first run on a thread that adopted a reservation is that reservation's."""
+        """Hold the learner for a run; on a thread that adopted a reservation, runs one after another are its own."""
+        # a widget's sweep runs several fits in one reservation; a run inside a run (an observer calling fit) is
+        # refused, as from any other thread
         with self._mutex:
-            held = self._signal if self._owner == threading.get_ident() and not self._entered else None
-            self._entered = self._entered or held is not None
+            held = self._signal if self._owner == threading.get_ident() and self._depth == 0 else None
+            if held is not None:
+                self._depth += 1
         if held is not None:
-            yield held
+            try:
+                yield held
+            finally:
+                self._depth -= 1
             return
         sig = self.reserve(kind)
         with self.adopt(sig), interrupts.as_stop(sig):
-            self._entered = True
+            self._depth = 1
             yield sig

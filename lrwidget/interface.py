@@ -47,3 +47,11 @@ class Driven(Protocol):
     def fit_one_cycle(self, n_epoch: int, lr_max: Any = ...) -> None:
         """Train one cycle."""
         ...
+
+    def take_state(self) -> Any:
+        """An exact copy of the weights, optimizer and random state, in host memory (the runs' same start)."""
+        ...
+
+    def restore_state(self, saved: Any) -> None:
+        """Put back a copy made by `take_state`, which stays as it was."""
+        ...

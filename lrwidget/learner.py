@@ -238,13 +238,13 @@ class Learner:
                 best = min(best, s)
                 return "diverged" if stop_div and s > 4 * best else None
 
-            saved = state.take(self.model, self.opt, self.dls.train, self.device)
+            saved = self.take_state()
             try:
                 n_epoch = math.ceil(num_it / len(self.dls.train))
                 per_group = np.repeat(lrs[:, None], len(self.layer_groups), axis=1)
                 self._loop("lr_find", n_epoch, per_group, None, sig, validate=False, check=check)
             finally:
-                state.restore(saved, self.model, self.opt, self.dls.train)
+                self.restore_state(saved)
             end = self.run.end_reason
             s = suggest_lrs(rec.lrs, rec.losses, num_it, end)
             res = LRFindResult(
@@ -258,6 +258,16 @@ class Learner:
                 show_in_notebook(lambda: rec.plot_lr_find())
                 warn_missing(res, self.lr, stacklevel=3)
             return res
+
+    # -- exact state copies ----------------------------------------------------------------------------
+
+    def take_state(self) -> dict:
+        """An exact copy, in host memory, of the weights, optimizer, module modes, grads and every random state."""
+        return state.take(self.model, self.opt, self.dls.train, self.device)
+
+    def restore_state(self, saved: dict) -> None:
+        """Put back a copy made by `take_state` (which stays as it was: it can be put back again)."""
+        state.restore(saved, self.model, self.opt, self.dls.train)
 
     # -- saving -----------------------------------------------------------------------------------
 

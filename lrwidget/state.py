@@ -14,13 +14,23 @@ from torch import nn
 
 def clone_cpu(o: Any) -> Any:
     """A deep copy with every tensor copied to host memory."""
+    return copy_to(o, torch.device("cpu"))
+
+
+def copy_to(o: Any, device: torch.device) -> Any:
+    """A deep copy with every tensor copied to `device`."""
     if isinstance(o, torch.Tensor):
-        return o.detach().to("cpu", copy=True)
+        return o.detach().to(device, copy=True)
     if isinstance(o, dict):
-        return {k: clone_cpu(v) for k, v in o.items()}
+        return {k: copy_to(v, device) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return type(o)(clone_cpu(v) for v in o)
+        return type(o)(copy_to(v, device) for v in o)
     return copy.deepcopy(o)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def loader_generators(dl: Any) -> list[torch.Generator]:
@@ -33,11 +43,11 @@ def loader_generators(dl: Any) -> list[torch.Generator]:
     return found
 
 
-def take(model: nn.Module, opt: torch.optim.Optimizer, train_dl: Any, device: torch.device) -> dict:
-    """Model, optimizer, module modes, grads and every random state, copied to host memory."""
+def take(model: nn.Module, opt: Any, train_dl: Any, device: torch.device) -> dict:
+    """Model, optimizer (None: not made yet), module modes, grads and every random state, copied to host memory."""
     return {
         "model": clone_cpu(model.state_dict()),
-        "opt": clone_cpu(opt.state_dict()),
+        "opt": None if opt is None else clone_cpu(opt.state_dict()),
         "modes": [(m, m.training) for m in model.modules()],
         "grads": [(p, None if p.grad is None else p.grad.detach().to("cpu", copy=True)) for p in model.parameters()],
         "torch": torch.get_rng_state(),
@@ -50,14 +60,18 @@ def take(model: nn.Module, opt: torch.optim.Optimizer, train_dl: Any, device: to
     }
 
 
-def restore(s: dict, model: nn.Module, opt: torch.optim.Optimizer, train_dl: Any) -> None:
-    """Put back what `take` saved, into the tensors the model and optimizer already hold."""
+def restore(s: dict, model: nn.Module, opt: Any, train_dl: Any) -> None:
+    """Put back what `take` saved, into the tensors the model and optimizer already hold; `s` stays as it was."""
+    # `s` may be restored again (the widget's same start): nothing of it may end up shared with the live state
     model.load_state_dict(s["model"])
-    load_opt_in_place(opt, s["opt"])
+    if isinstance(opt, torch.optim.Optimizer):
+        load_opt_in_place(opt, s["opt"])
+    elif opt is not None:  # another optimizer with a state_dict (fastai's): its own load, from a copy
+        opt.load_state_dict(copy_to(s["opt"], _device_of(model)))
     for m, training in s["modes"]:
         m.training = training
     for p, g in s["grads"]:
-        p.grad = None if g is None else g.to(p.device)
+        p.grad = None if g is None else g.to(p.device, copy=True)
     torch.set_rng_state(s["torch"])
     if s["cuda"] is not None:
         torch.cuda.set_rng_state_all(s["cuda"])
@@ -79,7 +93,7 @@ def load_opt_in_place(opt: torch.optim.Optimizer, saved: dict) -> None:
     groups, saved_groups = opt.param_groups, saved["param_groups"]
     pairs = [(p, i) for g, sg in zip(groups, saved_groups) for p, i in zip(g["params"], sg["params"])]
     if not _same_layout(opt, saved, pairs):
-        opt.load_state_dict(saved)  # keys, shapes or dtypes changed: torch allocates afresh
+        opt.load_state_dict(clone_cpu(saved))  # keys, shapes or dtypes changed: torch allocates afresh
         return
     for g, sg in zip(groups, saved_groups):
         g.update({k: copy.deepcopy(v) for k, v in sg.items() if k != "params"})
