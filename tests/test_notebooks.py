@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-REQUIRED = ["quickstart.ipynb", "lr_range_test.ipynb", "one_cycle.ipynb", "article.ipynb"]
+REQUIRED = ["quickstart.ipynb", "lr_range_test.ipynb", "one_cycle.ipynb", "article.ipynb", "compare_rates.ipynb"]
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 WIDGET = "application/vnd.jupyter.widget-view+json"
 PROBE = "NOTEBOOK-TEST-PROBE "
@@ -62,6 +62,14 @@ PROBES = {
         "lr_min": lr_min, "lr_steep": lr_steep, "groups": len(learn.layer_groups),
         "values": learn.recorder.values, "metric_names": learn.recorder.metric_names,
         "pretrained": any(not p.requires_grad for p in learn.model.parameters())}""",
+    "compare_rates.ipynb": """{
+        "lr": lr, "find": [learn.recorder.lr_find_result.lr_min, learn.recorder.lr_find_result.lr_steep],
+        "runs": [{"lr_min": r.lr_min, "lr_steep": r.lr_steep, "epochs": r.epochs, "from_start": r.from_start,
+                  "end_reason": r.end_reason, "valid_loss": r.valid_loss, "accuracy": r.metrics["accuracy"]}
+                 for r in w.runs],
+        "from_start": w.from_start, "best": best, "markers": [w.lr_min, w.lr_steep],
+        "rates": list(w.chart_view.rates.x), "colors": list(w.chart_view.rates.colors),
+        "history": path.is_file(), "loaded": [r.loaded for r in other.runs]}""",
 }
 
 # The article's lines, as written (with the one change: pretrained=False)
@@ -214,8 +222,35 @@ def test_article(tmp_path, monkeypatch):
 
 
 @pytest.mark.timeout(1200)
+def test_compare_rates(tmp_path, monkeypatch):
+    nb, r = run("compare_rates.ipynb", tmp_path, monkeypatch)
+    assert displays_widget(nb, "LRWidget(learn, epochs=5)")
+    lr, runs = r["lr"], r["runs"]
+    assert lr == pytest.approx(r["find"][1]), "the rate tested is lr_find's lr_steep, the marker"
+    assert len(runs) == 3 and r["from_start"] is True
+    assert all(x["from_start"] and x["end_reason"] == "completed" and x["epochs"] == 5 for x in runs), runs
+    assert [x["lr_steep"] for x in runs] == pytest.approx([lr / 10, lr, lr * 10], rel=1e-9)
+    ratio = r["find"][0] / r["find"][1]  # each slice keeps the markers' ratio
+    assert [x["lr_min"] / x["lr_steep"] for x in runs] == pytest.approx([ratio] * 3, rel=1e-9)
+    low, marker, high = runs
+    # on the digits MLP (seed 0, 5 epochs): valid loss 0.392 / 0.088 / 0.224, accuracy 0.936 / 0.975 / 0.950
+    assert marker["valid_loss"] < low["valid_loss"] - 0.15 and marker["accuracy"] > low["accuracy"] + 0.02, runs
+    assert marker["valid_loss"] < high["valid_loss"] - 0.05, runs
+    losses = [x["valid_loss"] for x in runs]
+    assert r["best"] == losses.index(min(losses)) == 1, f"the notebook says the marker's run does best: {losses}"
+    assert r["markers"] == pytest.approx([marker["lr_min"], marker["lr_steep"]]), "use_run(best) moved the markers"
+    assert r["rates"] == pytest.approx([x["lr_steep"] for x in runs]), "the map of rates: one point per run"
+    worst = losses.index(max(losses))
+    from lrwidget.runs_panel import rate_colors  # imported here, not at collection: it brings in bqplot
+
+    green, red = rate_colors([0.0, 1.0])  # the map's colours for the best and the worst
+    assert r["colors"][r["best"]] == green and r["colors"][worst] == red, r["colors"]
+    assert r["history"] and r["loaded"] == [True, True, True]
+
+
+@pytest.mark.timeout(1200)
 def test_other_notebooks_run(tmp_path, monkeypatch):
-    """A notebook added beside the four runs too (a loop, not a parametrisation that would skip when empty)."""
+    """A notebook added beside the five runs too (a loop, not a parametrisation that would skip when empty)."""
     for name in ALL:
         if name not in REQUIRED:
             (tmp_path / name).mkdir()
