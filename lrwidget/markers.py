@@ -150,10 +150,10 @@ class Markers(View):
 
     @ui
     def _on_snap_menu(self, change: T.Bunch) -> None:
-        if change["new"] is None:
+        if not isinstance(change["new"], tuple):  # the prompt, put back after each snap
             return
         marker, key = change["new"]
-        self.snap_menu.value = None
+        self.snap_menu.value = SNAP_PROMPT
         self.snap(marker, key)
 
     @ui
@@ -163,7 +163,9 @@ class Markers(View):
         self.chart_view.show_result(res, lr_range=lr_range)
         sugg = [(k, v) for k, v in res.suggestions.items() if v is not None]
         menu = [(f"{m} → {k} ({v:.3g})", (m, k)) for m in NAMES for k, v in sugg]
-        self.snap_menu.options = [(SNAP_PROMPT, None), *menu]
+        with self.snap_menu.hold_sync():
+            self.snap_menu.options = [(SNAP_PROMPT, SNAP_PROMPT), *menu]
+            self.snap_menu.value, self.snap_menu.disabled = SNAP_PROMPT, not menu
         for n in NAMES:
             self._place(n)
 

@@ -11,6 +11,7 @@ import numpy as np
 MAX_POINTS = 1000
 SUGGESTION_COLORS = {"lr_min": "#ff7f0e", "lr_steep": "#d62728", "valley": "#2ca02c", "slide": "#9467bd"}
 MARGIN = {"top": 40, "bottom": 50, "left": 60, "right": 30}
+RATES_Y = 0.2  # the height of the map of rates tried, in the plot's 0..1 (the marker handles are below it)
 
 
 def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -39,6 +40,15 @@ def fmt_lr(v: float) -> str:
     return f"{v:.3g}"
 
 
+def fmt_time(s: float) -> str:
+    """Seconds as m:ss (or h:mm:ss)."""
+    if not math.isfinite(s):
+        return "?"
+    m, sec = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
 def _y_range(y: np.ndarray) -> tuple[float, float]:
     y = y[np.isfinite(y)]
     if not len(y):
@@ -57,10 +67,19 @@ def curve_at(lrs: np.ndarray, losses: np.ndarray, lr: float) -> float:
 
 
 class Marker:
-    """A draggable vertical marker: a one-point Scatter moved along x, a vertical line and a value label."""
+    """A draggable vertical marker: a one-point Scatter moved along x, a vertical line and a value label.
 
-    def __init__(self, name: str, sx: bq.Scale, color: str, row: int):
-        self.name = name
+    The label is drawn on the line's `side` ("left" or "right"), so that the labels of two markers, the lower one's
+    on the left and the higher one's on the right, never meet however close the markers are; a left label flips to
+    the right near the axis' left end, where it would be cut off.
+    """
+
+    FLIP_AT = 0.15  # a left label flips right within this fraction of the (log) axis from its left end
+
+    def __init__(self, name: str, sx: bq.Scale, color: str, row: int, side: str = "right"):
+        if side not in ("left", "right"):
+            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        self.name, self.side, self.sx = name, side, sx
         sy = bq.LinearScale(min=0.0, max=1.0)
         self.y_handle, self.y_label = 0.04 + 0.07 * row, 0.95 - 0.08 * row
         sc = {"x": sx, "y": sy}
@@ -73,7 +92,7 @@ class Marker:
             text=[name],
             scales=sc,
             colors=[color],
-            x_offset=5,
+            **self._label_side(1.0),
             default_size=13,
             font_weight="bold",
         )
@@ -100,10 +119,19 @@ class Marker:
         _set(self.handle, x=np.array([x]))
         self.draw_at(x, value)
 
+    def _label_side(self, x: float) -> dict[str, Any]:
+        """The label's alignment and offset at lr `x`: on the marker's side, but right near the axis' left end."""
+        lo, hi = float(self.sx.min or 0), float(self.sx.max or 0)
+        left = self.side == "left"
+        if left and 0 < lo < hi and x > 0:
+            left = math.log(x / lo) / math.log(hi / lo) >= self.FLIP_AT
+        return {"align": "end", "x_offset": -5} if left else {"align": "start", "x_offset": 5}
+
     def draw_at(self, x: float, value: float) -> None:
         """Move the line and label only (while the handle is being dragged)."""
         _set(self.line, x=np.array([x, x]))
-        _set(self.label, x=np.array([x]), text=np.array([f"{self.name} {fmt_lr(value)}"]))
+        text = np.array([f"{self.name} {fmt_lr(value)}"])
+        _set(self.label, x=np.array([x]), text=text, **self._label_side(x))
 
 
 class LRFindChart:
@@ -140,12 +168,26 @@ class LRFindChart:
         )
         self.point_keys: list[str] = []
         self.markers: dict[str, Marker] = {}
+        # the map of rates tried: each run's lr_steep in a strip above the marker handles, coloured by outcome
+        self.rates = bq.Scatter(
+            x=[],
+            y=[],
+            names=[],
+            display_names=False,
+            scales={"x": self.sx, "y": bq.LinearScale(min=0.0, max=1.0)},
+            marker="triangle-up",
+            default_size=90,
+            stroke="#333",
+            tooltip=bq.Tooltip(fields=["name"], labels=["rate tried"]),
+        )
         axes = [
             bq.Axis(scale=self.sx, label="learning rate (log scale)", tick_format=".0e"),
             bq.Axis(scale=self.sy, label="loss", side="left", tick_format=".3g"),
         ]
         self.figure = _figure(
-            [self.raw, self.smooth, self.points], axes, "lr_find: smoothed loss (raw loss faint) against learning rate"
+            [self.raw, self.smooth, self.points, self.rates],
+            axes,
+            "lr_find: smoothed loss (raw loss faint) against learning rate",
         )
         if res is not None:
             self.show_result(res, skip_end)
@@ -155,9 +197,9 @@ class LRFindChart:
         """The lr range the x axis shows."""
         return float(self.sx.min), float(self.sx.max)
 
-    def add_marker(self, name: str, color: str) -> Marker:
-        """A draggable marker on this chart's lr axis."""
-        m = Marker(name, self.sx, color, row=len(self.markers))
+    def add_marker(self, name: str, color: str, side: str = "right") -> Marker:
+        """A draggable marker on this chart's lr axis, its label on the line's `side` ("left" or "right")."""
+        m = Marker(name, self.sx, color, row=len(self.markers), side=side)
         self.markers[name] = m
         self.figure.marks = [*self.figure.marks, *m.marks]
         return m
@@ -193,6 +235,12 @@ class LRFindChart:
         self.show_curve(lrs, losses, raw, lr_range)
         keys = [k for k, v in res.suggestions.items() if v is not None]
         self.show_points(keys, [float(res.suggestions[k]) for k in keys], lrs, losses)
+
+    def show_rates(self, xs: list[float], colors: list[str], names: list[str]) -> None:
+        """Mark the rates tried at lrs `xs` (clamped into the axis), each in its colour, `names` in the tooltip."""
+        lo, hi = self.lr_range
+        x = np.clip(np.array(xs, dtype=float), lo, hi)
+        _set(self.rates, x=x, y=np.full(len(x), RATES_Y), names=np.array(names, dtype=str), colors=colors or ["#555"])
 
     def show_points(self, keys: list[str], xs: list[float], lrs: np.ndarray, losses: np.ndarray) -> None:
         """Mark suggestions `keys` at lrs `xs`, each on the curve (lrs, losses) and labelled with its value."""

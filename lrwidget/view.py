@@ -14,6 +14,8 @@ import traitlets as T
 
 from . import plots
 from .learner import MIN_NUM_IT
+from .plots import fmt_time
+from .runs_panel import RunsPanel
 
 NAMES = ("lr_min", "lr_steep")
 MAX_EPOCHS = 1_000_000
@@ -35,26 +37,26 @@ def fmt_value(v: float) -> str:
     return f"{v:.6g}"
 
 
-def fmt_time(s: float) -> str:
-    """Seconds as m:ss (or h:mm:ss)."""
-    if not math.isfinite(s):
-        return "?"
-    m, sec = divmod(int(round(s)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
 def epoch_table(names: list[str], values: list[list[float]], times: list[float]) -> str:
-    """The per-epoch results as an HTML table (fastai's columns: epoch, losses, metrics, time)."""
-    cell = "style='padding:2px 10px;text-align:right'"
-    head = "".join(f"<th {cell}>{html.escape(n)}</th>" for n in names)
+    """The per-epoch results as an HTML table (fastai's columns: epoch, losses, metrics, time), in a box about
+    10 rows high that scrolls, its header kept in view and its scroll at the newest (last) row."""
+    shown, row_px = 10, 22  # rows in view; a row's height (line height and padding)
+    cell = "padding:2px 10px;text-align:right"
+    th = f"style='{cell};position:sticky;top:0;background:var(--jp-layout-color0, #fff)'"
+    head = "".join(f"<th {th}>{html.escape(n)}</th>" for n in names)
     rows = []
     for i, (vals, t) in enumerate(zip(values, times)):
         cells = [str(i), *(f"{v:.6f}" if math.isfinite(v) else "—" for v in vals), fmt_time(t)]
-        rows.append("<tr>" + "".join(f"<td {cell}>{c}</td>" for c in cells) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td style='{cell}'>{c}</td>" for c in cells) + "</tr>")
+    # column-reverse: browsers keep such a box scrolled to its end, the newest row, as rows are added
+    box = (
+        f"max-height:{(shown + 1) * row_px}px;overflow-y:auto;display:flex;flex-direction:column-reverse;"
+        "width:max-content;max-width:100%"
+    )
     return (
-        f"<table style='border-collapse:collapse;font-family:monospace'><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<div class='lrwidget-epochs' style='{box}'>"
+        f"<table style='border-collapse:collapse;font-family:monospace;line-height:{row_px - 4}px'>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -103,14 +105,21 @@ class View(W.VBox):
         self._ui_lock = threading.RLock()
         self.chart_view = plots.LRFindChart()
         self.chart = self.chart_view.figure
-        self._markers = {n: self.chart_view.add_marker(n, MARKER_COLORS[n]) for n in NAMES}
+        # lr_min <= lr_steep: lr_min's label left of its line, lr_steep's right of its own, apart however close
+        self._markers = {
+            n: self.chart_view.add_marker(n, MARKER_COLORS[n], side="left" if n == "lr_min" else "right") for n in NAMES
+        }
         self.markers = {n: m.handle for n, m in self._markers.items()}
         style = {"description_width": "initial"}
         self.texts = {
             n: W.Text(description=n, continuous_update=False, style=style, layout=W.Layout(width="190px"))
             for n in NAMES
         }
-        self.snap_menu = W.Dropdown(options=[(SNAP_PROMPT, None)], value=None, layout=W.Layout(width="300px"))
+        # the prompt is an option of its own value (a None value would select nothing: an empty box); off until
+        # an lr_find result offers suggestions
+        self.snap_menu = W.Dropdown(
+            options=[(SNAP_PROMPT, SNAP_PROMPT)], value=SNAP_PROMPT, disabled=True, layout=W.Layout(width="300px")
+        )
         self.find_button = W.Button(
             description="Find LR", icon="search", button_style="info", tooltip="run learn.lr_find() in the background"
         )
@@ -139,6 +148,20 @@ class View(W.VBox):
             disabled=True,
             tooltip="end the run at the next batch",
         )
+        self.from_start_box = W.Checkbox(
+            value=False, description="each fit from the same start", indent=False, layout=W.Layout(width="auto")
+        )
+        self.reset_button = W.Button(
+            description="Reset to start",
+            icon="undo",
+            tooltip="put back the weights, optimizer and random state of the start (the first Fit, or mark_start())",
+        )
+        self.sweep_button = W.Button(
+            description="Sweep",
+            icon="sliders",
+            tooltip="short fits from the same start at five rates over a decade each side of lr_steep",
+        )
+        self.runs_panel = RunsPanel()
         self.status_html = W.HTML()
         self.error_html = W.HTML()
         self.traceback_html = W.HTML()
@@ -159,8 +182,9 @@ class View(W.VBox):
             W.HBox([self.texts["lr_min"], self.texts["lr_steep"], self.snap_menu]),
             W.HBox([self.find_button, self.start_text, self.end_text, self.steps_box]),
             W.HBox([self.fit_button, self.epochs_box, self.stop_button]),
+            W.HBox([self.from_start_box, self.reset_button, self.sweep_button]),
         ]
-        rest = [self.status_html, self.error_box, self.progress_box, self.code_html, self.train_box]
+        rest = [self.status_html, self.error_box, self.progress_box, self.code_html, self.train_box, self.runs_panel]
         super().__init__(children=rows + rest, **kwargs)
         self.epochs = epochs
         W.link((self, "epochs"), (self.epochs_box, "value"))
@@ -174,7 +198,8 @@ class View(W.VBox):
 
     @T.observe("busy")
     def _on_busy(self, change: T.Bunch) -> None:
-        self.find_button.disabled = self.fit_button.disabled = change["new"]
+        for b in (self.find_button, self.fit_button, self.reset_button, self.sweep_button):
+            b.disabled = change["new"]
         self.stop_button.disabled = not change["new"]
 
     @T.observe("status")

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from . import fastai_adapter
+from .checks import is_real, whole
+from .compare import Comparing
 from .events import Observer
 from .find_result import LRFindResult
 from .interface import Driven
-from .markers import Markers
+from .runs import sweep_rates
 from .view import epoch_table, fmt_time, parse_lr, ui, widget_tree
 from .worker import Worker
 
@@ -69,7 +71,7 @@ class _Watcher(Observer):
         self.widget._redraw(learn, final=True)
 
 
-class LRWidget(Markers):
+class LRWidget(Comparing):
     """lr_find chart with draggable lr_min/lr_steep markers, Find LR / Fit one cycle / Stop, live training view."""
 
     def __init__(self, learn: Driven, epochs: int = 5, **kwargs: Any):
@@ -85,13 +87,16 @@ class LRWidget(Markers):
         self._redraws = 0
         self._table_rows = 0
         self._find_range: tuple[float, float] | None = None
+        self._phase = ""  # a sweep's "rate i of n · ", shown before the progress
         self._watcher = _Watcher(self)
         super().__init__(epochs, **kwargs)
         self.find_button.on_click(lambda _: self.find())
         self.fit_button.on_click(lambda _: self.fit())
         self.stop_button.on_click(lambda _: self.stop())
+        self.sweep_button.on_click(lambda _: self.sweep())
         last = learn.recorder.lr_find_result
         if last is not None:
+            self.finds.append(last)
             self._show_result(last)
             self._say("ready, from the last lr_find: " + self._markers_to_suggestions(last))
         else:
@@ -132,11 +137,53 @@ class LRWidget(Markers):
             return False
         if epochs is not None:
             self.epochs = epochs
-        n, lo, hi = self.epochs, self.lr_min, self.lr_steep
+        n, lo, hi, from_start = self.epochs, self.lr_min, self.lr_steep, self.from_start
         code = f"learn.fit_one_cycle({n!r}, lr_max=slice({lo!r}, {hi!r}))"
-        return self._start(
-            "fit", "fit_one_cycle", lambda: self.learn.fit_one_cycle(n, lr_max=slice(lo, hi)), code, self._after_fit
-        )
+
+        def call() -> None:
+            self._at_start(restore=from_start)
+            self._fit_recorded(n, lo, hi, code, from_start)
+
+        return self._start("fit", "fit_one_cycle", call, code, self._after_fit)
+
+    def sweep(self, lrs: Any = None, epochs: int = 1) -> bool:
+        """Short fits from the same start at several rates (five over a decade each side of lr_steep), as runs."""
+        if self.busy:
+            return False
+        n = whole("epochs", epochs)
+        if lrs is None:
+            rates = sweep_rates(self.lr_steep)
+        else:
+            rates = list(lrs) if isinstance(lrs, (list, tuple)) or hasattr(lrs, "__array__") else None
+            if not rates or not all(is_real(r) and math.isfinite(r) and r > 0 for r in rates):
+                raise ValueError(f"lrs must be a non-empty list of positive finite learning rates, got {lrs!r}")
+            rates = [float(r) for r in rates]
+        ratio = self.lr_min / self.lr_steep  # each slice keeps the markers' ratio: one group trains at the rate
+        plan = [(r * ratio, r) for r in rates]
+        code = f"w.sweep(lrs={rates!r}, epochs={n!r})"
+
+        def call() -> int:
+            self._at_start(restore=False)  # the start is taken now if there is none yet
+            done = 0
+            try:
+                for i, (lo, hi) in enumerate(plan):
+                    if self.learn.guard.signal is not None and self.learn.guard.signal.is_set():
+                        break
+                    self.learn.restore_state(self._start_state)
+                    self._phase = f"sweep rate {i + 1} of {len(plan)} · "
+                    fit_code = f"learn.fit_one_cycle({n!r}, lr_max=slice({lo!r}, {hi!r}))"
+                    self._say(f"sweep: rate {i + 1} of {len(plan)}, lr {hi:.4g}: {fit_code}")
+                    self._fit_recorded(n, lo, hi, fit_code, from_start=True, sweep=True)
+                    done += 1
+                    if self.learn.run is not None and self.learn.run.end_reason in EARLY_ENDS:
+                        break
+            finally:
+                self._phase = ""
+                self.learn.restore_state(self._start_state)  # after a Stop or an error too
+            return done
+
+        self._sweep_plan, self._sweep_first = len(plan), len(self.runs)
+        return self._start("sweep", "sweep", call, code, self._after_sweep)
 
     def stop(self) -> None:
         """End the running lr_find (state restored) or fit (weights kept) at the next batch."""
@@ -197,6 +244,7 @@ class LRWidget(Markers):
     @ui
     def _after_find(self, res: LRFindResult) -> None:
         steps, early = len(res.lrs), res.end_reason in EARLY_ENDS
+        self.finds.append(res)
         self._show_result(res, self._find_range if early else None)
         note = f"; {self.learn.note}" if self.learn.note else ""  # what a fastai Learner cannot tell
         if early:
@@ -204,6 +252,18 @@ class LRWidget(Markers):
             self._say(f"lr_find {res.end_reason} after {steps} steps; {restored}; markers not moved{note}")
         else:
             self._say(f"lr_find done ({steps} steps, {res.end_reason}): " + self._markers_to_suggestions(res) + note)
+
+    @ui
+    def _after_sweep(self, done: int) -> None:
+        total, last = self._sweep_plan, self.runs[-1] if self.runs else None
+        if last is not None and last.end_reason in EARLY_ENDS:
+            head = f"sweep {last.end_reason} at rate {done} of {total}; the {done} runs made are kept"
+        else:
+            head = f"sweep done: {done} rates from the same start"
+        self._say(
+            f"{head}; {self._best_said(self._sweep_first)}: click its row to put the markers there; the weights are "
+            "back at the start"
+        )
 
     @ui
     def _after_fit(self, _: Any) -> None:
@@ -251,7 +311,9 @@ class LRWidget(Markers):
             else f"step {k}/{run.total}"
         )
         end = f" · {run.end_reason}" if final and run.end_reason else ""
-        self.progress_label.value = f"{run.kind} · {where} · {fmt_time(elapsed)} elapsed · {fmt_time(left)} left{end}"
+        self.progress_label.value = (
+            f"{self._phase}{run.kind} · {where} · {fmt_time(elapsed)} elapsed · {fmt_time(left)} left{end}"
+        )
         if fit:
             self.loss_chart.update(rec)
             self.sched_chart.update(rec)

@@ -216,3 +216,47 @@ def test_notebook7_render_drag_fit(browser, server, request, shot_on_failure):
     assert lab.value("w.lr_min") == lo0
     fit_and_check(lab, epochs=2)
     assert not page_errors(lab), "the page logged errors:\n" + "\n".join(page_errors(lab))
+
+
+@pytest.mark.app("lab")
+def test_lab_runs_from_the_same_start_sweep_and_row_click(browser, server, request, shot_on_failure):
+    lab = open_widget(browser, server, request, "lab_runs")
+    find_lr(lab)
+    page = lab.page
+    find_dots = """() => [...document.querySelectorAll('.bqplot')].filter(f => f.textContent.includes('lr_find:'))
+        .map(f => f.querySelectorAll('g.object_grp > path.dot').length)[0]"""
+    before = page.evaluate(find_dots)
+    page.get_by_text("each fit from the same start").click()
+    lab.wait_kernel("w.from_start")
+    fit = page.get_by_role("button", name="Fit one cycle")
+    for n in (1, 2):
+        fit.click()
+        lab.wait_kernel(f"len(w.runs) == {n} and not w.busy", timeout=180)
+    rows = page.locator(".lrw-runs .lrw-run-row")
+    rows.nth(1).wait_for(timeout=30_000)
+    assert rows.count() == 2
+    runs_chart = page.locator(".bqplot", has_text="runs: validation loss")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.bqplot')].filter(f => f.textContent.includes('runs: validation'))
+             .some(f => [...f.querySelectorAll('path.line')].filter(p => (p.getAttribute('d') || '').length > 20)
+             .length >= 4)""",
+        timeout=30_000,
+    )  # two runs: a validation line and a training line each
+    assert runs_chart.count() == 1
+    assert lab.value("w.runs[0].values == w.runs[1].values and w.runs[1].from_start"), "the same start, the same run"
+
+    page.get_by_role("button", name="Sweep").click()
+    lab.wait_kernel("len(w.runs) == 7 and not w.busy", timeout=300)
+    assert "sweep done: 5 rates" in lab.value("w.status")
+    page.wait_for_function("() => document.querySelectorAll('.lrw-runs .lrw-run-row').length === 7", timeout=30_000)
+    page.wait_for_function(f"() => ({find_dots})() === {before + 7}", timeout=30_000)  # the map: a mark per run
+
+    lab.kernel("w.lr_min, w.lr_steep = 1e-6, 2e-6")
+    rows.first.click()
+    lab.wait_kernel("w.lr_steep == w.runs[0].lr_steep and w.lr_min == w.runs[0].lr_min")
+    rows.nth(6).click()
+    lab.wait_kernel("w.lr_steep == w.runs[6].lr_steep")
+    assert lab.value("w.lr_steep") == pytest.approx(10 * lab.value("w.runs[0].lr_steep"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(".widget-vbox").first.screenshot(path=str(ARTIFACTS / "widget-runs.png"))
+    assert not page_errors(lab), "the page logged errors:\n" + "\n".join(page_errors(lab))

@@ -378,7 +378,7 @@ def test_snap_menu_moves_a_marker_to_a_suggestion(found):
     found.lr_min = found.lr_steep = 1e-6
     update(found.snap_menu, index=idx)
     assert found.lr_steep == res.slide and found.lr_min == 1e-6
-    assert found.snap_menu.value is None and "snapped" in found.status and "slide" in labels[idx]
+    assert found.snap_menu.index == 0 and "snapped" in found.status and "slide" in labels[idx]  # the prompt again
     with pytest.raises(ValueError):
         found.snap("lr_min", "nonsense")
 
@@ -704,6 +704,12 @@ class Thin:
     def fit_one_cycle(self, n_epoch, lr_max=None):
         self._learn.fit_one_cycle(n_epoch, lr_max)
 
+    def take_state(self):
+        return self._learn.take_state()
+
+    def restore_state(self, saved):
+        self._learn.restore_state(saved)
+
 
 def test_the_widget_drives_anything_with_the_written_interface(learn):
     from lrwidget.interface import Driven
@@ -773,3 +779,57 @@ def test_an_out_of_memory_error_shows_its_type_message_and_hint(learn):
     assert w.status.startswith("error") and "OutOfMemoryError" in w.status and "Tried to allocate 2.00 GiB" in w.status
     assert "smaller batch size" in w.status and "mixed_precision" in w.error_html.value
     learn.loss_func = nn.CrossEntropyLoss()
+
+
+# -- seen in a browser: a long epoch table, an empty snap menu, the marker labels over each other ------------
+
+
+def test_the_epoch_table_scrolls_in_a_box_of_about_ten_rows_kept_at_the_newest():
+    from lrwidget.view import epoch_table
+
+    names = ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
+    table = epoch_table(names, [[1.0 / (i + 1), 0.5, 0.9] for i in range(30)], [1.0] * 30)
+    box = re.match(r"<div [^>]*style='([^']*)'>", table).group(1)
+    assert "overflow-y:auto" in box and "display:flex" in box
+    assert "flex-direction:column-reverse" in box, "a column-reverse box keeps its scroll at the end: the newest row"
+    row = int(re.search(r"<table [^>]*line-height:(\d+)px", table).group(1)) + 4  # and its cells' 2px padding
+    assert 9 <= int(re.search(r"max-height:(\d+)px", box).group(1)) / row <= 12, "about 10 rows and the header"
+    assert table.count("<tr>") == 1 + 30 and all(f">{c}</th>" in table for c in names)
+    assert re.findall(r"<tr><td[^>]*>(\d+)</td>", table) == [str(i) for i in range(30)], "the newest row is last"
+    assert table.count("position:sticky;top:0") == len(names), "the header stays in view as the rows scroll"
+    assert table.endswith("</table></div>")
+
+
+def test_the_snap_menu_shows_its_prompt_and_is_off_until_there_are_suggestions(w, learn):
+    from lrwidget.view import SNAP_PROMPT
+
+    menu = w.snap_menu
+    assert menu.disabled and menu.label == SNAP_PROMPT and menu.value == SNAP_PROMPT
+    assert menu.get_state()["index"] == 0, "the browser is told to show the prompt (no index: an empty box)"
+    assert w.find()
+    w.wait(TIMEOUT)
+    assert not menu.disabled and menu.label == SNAP_PROMPT and len(menu.options) > 1
+    idx = [i for i, (_, val) in enumerate(menu.options) if val == ("lr_min", "valley")][0]
+    w.lr_min, w.lr_steep = 1e-7, 9.0
+    update(menu, index=idx)
+    assert w.lr_min == w.result.valley and w.lr_steep == 9.0 and "lr_min snapped to valley" in w.status
+    assert menu.label == SNAP_PROMPT and menu.get_state()["index"] == 0 and not menu.disabled
+    learn.loss_func = lambda out, y: (out * 0).sum() + 1.0  # flat: no suggestion at all
+    assert w.find(num_it=20)
+    w.wait(TIMEOUT)
+    assert menu.disabled and menu.label == SNAP_PROMPT and len(menu.options) == 1
+
+
+def test_the_two_markers_labels_sit_on_opposite_sides_of_their_lines(found):
+    labels = {n: m.label for n, m in found.chart_view.markers.items()}
+    found.lr_min, found.lr_steep = 0.012, 0.0158  # close, as in the quick start
+    assert (labels["lr_min"].align, labels["lr_steep"].align) == ("end", "start"), "lr_min's left, lr_steep's right"
+    assert labels["lr_min"].x_offset < 0 < labels["lr_steep"].x_offset
+    assert labels["lr_min"].y[0] != labels["lr_steep"].y[0], "at different heights, as before"
+    lo, _ = found.chart_view.lr_range
+    found.lr_min = lo * 1.01  # at the axis' left end lr_min's label turns right rather than be cut off
+    assert labels["lr_min"].align == "start" and labels["lr_min"].x_offset > 0
+    found.lr_min = 0.012
+    assert labels["lr_min"].align == "end" and "lr_min 0.012" == labels["lr_min"].text[0]
+    with pytest.raises(ValueError, match="side"):
+        found.chart_view.add_marker("other", "#000", side="top")

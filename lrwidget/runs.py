@@ -1,0 +1,212 @@
+"""Run records (one per Fit of a widget), the rates a sweep tries, which run did best, and the history file."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .find_result import NON_FINITE, LRFindResult
+
+__all__ = ["Run", "thin", "sweep_rates", "best_index", "outcome", "save_history", "load_history", "MAX_LOSSES"]
+
+MAX_LOSSES = 2000  # training-loss points kept per run: the panel draws a few hundred pixels
+HISTORY_FORMAT = "lrwidget.history"
+HISTORY_VERSION = 1
+
+
+@dataclass
+class Run:
+    """One Fit: the slice it trained at, what it recorded and how it ended."""
+
+    lr_min: float
+    lr_steep: float
+    epochs: int
+    code: str  # the call, as `w.code` showed it
+    metric_names: list[str]  # as recorder.metric_names: epoch, train_loss, valid_loss, metrics..., time
+    values: list[list[float]]  # per epoch: train_loss, valid_loss, metrics (recorder.values)
+    losses: list[float]  # smoothed training loss per batch, at most MAX_LOSSES of them, evenly spaced
+    end_reason: str  # 'completed', 'stopped', 'interrupted', 'diverged', 'non-finite loss' or 'error'
+    seconds: float
+    from_start: bool  # it began from the widget's start (the same weights, optimizer and random state)
+    batches: list[int] = field(default_factory=list)  # the batch number of each point of `losses`
+    n_iter: int = 0  # training batches per epoch, so batches read as epochs
+    iters: list[int] = field(default_factory=list)  # batches done at each epoch end (recorder.iters)
+    loaded: bool = False  # read from a history file, not run in this kernel
+    sweep: bool = False  # one of a sweep's fits
+
+    @property
+    def valid_loss(self) -> float:
+        """The last epoch's validation loss (nan when there is none)."""
+        return _column(self, "valid_loss")
+
+    @property
+    def train_loss(self) -> float:
+        """The last epoch's training loss (nan when there is none)."""
+        return _column(self, "train_loss")
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The last epoch's metrics by name."""
+        names = self.metric_names[3:-1]
+        last = self.values[-1] if self.values else []
+        return {n: float(last[i + 2]) if len(last) > i + 2 else math.nan for i, n in enumerate(names)}
+
+    @property
+    def label(self) -> str:
+        """The slice it trained at, as in the call."""
+        return f"slice({self.lr_min:.3g}, {self.lr_steep:.3g})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as plain JSON values (non-finite numbers written as strings)."""
+        d = asdict(self)
+        d["values"] = [json_floats(row) for row in self.values]
+        d["losses"] = json_floats(self.losses)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "run") -> Run:
+        """A run from `to_dict`'s form; ValueError naming the field that is missing or wrong."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where} must be an object of a run's fields, got {type(d).__name__}")
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in d:
+                if f.name in ("lr_min", "lr_steep", "epochs", "values", "losses", "end_reason"):
+                    raise ValueError(f"{where} has no {f.name!r}")
+                continue
+            kw[f.name] = _field(f.name, d[f.name], where)
+        return cls(**kw)
+
+
+def json_floats(xs: Any) -> list[float | str]:
+    """Numbers as JSON takes them: a non-finite one as the string 'nan', 'inf' or '-inf'."""
+    return [float(x) if math.isfinite(x) else str(float(x)) for x in xs]
+
+
+def plain_floats(xs: Any, what: str) -> list[float]:
+    """`json_floats`' list read back; ValueError naming `what` for anything but numbers."""
+    if not isinstance(xs, list) or not all(_number(x) or x in NON_FINITE for x in xs):
+        raise ValueError(f"{what} must be a list of numbers ('nan', 'inf' or '-inf' for non-finite ones)")
+    return [NON_FINITE[x] if isinstance(x, str) else float(x) for x in xs]
+
+
+def _column(run: Run, name: str) -> float:
+    if not run.values or name not in run.metric_names:
+        return math.nan
+    i = run.metric_names.index(name) - 1  # values have no epoch column
+    row = run.values[-1]
+    return float(row[i]) if len(row) > i else math.nan
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _field(name: str, v: Any, where: str) -> Any:
+    """One field of a run read from JSON, checked."""
+    what = f"{where}: {name!r}"
+    if name in ("lr_min", "lr_steep"):
+        if not (_number(v) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{what} must be a positive finite number, got {v!r}")
+        return float(v)
+    if name in ("epochs", "n_iter"):
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            raise ValueError(f"{what} must be a whole number, got {v!r}")
+        return v
+    if name == "seconds":
+        if not _number(v):
+            raise ValueError(f"{what} must be a number, got {v!r}")
+        return float(v)
+    if name in ("code", "end_reason"):
+        if not isinstance(v, str):
+            raise ValueError(f"{what} must be a string, got {v!r}")
+        return v
+    if name in ("from_start", "loaded", "sweep"):
+        if not isinstance(v, bool):
+            raise ValueError(f"{what} must be true or false, got {v!r}")
+        return v
+    if name == "metric_names":
+        if not (isinstance(v, list) and all(isinstance(n, str) for n in v)):
+            raise ValueError(f"{what} must be a list of names, got {v!r}")
+        return v
+    if name in ("batches", "iters"):
+        if not (isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v)):
+            raise ValueError(f"{what} must be a list of whole numbers")
+        return v
+    if name == "values":
+        if not isinstance(v, list):
+            raise ValueError(f"{what} must be a list of rows of numbers")
+        return [plain_floats(row, what) for row in v]
+    return plain_floats(v, what)  # losses
+
+
+def thin(values: Any, n: int = MAX_LOSSES) -> tuple[list[int], list[float]]:
+    """At most `n` evenly spaced points of `values` (the first and the last kept), with their indices."""
+    a = np.asarray(values, dtype=float)
+    if len(a) <= n:
+        return list(range(len(a))), a.tolist()
+    idx = np.unique(np.linspace(0, len(a) - 1, n).round().astype(np.int64))
+    return idx.tolist(), a[idx].tolist()
+
+
+def sweep_rates(lr_steep: float, n: int = 5) -> list[float]:
+    """`n` rates evenly spaced on the log axis over the decade each side of `lr_steep`."""
+    return [float(r) for r in lr_steep * np.logspace(-1.0, 1.0, n)]
+
+
+def outcome(run: Run) -> float:
+    """What a run is judged by: its final validation loss, else its final training loss (nan: none)."""
+    v = run.valid_loss
+    return v if math.isfinite(v) else run.train_loss
+
+
+def best_index(runs: list[Run]) -> int | None:
+    """The index of the run with the lowest final validation loss (training loss without one); None if none has."""
+    scored = [(outcome(r), i) for i, r in enumerate(runs) if math.isfinite(outcome(r))]
+    return min(scored)[1] if scored else None
+
+
+def save_history(path: str | Path, finds: list[LRFindResult], runs: list[Run]) -> Path:
+    """Write the lr_find curves and runs to `path` as JSON."""
+    path = Path(path)
+    doc = {
+        "format": HISTORY_FORMAT,
+        "version": HISTORY_VERSION,
+        "finds": [f.to_dict() for f in finds],
+        "runs": [r.to_dict() for r in runs],
+    }
+    path.write_text(json.dumps(doc, allow_nan=False, indent=1))
+    return path
+
+
+def load_history(path: str | Path) -> tuple[list[LRFindResult], list[Run]]:
+    """The lr_find curves and runs of a history file, every one checked; ValueError for a broken or foreign file."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not an lrwidget history: not JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != HISTORY_FORMAT:
+        raise ValueError(
+            f'{path} is not an lrwidget history (no "format": {HISTORY_FORMAT!r}): write one with w.save_history(path)'
+        )
+    version = doc.get("version")
+    if not isinstance(version, int) or version > HISTORY_VERSION:
+        raise ValueError(f"{path} is a history of version {version!r}; this lrwidget reads version {HISTORY_VERSION}")
+    for key in ("finds", "runs"):
+        if not isinstance(doc.get(key), list):
+            raise ValueError(f"{path}: {key!r} must be a list")
+    finds = []
+    for i, d in enumerate(doc["finds"]):
+        try:
+            finds.append(LRFindResult.from_dict(d))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: finds[{i}]: {e}") from None
+    runs = [Run.from_dict(d, f"{path}: runs[{i}]") for i, d in enumerate(doc["runs"])]
+    return finds, runs
