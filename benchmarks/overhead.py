@@ -11,7 +11,8 @@ at different steps), so that drifts of a shared, noisy machine cancel; the CPU-t
 is printed beside it, as it is not inflated by time slices lost to other processes. Set-up (model, optimizer,
 Learner, widget) is not timed; the work is: training, validation, lr_find's save and restore of the state.
 Targets: fit_one_cycle and lr_find <= 1.05x of the hand-written loop; the widget's fit <= 1.05x of the
-same fit_one_cycle headless. fastai and torch-lr-finder rows are for comparison, with no target.
+same fit_one_cycle headless, also with PANEL_RUNS runs in its runs panel (the fit recorded, panel and map
+redrawn). fastai and torch-lr-finder rows are for comparison, with no target.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ LR_MAX = 3e-3
 NUM_IT = 100
 Work = Callable[[], int]  # the timed work; returns the training steps it ran
 Prep = Callable[[DataLoaders, nn.Module], Work]  # the untimed set-up of one side, returning its work
-TARGETS = {"fit_one_cycle": 1.05, "lr_find": 1.05, "widget fit": 1.05}
+TARGETS = {"fit_one_cycle": 1.05, "lr_find": 1.05, "widget fit": 1.05, "widget fit, runs panel": 1.05}
+PANEL_RUNS = 10  # runs already in the panel when the timed fit starts (each of 2,000 loss points)
 
 
 # -- data and models ----------------------------------------------------------------------------------
@@ -208,6 +210,34 @@ def widget_fit(dls: DataLoaders, model: nn.Module, epochs: int = 1) -> Work:
     learn = _learner(dls, model)
     w = LRWidget(learn, epochs=epochs)
     w.lr_min, w.lr_steep = LR_MAX / 10, LR_MAX
+
+    def work() -> int:
+        if not w.fit(epochs):
+            raise RuntimeError("the widget did not start the fit")
+        w.wait()
+        return learn.recorder.n_batches
+
+    return work
+
+
+def widget_fit_with_runs(dls: DataLoaders, model: nn.Module, epochs: int = 1) -> Work:
+    """The widget's Fit with PANEL_RUNS runs in its panel: the fit is recorded and the panel and map redrawn."""
+    import numpy as np
+
+    from lrwidget import LRWidget
+    from lrwidget.runs import MAX_LOSSES, Run
+
+    learn = _learner(dls, model)
+    w = LRWidget(learn, epochs=epochs)
+    w.lr_min, w.lr_steep = LR_MAX / 10, LR_MAX
+    names = ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
+    losses = np.linspace(2.3, 0.3, MAX_LOSSES).tolist()
+    w.runs = [
+        Run(1e-4 * (i + 1), 1e-3 * (i + 1), epochs, "", names, [[0.5, 0.4 + i / 100, 0.9]] * epochs, losses,
+            "completed", 1.0, True, list(range(MAX_LOSSES)), MAX_LOSSES // epochs, [MAX_LOSSES] * epochs)
+        for i in range(PANEL_RUNS)
+    ]  # fmt: skip
+    w._show_runs()
 
     def work() -> int:
         if not w.fit(epochs):
@@ -450,6 +480,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "widget fit",
                 "lrwidget",
                 partial(widget_fit, epochs=wfit),
+                partial(headless_fit, epochs=wfit),
+                dls,
+                make,
+                a.reps,
+                baseline="headless fit_one_cycle",
+            )
+        )
+        rows.append(
+            compare(
+                arch,
+                "widget fit, runs panel",
+                "lrwidget",
+                partial(widget_fit_with_runs, epochs=wfit),
                 partial(headless_fit, epochs=wfit),
                 dls,
                 make,

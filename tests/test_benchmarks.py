@@ -37,14 +37,16 @@ def keep_threads():
 def test_overhead_benchmark_runs_every_case(capsys):
     rows = load("overhead").main(["--quick", "--no-others"])
     assert [r["case"] for r in rows] == [
-        f"{a} {w}" for a in ("mlp", "cnn") for w in ("fit_one_cycle", "lr_find(20)", "widget fit")
+        f"{a} {w}"
+        for a in ("mlp", "cnn")
+        for w in ("fit_one_cycle", "lr_find(20)", "widget fit", "widget fit, runs panel")
     ]
     for r in rows:
         assert r["ours_s"] > 0 and r["hand_s"] > 0 and r["ratio"] > 0 and r["cpu_ratio"] > 0  # no timing limits
         assert r["tool"] == "lrwidget" and r["target"] == 1.05
         if r["work"] != "lr_find(20)":
             assert r["steps"][0] == r["steps"][1] > 0  # the same work on both sides
-    assert [r["baseline"] for r in rows].count("headless fit_one_cycle") == 2
+    assert [r["baseline"] for r in rows].count("headless fit_one_cycle") == 4
     out = capsys.readouterr().out
     assert "median ratio" in out and "load average" in out and "| mlp widget fit | lrwidget |" in out
 
@@ -116,11 +118,17 @@ def test_lr_find_saves_at_most_one_copy_of_the_state_on_the_host():
     assert r["saved_on_device"] == 0
 
 
+def test_the_widgets_start_is_one_host_copy_of_the_state():
+    r = load("memory").start_ratio("cpu", hidden=256, steps=8)
+    assert r["state_bytes"] > 1_000_000 and 0.99 < r["ratio"] <= 1.0 + 64 * 1024 / r["state_bytes"], r
+    assert r["saved_on_device"] == 0
+
+
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to reset the peak RSS")
 def test_lr_find_host_peak_stays_within_one_copy_of_the_state(capsys):
     rows = load("memory").main(["--quick", "--device", "cpu"])
-    assert [r["measure"] for r in rows] == ["saved (exact)", "host peak"]
-    peak = rows[1]
+    assert [r["measure"] for r in rows] == ["saved (exact)", "start (exact)", "host peak"]
+    peak = rows[2]
     assert peak["lr_find_rise"] > peak["fit_rise"] > 0
     assert peak["ratio"] < 1.25, peak  # one copy, plus allocator slack
     assert "host peak" in capsys.readouterr().out
