@@ -56,6 +56,8 @@ def take(model: nn.Module, opt: Any, train_dl: Any, device: torch.device) -> dic
         "numpy": np.random.get_state(),
         "random": random.getstate(),
         "loader": [(g, g.get_state()) for g in loader_generators(train_dl)],
+        # a loader's own random.Random: fastai's DataLoader shuffles with `dl.rng`, a new one each epoch seeded by it
+        "loader_rng": train_dl.rng.getstate() if isinstance(getattr(train_dl, "rng", None), random.Random) else None,
         "workers": getattr(train_dl, "_iterator", None),
     }
 
@@ -81,6 +83,8 @@ def restore(s: dict, model: nn.Module, opt: Any, train_dl: Any) -> None:
     random.setstate(s["random"])
     for g, state in s["loader"]:
         g.set_state(state)
+    if s["loader_rng"] is not None and isinstance(getattr(train_dl, "rng", None), random.Random):
+        train_dl.rng.setstate(s["loader_rng"])
     if getattr(train_dl, "persistent_workers", False) and s["workers"] is None and train_dl._iterator is not None:
         # the run started the loader's worker processes, whose random state has moved on: end them, so that the
         # next epoch starts them afresh from the restored generators, as it would have without the run

@@ -480,3 +480,31 @@ def test_a_pretrained_first_convolution_adapts_as_fastais(n_in, monkeypatch):
     theirs = nn.Conv2d(n_in, 64, 7, 2, 3, bias=False)
     _load_pretrained_weights(theirs, rgb)
     assert ours.in_channels == n_in and torch.equal(ours.weight, theirs.weight)
+
+
+def test_fits_from_the_same_start_on_a_fastai_learner_are_identical_and_reset_puts_it_back(learn):
+    w = LRWidget(learn, epochs=1)
+    w.lr_min, w.lr_steep = 1e-3, 1e-2
+    start = weights(w.learn)
+    w.from_start = True
+    for _ in range(2):
+        assert w.fit(1)
+        w.wait(TIMEOUT)
+    a, b = w.runs
+    assert a.values == b.values and len(a.values) == 1 and a.from_start, "fastai's fit, twice from the same start"
+    assert learn.opt is not None and learn.opt.state, "fastai made its optimizer and state in the first fit"
+    trained = weights(w.learn)
+    assert w.fit(2)
+    w.wait(TIMEOUT)
+    w.reset()
+    assert same(weights(w.learn), start) and learn.opt is None, "the start is from before fastai made its optimizer"
+    assert not same(trained, start)
+    w.mark_start()  # now with an optimizer and its state, after a fit
+    assert w.fit(1)
+    w.wait(TIMEOUT)
+    marked = weights(w.learn)
+    assert w.sweep(lrs=[1e-3, 3e-2])
+    w.wait(TIMEOUT)
+    assert [r.lr_steep for r in w.runs[-2:]] == [1e-3, 3e-2] and w.runs[-1].values != w.runs[-2].values
+    w.reset()
+    assert not same(weights(w.learn), marked) and same(w.learn.take_state()["model"], w._start_state["model"])
