@@ -15,6 +15,8 @@ from .runs import Run, best_index, outcome, thin
 from .runs_panel import rate_colors, rate_names
 from .view import ui
 
+EARLIER = 5  # earlier lr_find curves drawn behind the current one
+
 
 class Comparing(Markers):
     """The markers' view with a record of every Fit (`runs`, `finds`), a same start (`from_start`) and a history."""
@@ -75,6 +77,7 @@ class Comparing(Markers):
             self.runs += runs
             if self.result is None and finds:
                 self._show_result(finds[-1])
+            self._show_earlier()
             self._show_runs()
         self._say(f"loaded from {path}: {len(finds)} lr_find curves, {len(runs)} runs")
 
@@ -125,6 +128,12 @@ class Comparing(Markers):
         self.chart_view.show_rates(
             [r.lr_steep for r in self.runs], rate_colors([outcome(r) for r in self.runs]), rate_names(self.runs)
         )
+
+    @ui
+    def _show_earlier(self) -> None:
+        """The widget's other lr_find curves (the last EARLIER of them), faintly behind the one shown."""
+        others = [f for f in self.finds if f is not self.result and len(f.lrs)][-EARLIER:]
+        self.chart_view.show_earlier([(f.lrs, f.losses) for f in others])
 
     def _best_said(self, first: int = 0) -> str:
         """Which of the runs from `first` on did best, by validation loss."""

@@ -35,6 +35,20 @@ def _set(mark: bq.Mark, **values: Any) -> None:
             setattr(mark, k, v)
 
 
+def pad_lines(rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Lines of different lengths as two 2-d arrays, each padded with its own last point (adding nothing drawn)."""
+    # not NaN: bqplot logs an SVG error for a line that ends in NaN; at least two columns: bqplot squeezes its
+    # arrays, and a 1x1 one would become a 0-d array it refuses. A line with no point is one at (1, 0), of length 0
+    n = max(2, *(len(x) for x, _ in rows))
+    xs, ys = np.ones((len(rows), n)), np.zeros((len(rows), n))
+    for i, (x, y) in enumerate(rows):
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        if len(x):
+            xs[i], ys[i] = np.pad(x, (0, n - len(x)), mode="edge"), np.pad(y, (0, n - len(y)), mode="edge")
+    return xs, ys
+
+
 def fmt_lr(v: float) -> str:
     """A learning rate for a label: three significant digits."""
     return f"{v:.3g}"
@@ -168,6 +182,10 @@ class LRFindChart:
         )
         self.point_keys: list[str] = []
         self.markers: dict[str, Marker] = {}
+        # the widget's earlier lr_find curves (another batch size, before unfreeze()), faint, for comparison
+        self.earlier = bq.Lines(
+            x=[], y=[], scales=sc, colors=["#7f7f7f"], opacities=[0.45], stroke_width=1.5, line_style="dashed"
+        )
         # the map of rates tried: each run's lr_steep in a strip above the marker handles, coloured by outcome
         self.rates = bq.Scatter(
             x=[],
@@ -185,7 +203,7 @@ class LRFindChart:
             bq.Axis(scale=self.sy, label="loss", side="left", tick_format=".3g"),
         ]
         self.figure = _figure(
-            [self.raw, self.smooth, self.points, self.rates],
+            [self.earlier, self.raw, self.smooth, self.points, self.rates],
             axes,
             "lr_find: smoothed loss (raw loss faint) against learning rate",
         )
@@ -235,6 +253,12 @@ class LRFindChart:
         self.show_curve(lrs, losses, raw, lr_range)
         keys = [k for k, v in res.suggestions.items() if v is not None]
         self.show_points(keys, [float(res.suggestions[k]) for k in keys], lrs, losses)
+
+    def show_earlier(self, curves: list[tuple[Any, Any]]) -> None:
+        """Draw earlier (lrs, smoothed losses) curves faintly behind the current one."""
+        rows = [downsample(np.asarray(x, dtype=float), np.asarray(y, dtype=float)) for x, y in curves]
+        x, y = pad_lines(rows) if rows else (np.empty(0), np.empty(0))
+        _set(self.earlier, x=x, y=y, colors=["#7f7f7f"] * max(len(rows), 1), opacities=[0.45] * max(len(rows), 1))
 
     def show_rates(self, xs: list[float], colors: list[str], names: list[str]) -> None:
         """Mark the rates tried at lrs `xs` (clamped into the axis), each in its colour, `names` in the tooltip."""

@@ -10,7 +10,7 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
-from .plots import MARGIN, _set, downsample, fmt_lr, fmt_time
+from .plots import MARGIN, _set, downsample, fmt_lr, fmt_time, pad_lines
 from .runs import Run, best_index, outcome
 
 # d3's category10, then its lighter halves: twenty colours that stay apart
@@ -26,20 +26,6 @@ CELL = "padding:1px 8px;font-family:monospace;font-size:12px;white-space:nowrap"
 def color(i: int) -> str:
     """The colour of run `i` (cycling after twenty)."""
     return PALETTE[i % len(PALETTE)]
-
-
-def _padded(rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Lines of different lengths as two 2-d arrays, each padded with its own last point (adding nothing drawn)."""
-    # not NaN: bqplot logs an SVG error for a line that ends in NaN; at least two columns: bqplot squeezes its
-    # arrays, and a 1x1 one would become a 0-d array it refuses. A line with no point is one at (0, 0), of length 0
-    n = max(2, *(len(x) for x, _ in rows))
-    xs, ys = np.zeros((len(rows), n)), np.zeros((len(rows), n))
-    for i, (x, y) in enumerate(rows):
-        ok = np.isfinite(x) & np.isfinite(y)
-        x, y = x[ok], y[ok]
-        if len(x):
-            xs[i], ys[i] = np.pad(x, (0, n - len(x)), mode="edge"), np.pad(y, (0, n - len(y)), mode="edge")
-    return xs, ys
 
 
 def y_range(runs: list[Run]) -> tuple[float, float]:
@@ -92,8 +78,8 @@ class RunsChart:
         lo, hi = y_range(runs)
         with self.figure.hold_sync():
             _set(self.sy, min=lo, max=hi)
-            tx, ty = _padded(train) if runs else (np.empty(0), np.empty(0))
-            vx, vy = _padded(valid) if runs else (np.empty(0), np.empty(0))
+            tx, ty = pad_lines(train) if runs else (np.empty(0), np.empty(0))
+            vx, vy = pad_lines(valid) if runs else (np.empty(0), np.empty(0))
             _set(self.train, x=tx, y=ty, colors=colors, opacities=[0.3] * len(colors))
             _set(self.valid, x=vx, y=vy, colors=colors, labels=labels, display_legend=0 < len(runs) <= LEGEND_MAX)
             pts = [(x, y, colors[i]) for i, (xs, ys) in enumerate(valid) for x, y in zip(xs, ys) if math.isfinite(y)]

@@ -246,6 +246,7 @@ class LRWidget(Comparing):
         steps, early = len(res.lrs), res.end_reason in EARLY_ENDS
         self.finds.append(res)
         self._show_result(res, self._find_range if early else None)
+        self._show_earlier()
         note = f"; {self.learn.note}" if self.learn.note else ""  # what a fastai Learner cannot tell
         if early:
             restored = self.learn.lr_find_restores

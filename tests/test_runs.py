@@ -366,3 +366,33 @@ def test_finds_keeps_every_lr_find_of_the_widget(w, learn):
         w.wait(TIMEOUT)
     assert [len(f.lrs) for f in w.finds] == [30, 40] and w.finds[-1] is learn.recorder.lr_find_result
     assert LRWidget(learn).finds == [w.finds[-1]], "a new widget starts with the curve it shows"
+
+
+def test_earlier_lr_find_curves_are_drawn_faintly_behind_the_last(w, learn):
+    assert w.find(num_it=30)
+    w.wait(TIMEOUT)
+    assert np.asarray(w.chart_view.earlier.x).size == 0, "one curve: nothing earlier"
+    learn.dls = make_learn(bs=16).dls  # another batch size
+    assert w.find(num_it=40)
+    w.wait(TIMEOUT)
+    x, y = np.asarray(w.chart_view.earlier.x), np.asarray(w.chart_view.earlier.y)
+    first = w.finds[0]
+    assert x.shape == (30,) and np.array_equal(x, first.lrs) and np.array_equal(y, first.losses)
+    assert w.result is w.finds[1]
+
+
+def test_fits_from_a_marked_start_begin_there_and_the_sweep_takes_the_start_when_there_is_none(w, learn):
+    fit(w, 2)
+    w.mark_start()
+    marked = weights(learn)
+    w.from_start = True
+    fit(w)
+    fit(w)
+    assert w.runs[1].values == w.runs[2].values != w.runs[0].values[:1]
+    w.reset()
+    assert same(weights(learn), marked)
+    fresh = LRWidget(make_learn())  # no start yet: the sweep takes it, whatever from_start says
+    before = weights(fresh.learn)
+    assert not fresh.from_start and fresh.sweep(lrs=[1e-2], epochs=1)
+    fresh.wait(TIMEOUT)
+    assert fresh.has_start and same(weights(fresh.learn), before) and fresh.runs[0].from_start
