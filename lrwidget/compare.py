@@ -41,7 +41,7 @@ class Comparing(Markers):
 
     def mark_start(self) -> None:
         """Take the learner's state now as the start that Fits (with `from_start`), sweeps and reset() go back to."""
-        with self._holding("mark_start"):
+        with self.learn.guard("mark_start"):  # RuntimeError while a run holds the learner
             self._start_state = self.learn.take_state()
         self._say("start marked: fits with 'each fit from the same start', sweeps and Reset begin from this state")
 
@@ -49,7 +49,7 @@ class Comparing(Markers):
         """Put back the weights, optimizer and random state of the start."""
         if self._start_state is None:
             raise RuntimeError("there is no start to go back to yet: click Fit once, or call w.mark_start()")
-        with self._holding("reset"):
+        with self.learn.guard("reset"):
             self.learn.restore_state(self._start_state)
         self._say("reset: the weights, optimizer and random state are those of the start")
 
@@ -151,10 +151,6 @@ class Comparing(Markers):
             self.lr_steep, self.lr_min = hi, lo
         else:
             self.lr_min, self.lr_steep = lo, hi
-
-    def _holding(self, kind: str) -> Any:
-        """Hold the learner for a short step on this thread; RuntimeError when a run holds it."""
-        return self.learn.guard(kind)
 
     def _said(self, action: Any) -> None:
         """Run a button's action; its refusal goes to the status, not to a traceback nobody sees."""

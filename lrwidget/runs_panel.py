@@ -101,54 +101,69 @@ class RunsPanel(W.VBox):
         self.grid = W.GridBox(layout=W.Layout(max_height="330px", overflow="auto", grid_gap="0px 2px"))
         self.grid.add_class("lrw-runs")
         self.rows: list[W.Button] = []
+        self._shown: list[Run] = []  # the runs the table's rows were made for, in order
+        self._names: list[str] = []  # the metric columns those rows have
+        self._head: list[W.Widget] = []
+        self._cells: list[list[W.Widget]] = []  # per run: its row's widgets, the best mark last
         # the chart and table join the panel with the first run, into a box already shown: a figure drawn hidden (at
         # zero width) logs SVG errors
         super().__init__([self.title])
 
     def show(self, runs: list[Run]) -> None:
-        """Redraw chart and table for `runs` (they show from the first run on)."""
+        """Redraw chart and table for `runs` (they show from the first run on); only new runs' rows are made."""
         self.chart.update(runs)
         best = best_index(runs)
         names = list(dict.fromkeys(n for r in runs for n in r.metric_names[3:-1]))
-        head = ["", "run", "epochs", "train_loss", "valid_loss", *names, "time", "ended", "start", ""]
-        cells: list[W.Widget] = [_cell(f"<b>{html.escape(h)}</b>") for h in head]
-        old, self.rows = self.grid.children, []
-        for i, r in enumerate(runs):
-            b = W.Button(
-                description=r.label,
-                tooltip=f"put the markers at this run's rates: lr_min={r.lr_min!r}, lr_steep={r.lr_steep!r}",
-                layout=W.Layout(width="auto", height="24px"),
-            )
-            b.add_class("lrw-run-row")
-            b.on_click(lambda _, i=i: self.on_pick and self.on_pick(i))
-            self.rows.append(b)
-            metrics = r.metrics
-            ended = r.end_reason + (" (loaded)" if r.loaded else "")
+        n_old = len(self._shown)
+        changed = len(runs) < n_old or any(a is not b for a, b in zip(runs, self._shown))
+        if names != self._names or changed:  # other columns, or other runs: start afresh
+            for w in [*self._head, *(c for row in self._cells for c in row)]:
+                w.close()  # the old rows' widgets would live on in the kernel
+            head = ["", "run", "epochs", "train_loss", "valid_loss", *names, "time", "ended", "start", ""]
+            self._head = [_cell(f"<b>{html.escape(h)}</b>") for h in head]
+            self._shown, self._names, self._cells, self.rows, n_old = [], names, [], [], 0
+            self.grid.layout.grid_template_columns = f"repeat({len(head)}, auto)"
+        for i, r in enumerate(runs[n_old:], n_old):
+            self._cells.append(self._row(i, r, names))
+            self._shown.append(r)
+        for i, row in enumerate(self._cells):
             mark = "★ best" if i == best else ""
-            weight = "font-weight:bold" if i == best else ""
-            row = [
-                _cell("&#9632;", f"color:{color(i)};font-size:16px"),
-                b,
-                _cell(str(r.epochs), weight),
-                _cell(_num(r.train_loss), weight),
-                _cell(_num(r.valid_loss), weight),
-                *(_cell(_num(metrics.get(n, math.nan)), weight) for n in names),
-                _cell(f"{r.seconds:.1f} s" if r.seconds < 60 else fmt_time(r.seconds), weight),
-                _cell(html.escape(ended), weight),
-                _cell("same" if r.from_start else "went on", weight),
-                _cell(mark, "color:#2ca02c;font-weight:bold"),
-            ]
-            cells += row
-        self.grid.layout.grid_template_columns = f"repeat({len(head)}, auto)"
-        self.grid.children = cells
-        for w in old:  # the old rows' widgets would live on in the kernel
-            w.close()
-        n = len(runs)
+            if row[-1].value != _mark(mark):
+                row[-1].value = _mark(mark)
+        self.grid.children = [*self._head, *(c for row in self._cells for c in row)]
         said = (
             f" · best: #{best} {runs[best].label}, valid_loss {_num(outcome(runs[best]))}" if best is not None else ""
         )
-        self.title.value = f"<b>runs</b> ({n}){html.escape(said)}" if runs else ""
+        self.title.value = f"<b>runs</b> ({len(runs)}){html.escape(said)}" if runs else ""
         self.children = (self.title, self.chart.figure, self.grid) if runs else (self.title,)
+
+    def _row(self, i: int, r: Run, names: list[str]) -> list[W.Widget]:
+        """The table's row for run `i`: its colour, its slice as the button that picks it, its figures, its mark."""
+        b = W.Button(
+            description=r.label,
+            tooltip=f"put the markers at this run's rates: lr_min={r.lr_min!r}, lr_steep={r.lr_steep!r}",
+            layout=W.Layout(width="auto", height="24px"),
+        )
+        b.add_class("lrw-run-row")
+        b.on_click(lambda _, i=i: self.on_pick and self.on_pick(i))
+        self.rows.append(b)
+        metrics = r.metrics
+        return [
+            _cell("&#9632;", f"color:{color(i)};font-size:16px"),
+            b,
+            _cell(str(r.epochs)),
+            _cell(_num(r.train_loss)),
+            _cell(_num(r.valid_loss)),
+            *(_cell(_num(metrics.get(n, math.nan))) for n in names),
+            _cell(f"{r.seconds:.1f} s" if r.seconds < 60 else fmt_time(r.seconds)),
+            _cell(html.escape(r.end_reason + (" (loaded)" if r.loaded else ""))),
+            _cell("same" if r.from_start else "went on"),
+            W.HTML(_mark("")),
+        ]
+
+
+def _mark(text: str) -> str:
+    return f"<div style='{CELL};color:#1a9850;font-weight:bold'>{text}</div>"
 
 
 def _num(v: float) -> str:

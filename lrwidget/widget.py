@@ -88,6 +88,7 @@ class LRWidget(Comparing):
         self._table_rows = 0
         self._find_range: tuple[float, float] | None = None
         self._phase = ""  # a sweep's "rate i of n · ", shown before the progress
+        self._sweep_plan = self._sweep_first = 0  # the running sweep's rates, and its first run's index
         self._watcher = _Watcher(self)
         super().__init__(epochs, **kwargs)
         self.find_button.on_click(lambda _: self.find())
@@ -284,7 +285,8 @@ class LRWidget(Comparing):
         last = ""
         if rec.values:
             last = " · " + ", ".join(f"{n} {v:.4f}" for n, v in zip(rec.metric_names[1:-1], rec.values[-1]))
-        self._say(f"fit done: {len(rec.values)} epochs in {fmt_time(run.elapsed)}{last}")
+        began = " from the start" if self.runs and self.runs[-1].from_start else ""
+        self._say(f"fit done{began}: {len(rec.values)} epochs in {fmt_time(run.elapsed)}{last}")
 
     # -- called on the training thread by _Watcher ----------------------------------------------------
 

@@ -276,9 +276,11 @@ def test_a_sweep_refuses_rates_that_are_not_positive_finite_numbers(w, bad):
 def test_the_panel_shows_a_line_and_a_row_per_run_and_marks_the_best(w, learn):
     assert w.runs_panel.children == (w.runs_panel.title,) and not w.runs_panel.title.value, "nothing before a run"
     fit(w)
+    first_row = w.runs_panel.rows[0]
     w.lr_steep = 3e-2
     fit(w)
     p = w.runs_panel
+    assert p.rows[0] is first_row and first_row in p.grid.children, "a new run adds its row; the others stay"
     assert (
         p.chart.figure in p.children
         and p.grid in p.children
