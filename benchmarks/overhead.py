@@ -203,25 +203,9 @@ def ours_lr_find(dls: DataLoaders, model: nn.Module, num_it: int = NUM_IT) -> Wo
     return lambda: len(learn.lr_find(num_it=num_it, show_plot=False).lrs)
 
 
-def widget_fit(dls: DataLoaders, model: nn.Module, epochs: int = 1) -> Work:
-    """The widget's Fit one cycle (worker thread, live charts), markers at LR_MAX/10 and LR_MAX."""
-    from lrwidget import LRWidget
-
-    learn = _learner(dls, model)
-    w = LRWidget(learn, epochs=epochs)
-    w.lr_min, w.lr_steep = LR_MAX / 10, LR_MAX
-
-    def work() -> int:
-        if not w.fit(epochs):
-            raise RuntimeError("the widget did not start the fit")
-        w.wait()
-        return learn.recorder.n_batches
-
-    return work
-
-
-def widget_fit_with_runs(dls: DataLoaders, model: nn.Module, epochs: int = 1) -> Work:
-    """The widget's Fit with PANEL_RUNS runs in its panel: the fit is recorded and the panel and map redrawn."""
+def widget_fit(dls: DataLoaders, model: nn.Module, epochs: int = 1, panel_runs: int = 0) -> Work:
+    """The widget's Fit one cycle (worker thread, live charts), markers at LR_MAX/10 and LR_MAX; with `panel_runs`
+    runs (of 2,000 loss points each) already in its runs panel, so the fit is recorded and panel and map redrawn."""
     import numpy as np
 
     from lrwidget import LRWidget
@@ -230,14 +214,15 @@ def widget_fit_with_runs(dls: DataLoaders, model: nn.Module, epochs: int = 1) ->
     learn = _learner(dls, model)
     w = LRWidget(learn, epochs=epochs)
     w.lr_min, w.lr_steep = LR_MAX / 10, LR_MAX
-    names = ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
-    losses = np.linspace(2.3, 0.3, MAX_LOSSES).tolist()
-    w.runs = [
-        Run(1e-4 * (i + 1), 1e-3 * (i + 1), epochs, "", names, [[0.5, 0.4 + i / 100, 0.9]] * epochs, losses,
-            "completed", 1.0, True, list(range(MAX_LOSSES)), MAX_LOSSES // epochs, [MAX_LOSSES] * epochs)
-        for i in range(PANEL_RUNS)
-    ]  # fmt: skip
-    w._show_runs()
+    if panel_runs:
+        names = ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
+        losses = np.linspace(2.3, 0.3, MAX_LOSSES).tolist()
+        w.runs = [
+            Run(1e-4 * (i + 1), 1e-3 * (i + 1), epochs, "", names, [[0.5, 0.4 + i / 100, 0.9]] * epochs, losses,
+                "completed", 1.0, True, list(range(MAX_LOSSES)), MAX_LOSSES // epochs, [MAX_LOSSES] * epochs)
+            for i in range(panel_runs)
+        ]  # fmt: skip
+        w._show_runs()
 
     def work() -> int:
         if not w.fit(epochs):
@@ -474,32 +459,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         find, lr_find = f"lr_find({a.num_it})", partial(ours_lr_find, num_it=a.num_it)
         hand_find = partial(hand_lr_find, num_it=a.num_it)
         rows.append(compare(arch, find, "lrwidget", lr_find, hand_find, dls, make, a.reps))
-        rows.append(
-            compare(
-                arch,
-                "widget fit",
-                "lrwidget",
-                partial(widget_fit, epochs=wfit),
-                partial(headless_fit, epochs=wfit),
-                dls,
-                make,
-                a.reps,
-                baseline="headless fit_one_cycle",
-            )
-        )
-        rows.append(
-            compare(
-                arch,
-                "widget fit, runs panel",
-                "lrwidget",
-                partial(widget_fit_with_runs, epochs=wfit),
-                partial(headless_fit, epochs=wfit),
-                dls,
-                make,
-                a.reps,
-                baseline="headless fit_one_cycle",
-            )
-        )
+        for work, runs in (("widget fit", 0), ("widget fit, runs panel", PANEL_RUNS)):
+            widget = partial(widget_fit, epochs=wfit, panel_runs=runs)
+            headless = partial(headless_fit, epochs=wfit)
+            rows.append(compare(arch, work, "lrwidget", widget, headless, dls, make, a.reps, "headless fit_one_cycle"))
         if have.get("fastai"):
             rows.append(
                 compare(

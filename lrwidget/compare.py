@@ -144,14 +144,6 @@ class Comparing(Markers):
         r = self.runs[i]
         return f"best by validation loss: run #{i}, lr {r.lr_steep:.4g} ({r.label}, {outcome(r):.4f})"
 
-    @ui
-    def _put_markers(self, lo: float, hi: float) -> None:
-        """Both markers at once, in the order that keeps them an ordered slice on the way."""
-        if lo > self.lr_steep:
-            self.lr_steep, self.lr_min = hi, lo
-        else:
-            self.lr_min, self.lr_steep = lo, hi
-
     def _said(self, action: Any) -> None:
         """Run a button's action; its refusal goes to the status, not to a traceback nobody sees."""
         try:

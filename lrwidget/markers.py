@@ -193,8 +193,13 @@ class Markers(View):
                 "lr_min <= lr_steep"
             )
             lo, hi = hi, lo
+        self._put_markers(lo, hi)
+        return f"markers at lr_min={lo:.4g}, lr_steep={hi:.4g}" + "".join(f"; {n}" for n in notes)
+
+    @ui
+    def _put_markers(self, lo: float, hi: float) -> None:
+        """Both markers at once, in the order that keeps them an ordered slice on the way."""
         if lo > self.lr_steep:
             self.lr_steep, self.lr_min = hi, lo
         else:
             self.lr_min, self.lr_steep = lo, hi
-        return f"markers at lr_min={lo:.4g}, lr_steep={hi:.4g}" + "".join(f"; {n}" for n in notes)
