@@ -205,15 +205,21 @@ def test_the_kernels_interrupt_stops_a_widget_run_when_idle_and_during_wait():
 
 def interrupt_a_widget_fit(learn) -> LRWidget:
     """Start a long Fit in the widget's worker, then Ctrl-C this process (the main thread is free meanwhile)."""
-    w = LRWidget(learn)
-    assert w.fit(1000)
-    deadline = time.monotonic() + 60
-    while w.learn.recorder.n_batches < 3:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    with pytest.raises(KeyboardInterrupt):  # the main thread gets it as ever; the run gets a Stop
-        signal.raise_signal(signal.SIGINT)
-    w.wait(60)
+    # Python's own Ctrl-C handler, as in a terminal: a shell script's background job (nohup, `&`) starts Python
+    # with SIGINT ignored, where no Ctrl-C would raise
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        w = LRWidget(learn)
+        assert w.fit(1000)
+        deadline = time.monotonic() + 60
+        while w.learn.recorder.n_batches < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(KeyboardInterrupt):  # the main thread gets it as ever; the run gets a Stop
+            signal.raise_signal(signal.SIGINT)
+        w.wait(60)
+    finally:
+        signal.signal(signal.SIGINT, before)
     return w
 
 
