@@ -64,6 +64,7 @@ class Learner:
         moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
         wd_bn_bias: bool = False,
         train_bn: bool = True,
+        num_processes: int = 1,
     ):
         if not isinstance(dls, DataLoaders):
             if not (isinstance(dls, (tuple, list)) and 1 <= len(dls) <= 2):
@@ -72,6 +73,7 @@ class Learner:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.mixed_precision = checks.mixed_precision(mixed_precision)
+        self.num_processes = whole("num_processes", num_processes)
         self.loss_func = checks.loss_func(loss_func)
         check_moms(moms)
         self.dls = dls
@@ -80,6 +82,7 @@ class Learner:
         self.metrics = checks.metrics(metrics)
         self.splitter = splitter or (lambda m: [list(m.parameters())])
         self.lr, self.moms = lr, moms
+        self._default_opt = opt_func is None  # the workers of num_processes > 1 make it for their own device
         self.opt_func = opt_func or partial(default_opt_func, device=self.device)
         self.wd_bn_bias, self.train_bn = wd_bn_bias, train_bn
         self.opt = self.opt_func(param_groups(self.model, split_groups(self.splitter(self.model)), wd_bn_bias))
@@ -88,6 +91,25 @@ class Learner:
         self.observers: list[Observer] = []
         self.run: RunInfo | None = None
         self.guard = RunGuard()
+        self._pool: Any = None  # num_processes > 1: the worker processes, kept between runs (distributed.Pool)
+        self._rank: Any = None  # in a worker: this process's place in the group (distributed.Rank)
+        self._seeds = 0  # runs in worker processes so far: each shuffles from its own seed
+
+    def close(self) -> None:
+        """End the worker processes kept between runs (num_processes > 1); nothing for one process."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _next_seed(self) -> int:
+        self._seeds += 1
+        return self._seeds
+
+    def _remote(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """The run in the learner's worker processes (num_processes > 1), after its arguments were checked here."""
+        from . import distributed
+
+        return distributed.run(self, method, args, kwargs, self.guard.signal)
 
     # -- layer groups ---------------------------------------------------------------------------
 
@@ -129,6 +151,8 @@ class Learner:
         """Train `n_epoch` epochs at a constant learning rate (float, slice or one per layer group)."""
         with self.guard("fit") as sig:
             n_epoch, per_group, total = self._plan(n_epoch, lr, "lr", wd)
+            if self.num_processes > 1:
+                return self._remote("fit", n_epoch, lr, wd)
             set_wd(self.opt, wd)
             self._loop("fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None, sig)
 
@@ -144,6 +168,10 @@ class Learner:
     ) -> None:
         """Train with fastai's one-cycle policy: cosine lr warm-up to `lr_max` then annealing, momentum inverse."""
         with self.guard("fit_one_cycle") as sig:
+            if self.num_processes > 1:
+                self._plan(n_epoch, lr_max, "lr_max", wd, stacklevel=4)
+                check_one_cycle(div, div_final, pct_start, self.moms if moms is None else moms)
+                return self._remote("fit_one_cycle", n_epoch, lr_max, div, div_final, pct_start, wd, moms)
             self._one_cycle(n_epoch, lr_max, div, div_final, pct_start, wd, moms, sig)
 
     def _one_cycle(
@@ -191,6 +219,9 @@ class Learner:
             check_one_cycle(div, div_final, pct_start, moms)  # the first phase's own div and pct_start are fixed
             if wd is not None:
                 positive("wd", wd, allow_zero=True)
+            if self.num_processes > 1:
+                args = (epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, div_final, wd, moms)
+                return self._remote("fine_tune", *args)
             self.freeze()
             self._one_cycle(freeze_epochs, slice(base_lr), 25.0, div_final, 0.99, wd, moms, sig)
             if self.run.end_reason != "completed" or sig.is_set():  # a Stop after the first phase's last batch too
@@ -228,6 +259,13 @@ class Learner:
             )
             num_it = whole("num_it", num_it, MIN_NUM_IT, hint)
             lrs = lr_range(start_lr, end_lr, num_it)
+            if self.num_processes > 1:  # the kernel's learner is untouched: the workers ran on copies
+                res = self._remote("lr_find", start_lr, end_lr, num_it, stop_div, False, suggest_funcs)
+                self.recorder.lr_find_result = res
+                if show_plot:
+                    show_in_notebook(lambda: self.recorder.plot_lr_find())
+                    warn_missing(res, self.lr, stacklevel=3)
+                return res
             rec, best = self.recorder, math.inf
 
             def check() -> str | None:
@@ -321,6 +359,10 @@ class Learner:
         autocast = self._autocast()
         scaler = torch.amp.GradScaler(dev.type) if self.mixed_precision == "fp16" else None
         k, error, non_blocking = 0, None, dev.type != "cpu"
+        rk = self._rank  # in a worker of num_processes > 1: the ranks agree on a Stop, lr_find averages its loss
+        if rk is not None:
+            from .distributed import STOP_EVERY, agreed_stop, all_mean
+        sampler = getattr(dl, "sampler", None)
         opt.zero_grad(set_to_none=True)
         emit(self.observers, "fit_start", self)
         try:
@@ -328,9 +370,13 @@ class Learner:
                 for epoch in range(n_epoch):
                     run.epoch, t0 = epoch, time.monotonic()
                     model.train()
+                    if hasattr(sampler, "set_epoch"):  # a DistributedSampler: another shuffle each epoch
+                        sampler.set_epoch(epoch)
                     for batch in dl:
                         if sig.is_set():
                             raise _Stop(sig.reason)
+                        if rk is not None and k % STOP_EVERY == 0 and (why := agreed_stop(rk, dev)):
+                            raise _Stop(why)
                         row = lr_rows[k]
                         for g, lr in zip(groups, row):
                             g["lr"] = lr
@@ -354,6 +400,8 @@ class Learner:
                             scaler.step(opt)
                             scaler.update()
                         opt.zero_grad(set_to_none=True)
+                        if rk is not None and check is not None:
+                            loss = all_mean(loss, rk)  # lr_find: every rank decides on the same curve
                         rec.add_batch(loss.detach(), row[-1], m)  # stays on the device: no sync per batch
                         k += 1
                         emit(self.observers, "batch_end", self)
@@ -398,6 +446,8 @@ class Learner:
         if self.dls.valid is None:
             return [math.nan] * (1 + len(self.metrics))
         model, dev = self.model, self.device
+        if self._rank is not None:  # not through DDP: the ranks' shards differ in length, DDP's forward syncs
+            model = model.module
         model.eval()
         sums, n = None, 0
         with torch.no_grad(), self._autocast():
@@ -412,7 +462,12 @@ class Learner:
                 vals = torch.stack([one_number(f, f(out, y), dev) for f in (self.loss_func, *self.metrics)]) * bs
                 sums = vals if sums is None else sums + vals
                 n += bs
-        if sums is None:
+        if self._rank is not None:  # sample-weighted over every rank's shard, as one process on all the data
+            from .distributed import all_sum
+
+            sums = all_sum(sums if sums is not None else torch.zeros(1 + len(self.metrics), device=dev))
+            n = int(all_sum(torch.tensor([n], device=dev)).item())
+        if sums is None or n == 0:
             raise ValueError("the validation data produced no batches")
         return (sums.cpu().double() / n).tolist()
 

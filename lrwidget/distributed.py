@@ -1,0 +1,367 @@
+"""Runs in N processes: a pool of spawned workers kept between runs, DDP in each, the events streamed to the kernel.
+
+The kernel's Learner stays the one the user holds. For each run it sends the workers itself by value (cloudpickle:
+model classes, Datasets, lambdas defined in notebook cells travel too), each worker builds a one-process Learner over
+its shard with the model in DistributedDataParallel and runs the one training loop; rank 0 streams the batches and
+epoch rows back, and at the end the weights and optimizer state, which the kernel's learner loads in place.
+Workers are spawned afresh (never forked), so a kernel that has already used CUDA can start them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import multiprocessing as mp
+import os
+import queue
+import socket
+import time
+import traceback
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .events import RunInfo, emit
+from .state import clone_cpu, load_opt_in_place
+
+STOP_EVERY = 8  # batches between the ranks' agreements on a Stop: one tiny all-reduce, never a sync per batch
+SEND_EVERY = 0.1  # seconds between rank 0's reports of its batches
+STOPS = {0: "", 1: "stopped", 2: "interrupted"}
+START_TIMEOUT = 300.0  # seconds the workers get to import torch and join the group
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Rank:
+    """What a worker's Learner knows of the group it trains in."""
+
+    rank: int
+    world: int
+    stop: Any  # a shared int: 0 go on, 1 stopped, 2 interrupted (set by the kernel)
+    events: Any  # the queue back to the kernel (rank 0 writes)
+
+
+class Pool:
+    """N spawned worker processes in one torch.distributed group (gloo on CPU, NCCL on CUDA), kept between runs."""
+
+    def __init__(self, n: int, device: torch.device):
+        ctx = mp.get_context("spawn")
+        self.n, self.device = n, device
+        self.stop = ctx.Value("i", 0)
+        self.events = ctx.Queue()
+        self.cmds = [ctx.Queue() for _ in range(n)]
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        port = _free_port()
+        self.procs = [
+            ctx.Process(
+                target=_worker_main,
+                args=(r, n, port, backend, self.cmds[r], self.events, self.stop),
+                daemon=True,  # a kernel that exits takes them with it
+                name=f"lrwidget-rank{r}",
+            )
+            for r in range(n)
+        ]
+        for p in self.procs:
+            p.start()
+        self.started = False  # every rank has joined the group (its first "ready")
+
+    @property
+    def alive(self) -> bool:
+        """True while every worker runs."""
+        return all(p.is_alive() for p in self.procs)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End every worker: asked first, then terminated, then killed; none is left."""
+        for q in self.cmds:
+            with contextlib.suppress(Exception):
+                q.put(None)
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            p.join(max(deadline - time.monotonic(), 0.0))
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(2.0)
+            if p.is_alive():
+                p.kill()
+                p.join(2.0)
+        for q in (*self.cmds, self.events):
+            q.close()
+            q.cancel_join_thread()
+
+    def pids(self) -> list[int]:
+        """The workers' process ids."""
+        return [p.pid for p in self.procs if p.pid is not None]
+
+
+def pool_for(learn: Any) -> Pool:
+    """The learner's pool, spawned at its first run (or again after an error ended the last one)."""
+    pool = getattr(learn, "_pool", None)
+    if pool is None or not pool.alive:
+        if pool is not None:
+            pool.close()
+        pool = learn._pool = Pool(learn.num_processes, learn.device)
+        learn._pool_finalizer = weakref.finalize(learn, pool.close)
+    return pool
+
+
+def job_for(learn: Any, method: str, args: tuple, kwargs: dict) -> bytes:
+    """The learner as the workers rebuild it, and the call to make: by value, with cloudpickle."""
+    try:
+        import cloudpickle
+    except ImportError:
+        raise ImportError(
+            "num_processes > 1 sends the learner to its worker processes with cloudpickle: pip install cloudpickle "
+            "(or lrwidget[ddp])"
+        ) from None
+
+    from .data import DataLoaders
+
+    for name, dl in (("training", learn.dls.train), ("validation", learn.dls.valid)):
+        if dl is not None and not isinstance(dl, torch.utils.data.DataLoader):
+            raise TypeError(
+                f"num_processes > 1 shards the data with a DistributedSampler, so the {name} data must be a "
+                f"torch.utils.data.DataLoader over a Dataset, got {type(dl).__name__}"
+            )
+    model = learn.model if learn.device.type == "cpu" else copy.deepcopy(learn.model).cpu()
+    spec = {
+        "model": model,
+        "opt": clone_cpu(learn.opt.state_dict()),
+        "opt_func": None if learn._default_opt else learn.opt_func,
+        "dls": DataLoaders(learn.dls.train, learn.dls.valid),
+        "seed": learn._next_seed(),
+        **{k: getattr(learn, k) for k in ("loss_func", "metrics", "splitter", "mixed_precision", "lr", "moms")},
+        **{k: getattr(learn, k) for k in ("wd_bn_bias", "train_bn")},
+    }
+    return cloudpickle.dumps({"spec": spec, "method": method, "args": args, "kwargs": kwargs})
+
+
+def run(learn: Any, method: str, args: tuple, kwargs: dict, sig: Any) -> Any:
+    """Run `learn.method(*args, **kwargs)` in the learner's N processes; the kernel's learner gets what it did."""
+    blob = job_for(learn, method, args, kwargs)
+    pool = pool_for(learn)
+    pool.stop.value = 0
+    while True:  # what an earlier run left unread
+        try:
+            pool.events.get_nowait()
+        except queue.Empty:
+            break
+    for q in pool.cmds:
+        q.put(blob)
+    replay = _Replay(learn)
+    try:
+        while True:
+            if sig.is_set() and pool.stop.value == 0:
+                pool.stop.value = 2 if sig.reason == "interrupted" else 1
+            try:
+                msg = pool.events.get(timeout=0.05)
+            except queue.Empty:
+                if not pool.alive:
+                    codes = {p.name: p.exitcode for p in pool.procs if not p.is_alive()}
+                    raise RuntimeError(f"a worker process ended without a word (exit codes {codes})") from None
+                continue
+            kind = msg[0]
+            if kind == "error":
+                _, rank, error, tb = msg
+                pool.close(timeout=0.5)  # the other ranks wait in a collective that will never complete
+                learn._pool = None
+                with contextlib.suppress(Exception):
+                    error.add_note(f"raised in worker rank {rank} of {pool.n}:\n{tb}")
+                replay.end("error", error)
+                raise error
+            if kind == "done":
+                out = msg[1]
+                replay.end(out["end_reason"], None)
+                if out.get("model") is not None:
+                    learn.model.load_state_dict(out["model"])
+                    load_opt_in_place(learn.opt, out["opt"])
+                return out.get("result")
+            replay.take(msg)
+    except BaseException:
+        if learn._pool is pool and not pool.alive:
+            learn._pool = None
+        raise
+
+
+class _Replay:
+    """Rank 0's reports, put into the kernel's recorder and told to its observers as if the loop ran here."""
+
+    def __init__(self, learn: Any):
+        self.learn, self.started = learn, False
+
+    def take(self, msg: tuple) -> None:
+        learn, rec = self.learn, self.learn.recorder
+        kind = msg[0]
+        if kind == "start":
+            _, run_kind, n_epoch, n_iter, total, names = msg
+            rec.reset(names)
+            learn.run = RunInfo(run_kind, n_epoch, n_iter, total)
+            self.started = True
+            emit(learn.observers, "fit_start", learn)
+        elif kind == "batches":
+            _, epoch, lrs, moms, raw = msg
+            learn.run.epoch = epoch
+            for lr, mom, loss in zip(lrs, moms, raw):
+                rec.add_batch(torch.tensor(loss), lr, mom)
+            emit(learn.observers, "batch_end", learn)
+        elif kind == "epoch":
+            _, values, seconds = msg
+            rec.add_epoch(values, seconds)
+            emit(learn.observers, "epoch_end", learn)
+
+    def end(self, reason: str, error: BaseException | None) -> None:
+        if not self.started:
+            return
+        self.learn.run.end_reason = reason
+        self.learn.recorder.flush()
+        emit(self.learn.observers, "fit_end", self.learn, error)
+
+
+class _Reporter:
+    """On rank 0: sends the batches (at most every SEND_EVERY seconds) and epoch rows to the kernel."""
+
+    def __init__(self, events: Any):
+        self.events, self.sent, self.next = events, 0, 0.0
+
+    def fit_start(self, learn: Any) -> None:
+        r = learn.run
+        self.sent, self.next = 0, time.monotonic() + SEND_EVERY
+        self.events.put(("start", r.kind, r.n_epoch, r.n_iter, r.total, list(learn.recorder.metric_names)))
+
+    def batch_end(self, learn: Any) -> None:
+        if time.monotonic() >= self.next:
+            self.send(learn)
+
+    def epoch_end(self, learn: Any) -> None:
+        self.send(learn)
+        rec = learn.recorder
+        self.events.put(("epoch", rec.values[-1], rec.times[-1]))
+
+    def fit_end(self, learn: Any, error: BaseException | None) -> None:
+        self.send(learn)
+
+    def send(self, learn: Any) -> None:
+        rec = learn.recorder
+        raw = rec.raw_losses  # reads the losses back from the device: a few times a second at most
+        k, self.sent = self.sent, len(raw)
+        if self.sent > k:
+            self.events.put(
+                ("batches", learn.run.epoch, rec.lrs[k : self.sent], rec.moms[k : self.sent], raw[k:].tolist())
+            )
+        self.next = time.monotonic() + SEND_EVERY
+
+
+def _worker_main(rank: int, world: int, port: int, backend: str, cmds: Any, events: Any, stop: Any) -> None:
+    """A worker: join the group, then run the jobs the kernel sends until it sends None."""
+    import torch.distributed as dist
+
+    if backend == "gloo":
+        torch.set_num_threads(1)  # N processes on the machine's cores: one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    device = torch.device("cuda", rank % torch.cuda.device_count()) if backend == "nccl" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    try:
+        while True:
+            blob = cmds.get()
+            if blob is None:
+                break
+            try:
+                out = _run_job(blob, Rank(rank, world, stop, events), device)
+                if rank == 0:
+                    events.put(("done", out))
+            except BaseException as e:
+                tb = traceback.format_exc()
+                try:
+                    events.put(("error", rank, e, tb))
+                except Exception:  # an exception that does not pickle: its type and message as a RuntimeError
+                    events.put(("error", rank, RuntimeError(f"{type(e).__name__}: {e}"), tb))
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
+def _run_job(blob: bytes, rk: Rank, device: torch.device) -> dict:
+    """Build the one-process Learner of this rank over its shard, DDP-wrapped, and make the call."""
+    import cloudpickle
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from .learner import Learner
+
+    job = cloudpickle.loads(blob)
+    s = job["spec"]
+    dls = _sharded(s["dls"], rk, s["seed"])
+    learn = Learner(
+        dls, s["model"], loss_func=s["loss_func"], opt_func=s["opt_func"], metrics=s["metrics"],
+        splitter=s["splitter"], device=device, mixed_precision=s["mixed_precision"], lr=s["lr"], moms=s["moms"],
+        wd_bn_bias=s["wd_bn_bias"], train_bn=s["train_bn"],
+    )  # fmt: skip
+    learn.opt.load_state_dict(s["opt"])
+    module = learn.model
+    learn.model = DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
+    learn._rank = rk
+    if rk.rank == 0:
+        learn.observers.append(_Reporter(rk.events))
+    result = getattr(learn, job["method"])(*job["args"], **job["kwargs"])
+    out: dict[str, Any] = {"end_reason": learn.run.end_reason if learn.run else "", "result": result}
+    if job["method"] != "lr_find":  # lr_find leaves the kernel's learner as it was: nothing comes back
+        out["model"] = clone_cpu(module.state_dict())
+        out["opt"] = clone_cpu(learn.opt.state_dict())
+    return out
+
+
+def _sharded(dls: Any, rk: Rank, seed: int) -> Any:
+    """Each rank's part of the data: the training set shuffled from `seed`, every rank the same number of batches;
+    the validation set split without repeats (its metrics are summed over the ranks)."""
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+    from .data import DataLoaders
+
+    def loader(dl: Any, train: bool) -> DataLoader:
+        if train:
+            sampler = DistributedSampler(
+                dl.dataset, rk.world, rk.rank, shuffle=isinstance(dl.sampler, RandomSampler), seed=seed, drop_last=False
+            )
+        else:
+            sampler = list(range(rk.rank, len(dl.dataset), rk.world))
+        return DataLoader(
+            dl.dataset, batch_size=dl.batch_size, sampler=sampler, num_workers=dl.num_workers,
+            collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=dl.drop_last if train else False,
+        )  # fmt: skip
+
+    return DataLoaders(loader(dls.train, True), None if dls.valid is None else loader(dls.valid, False))
+
+
+def agreed_stop(rk: Rank, device: torch.device) -> str:
+    """Every rank's answer to "stop now?", the same on all of them (the kernel's request, read by each)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([rk.stop.value], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return STOPS.get(int(t.item()), "stopped")
+
+
+def all_mean(t: torch.Tensor, rk: Rank) -> torch.Tensor:
+    """The mean of `t` over the ranks."""
+    import torch.distributed as dist
+
+    t = t.detach().clone()
+    dist.all_reduce(t)
+    return t / rk.world
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """The sum of `t` over the ranks."""
+    import torch.distributed as dist
+
+    dist.all_reduce(t)
+    return t

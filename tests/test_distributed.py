@@ -1,0 +1,215 @@
+"""num_processes=2: DDP in two spawned gloo processes on CPU, driven from this process as from a notebook kernel."""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+from nbclient import NotebookClient
+from torch import nn
+
+from lrwidget import Learner, LRWidget, accuracy
+from lrwidget.data import digits
+from lrwidget.events import Observer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TIMEOUT = 120
+
+
+class Net(nn.Module):
+    """A model class defined in the test module, as one defined in a notebook cell."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def children() -> set[int]:
+    """This process's spawned worker processes (not multiprocessing's resource tracker), read from /proc."""
+    pids = set()
+    for f in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        with open(f) as fh:
+            pids |= {int(p) for p in fh.read().split()}
+    found = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in cmd and b"resource_tracker" not in cmd:
+            found.add(pid)
+    return found
+
+
+def make(bs: int = 32, n: int = 2, seed: int = 0, **kw) -> Learner:
+    torch.manual_seed(seed)
+    loss = kw.pop("loss_func", lambda out, y: nn.functional.cross_entropy(out, y))  # a lambda travels too
+    return Learner(digits(bs=bs, seed=seed), Net(), loss_func=loss, metrics=accuracy, num_processes=n, **kw)
+
+
+def weights(learn) -> dict:
+    return {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def learn():
+    lrn = make()
+    yield lrn
+    lrn.close()
+
+
+def test_two_processes_train_as_one_at_the_same_effective_batch_and_the_weights_come_back(learn):
+    before = weights(learn)
+    learn.fit_one_cycle(3, 1e-2)
+    two = learn.recorder.values
+    assert learn.run.end_reason == "completed" and len(two) == 3 and learn.num_processes == 2
+    assert not all(torch.equal(before[k], v) for k, v in weights(learn).items()), "the trained weights came back"
+    assert learn.opt.state, "and the optimizer state"
+    assert learn.validate() == pytest.approx(two[-1][1:], abs=1e-6), "the kernel's model is the trained one"
+    one = make(bs=64, n=1)  # the same effective batch: 2 x 32
+    one.fit_one_cycle(3, 1e-2)
+    assert abs(two[-1][2] - one.recorder.values[-1][2]) <= 0.02, (two[-1], one.recorder.values[-1])
+    n_batches = len(learn.dls.train.dataset) // 2 // 32
+    assert len(learn.recorder.lrs) == len(learn.recorder.losses) >= 3 * n_batches, "a rank's batches, replayed"
+    assert max(learn.recorder.lrs) == pytest.approx(1e-2, rel=0.01)
+
+
+def test_validation_is_weighted_over_the_ranks_as_one_process_on_the_same_data(learn):
+    one = make(n=1)
+    one.model.load_state_dict(learn.model.state_dict())
+    learn.fit(1, 1e-9)  # a fit that changes nothing: its validation row is the model's
+    assert learn.recorder.values[-1][1:] == pytest.approx(one.validate(), abs=1e-6)
+
+
+def test_stop_ends_every_rank_at_the_same_batch_and_the_weights_come_back(learn):
+    before = weights(learn)
+
+    class StopAt(Observer):
+        def batch_end(self, lrn):
+            if lrn.recorder.n_batches >= 20:
+                lrn.stop()
+
+    obs = StopAt()
+    learn.observers.append(obs)
+    try:
+        learn.fit_one_cycle(50, 1e-2)
+    finally:
+        learn.observers.remove(obs)
+    assert learn.run.end_reason == "stopped" and len(learn.recorder.values) < 50
+    assert not all(torch.equal(before[k], v) for k, v in weights(learn).items())
+    learn.fit(1, 1e-3)  # the pool is still there and in step
+    assert learn.run.end_reason == "completed"
+
+
+def test_lr_find_runs_in_the_processes_and_leaves_the_kernels_learner_as_it_was(learn):
+    before, opt, rng = weights(learn), learn.opt.state_dict(), torch.get_rng_state()
+    res = learn.lr_find(num_it=60, show_plot=False)
+    assert len(res.lrs) >= 20 and res.lr_steep is not None and learn.recorder.lr_find_result is res
+    assert all(torch.equal(before[k], v) for k, v in weights(learn).items())
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert learn.opt.state_dict()["param_groups"] == opt["param_groups"]
+
+
+def test_the_widget_drives_a_two_process_learner(learn):
+    w = LRWidget(learn, epochs=2)
+    w.lr_min, w.lr_steep = 1e-3, 1e-2
+    assert w.fit()
+    w.wait(TIMEOUT)
+    assert w.status.startswith("fit done: 2 epochs") and "<td" in w.table_html.value
+    assert len(w.runs) == 1 and len(w.runs[0].values) == 2 and w.runs[0].losses
+    assert w.find(num_it=40)
+    w.wait(TIMEOUT)
+    assert w.result is learn.recorder.lr_find_result and "lr_find done" in w.status
+    assert w.fit(100)
+    threading.Timer(1.0, w.stop).start()
+    w.wait(TIMEOUT)
+    assert "fit stopped" in w.status and w.runs[-1].end_reason == "stopped"
+
+
+class RankOneFails(Exception):
+    pass
+
+
+def fail_in_rank_one(out, y):
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_rank() == 1:
+        raise RankOneFails("the loss of rank 1 failed")
+    return nn.functional.cross_entropy(out, y)
+
+
+def test_an_error_in_one_rank_ends_all_keeps_its_type_and_leaves_no_process():
+    others = children()  # the module's learner keeps its workers meanwhile
+    learn = make(loss_func=fail_in_rank_one)
+    with pytest.raises(RankOneFails, match="the loss of rank 1 failed") as e:
+        learn.fit(1, 1e-3)
+    assert any("worker rank 1 of 2" in n for n in getattr(e.value, "__notes__", []))
+    assert learn.run.end_reason == "error"
+    assert children() == others, "no worker is left after an error, even before close()"
+    learn.loss_func = lambda out, y: nn.functional.cross_entropy(out, y)
+    learn.fit(1, 1e-3)  # a fresh pool
+    assert learn.run.end_reason == "completed" and len(children() - others) == 2
+    learn.close()
+    assert children() == others
+
+
+def test_close_ends_the_workers_and_is_nothing_for_one_process():
+    others = children()
+    learn = make()
+    learn.fit(1, 1e-3)
+    assert len(children() - others) == 2
+    learn.close()
+    assert children() == others
+    one = make(n=1)
+    one.close()
+    with pytest.raises(ValueError, match="num_processes must be a whole number >= 1"):
+        make(n=0)
+
+
+def test_a_notebook_cell_defines_the_model_class_and_fits_in_two_processes(tmp_path):
+    cells = [
+        "import torch\nfrom torch import nn\nfrom lrwidget import Learner, accuracy\nfrom lrwidget.data import digits",
+        "class CellNet(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.l = nn.Linear(64, 10)\n    def forward(self, x):\n        return self.l(x)",
+        "torch.manual_seed(0)\nlearn = Learner(digits(bs=32), CellNet(), metrics=accuracy, num_processes=2)\n"
+        "learn.fit_one_cycle(2, 3e-2)\nprint('ACC', learn.recorder.values[-1][2])\nlearn.close()",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    out = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert float(out.split("ACC")[1]) > 0.85, out
+    assert np.isfinite(float(out.split("ACC")[1]))
+
+
+def test_ctrl_c_during_a_two_process_fit_is_a_stop_of_every_rank(learn):
+    import signal
+
+    class CtrlC(Observer):
+        sent = False
+
+        def batch_end(self, lrn):
+            if lrn.recorder.n_batches >= 10 and not self.sent:
+                self.sent = True
+                signal.raise_signal(signal.SIGINT)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    obs = CtrlC()
+    learn.observers.append(obs)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            learn.fit_one_cycle(50, 1e-3)
+    finally:
+        learn.observers.remove(obs)
+        signal.signal(signal.SIGINT, before)
+    assert learn.run.end_reason == "interrupted" and len(learn.recorder.values) < 50 and not learn.busy
+    learn.fit(1, 1e-3)
+    assert learn.run.end_reason == "completed"
