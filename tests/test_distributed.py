@@ -213,3 +213,24 @@ def test_ctrl_c_during_a_two_process_fit_is_a_stop_of_every_rank(learn):
     assert learn.run.end_reason == "interrupted" and len(learn.recorder.values) < 50 and not learn.busy
     learn.fit(1, 1e-3)
     assert learn.run.end_reason == "completed"
+
+
+def test_deleting_the_learner_ends_its_workers():
+    import gc
+
+    others = children()
+    learn = make()
+    learn.fit(1, 1e-3)
+    assert len(children() - others) == 2
+    del learn
+    gc.collect()
+    assert children() == others
+
+
+def test_bf16_autocast_trains_under_ddp():
+    learn = make(mixed_precision="bf16")
+    try:
+        learn.fit_one_cycle(1, 1e-2)
+        assert learn.run.end_reason == "completed" and np.isfinite(learn.recorder.values[-1][1])
+    finally:
+        learn.close()
