@@ -1,4 +1,4 @@
-"""Every benchmark in one command: overhead, lr_find memory, suggestion quality, and the GPU script.
+"""Every benchmark in one command: overhead, lr_find memory, DDP, suggestion quality, and the GPU script.
 
     python benchmarks/run_all.py             # full runs (about 10 minutes on 2 CPU cores); gpu.py runs in full
                                              # only where CUDA is, else its tiny CPU check
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("overhead", "memory", "suggestions", "gpu")
+SCRIPTS = ("overhead", "memory", "ddp", "suggestions", "gpu")
 
 
 def commands(quick: bool, only: list[str] | None = None) -> list[list[str]]:

@@ -70,7 +70,7 @@ class Pool:
         ]
         for p in self.procs:
             p.start()
-        self.started = False  # every rank has joined the group (its first "ready")
+        self.sent_dls: tuple = ()  # the loaders the workers hold (sent once, not with every run)
 
     @property
     def alive(self) -> bool:
@@ -112,7 +112,7 @@ def pool_for(learn: Any) -> Pool:
     return pool
 
 
-def job_for(learn: Any, method: str, args: tuple, kwargs: dict) -> bytes:
+def job_for(learn: Any, pool: Pool, method: str, args: tuple) -> bytes:
     """The learner as the workers rebuild it, and the call to make: by value, with cloudpickle."""
     try:
         import cloudpickle
@@ -135,18 +135,22 @@ def job_for(learn: Any, method: str, args: tuple, kwargs: dict) -> bytes:
         "model": model,
         "opt": clone_cpu(learn.opt.state_dict()),
         "opt_func": None if learn._default_opt else learn.opt_func,
-        "dls": DataLoaders(learn.dls.train, learn.dls.valid),
-        "seed": learn._next_seed(),
+        # the data travels with the first run, and again only when the learner's loaders are others
+        "dls": None if pool.sent_dls == (learn.dls.train, learn.dls.valid) else DataLoaders(*learn.dls),
+        "seed": learn._seeds,
         **{k: getattr(learn, k) for k in ("loss_func", "metrics", "splitter", "mixed_precision", "lr", "moms")},
         **{k: getattr(learn, k) for k in ("wd_bn_bias", "train_bn")},
     }
-    return cloudpickle.dumps({"spec": spec, "method": method, "args": args, "kwargs": kwargs})
+    return cloudpickle.dumps({"spec": spec, "method": method, "args": args})
 
 
-def run(learn: Any, method: str, args: tuple, kwargs: dict, sig: Any) -> Any:
-    """Run `learn.method(*args, **kwargs)` in the learner's N processes; the kernel's learner gets what it did."""
-    blob = job_for(learn, method, args, kwargs)
+def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
+    """Run `learn.method(*args)` in the learner's N processes (its arguments checked already); the kernel's learner
+    gets what it did."""
     pool = pool_for(learn)
+    learn._seeds += 1  # each run its own shuffle
+    blob = job_for(learn, pool, method, args)
+    pool.sent_dls = (learn.dls.train, learn.dls.valid)
     pool.stop.value = 0
     while True:  # what an earlier run left unread
         try:
@@ -269,13 +273,14 @@ def _worker_main(rank: int, world: int, port: int, backend: str, cmds: Any, even
     device = torch.device("cuda", rank % torch.cuda.device_count()) if backend == "nccl" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    held: dict[str, Any] = {}  # what the runs of this learner share: its data
     try:
         while True:
             blob = cmds.get()
             if blob is None:
                 break
             try:
-                out = _run_job(blob, Rank(rank, world, stop, events), device)
+                out = _run_job(blob, Rank(rank, world, stop, events), device, held)
                 if rank == 0:
                     events.put(("done", out))
             except BaseException as e:
@@ -290,7 +295,7 @@ def _worker_main(rank: int, world: int, port: int, backend: str, cmds: Any, even
             dist.destroy_process_group()
 
 
-def _run_job(blob: bytes, rk: Rank, device: torch.device) -> dict:
+def _run_job(blob: bytes, rk: Rank, device: torch.device, held: dict) -> dict:
     """Build the one-process Learner of this rank over its shard, DDP-wrapped, and make the call."""
     import cloudpickle
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -299,7 +304,9 @@ def _run_job(blob: bytes, rk: Rank, device: torch.device) -> dict:
 
     job = cloudpickle.loads(blob)
     s = job["spec"]
-    dls = _sharded(s["dls"], rk, s["seed"])
+    if s["dls"] is not None:
+        held["dls"] = s["dls"]
+    dls = _sharded(held["dls"], rk, s["seed"])
     learn = Learner(
         dls, s["model"], loss_func=s["loss_func"], opt_func=s["opt_func"], metrics=s["metrics"],
         splitter=s["splitter"], device=device, mixed_precision=s["mixed_precision"], lr=s["lr"], moms=s["moms"],
@@ -311,7 +318,7 @@ def _run_job(blob: bytes, rk: Rank, device: torch.device) -> dict:
     learn._rank = rk
     if rk.rank == 0:
         learn.observers.append(_Reporter(rk.events))
-    result = getattr(learn, job["method"])(*job["args"], **job["kwargs"])
+    result = getattr(learn, job["method"])(*job["args"])
     out: dict[str, Any] = {"end_reason": learn.run.end_reason if learn.run else "", "result": result}
     if job["method"] != "lr_find":  # lr_find leaves the kernel's learner as it was: nothing comes back
         out["model"] = clone_cpu(module.state_dict())

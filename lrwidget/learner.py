@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint, checks, state
+from . import checkpoint, checks, distributed, state
 from .checks import callable_name, positive, whole
 from .data import DataLoaders, default_device, split_batch, to_device
 from .events import Observer, RunInfo, emit
@@ -101,16 +101,6 @@ class Learner:
         if pool is not None:
             pool.close()
 
-    def _next_seed(self) -> int:
-        self._seeds += 1
-        return self._seeds
-
-    def _remote(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """The run in the learner's worker processes (num_processes > 1), after its arguments were checked here."""
-        from . import distributed
-
-        return distributed.run(self, method, args, kwargs, self.guard.signal)
-
     # -- layer groups ---------------------------------------------------------------------------
 
     @property
@@ -152,7 +142,7 @@ class Learner:
         with self.guard("fit") as sig:
             n_epoch, per_group, total = self._plan(n_epoch, lr, "lr", wd)
             if self.num_processes > 1:
-                return self._remote("fit", n_epoch, lr, wd)
+                return distributed.run(self, "fit", (n_epoch, lr, wd), sig)
             set_wd(self.opt, wd)
             self._loop("fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None, sig)
 
@@ -171,7 +161,9 @@ class Learner:
             if self.num_processes > 1:
                 self._plan(n_epoch, lr_max, "lr_max", wd, stacklevel=4)
                 check_one_cycle(div, div_final, pct_start, self.moms if moms is None else moms)
-                return self._remote("fit_one_cycle", n_epoch, lr_max, div, div_final, pct_start, wd, moms)
+                return distributed.run(
+                    self, "fit_one_cycle", (n_epoch, lr_max, div, div_final, pct_start, wd, moms), sig
+                )
             self._one_cycle(n_epoch, lr_max, div, div_final, pct_start, wd, moms, sig)
 
     def _one_cycle(
@@ -221,7 +213,7 @@ class Learner:
                 positive("wd", wd, allow_zero=True)
             if self.num_processes > 1:
                 args = (epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, div_final, wd, moms)
-                return self._remote("fine_tune", *args)
+                return distributed.run(self, "fine_tune", args, sig)
             self.freeze()
             self._one_cycle(freeze_epochs, slice(base_lr), 25.0, div_final, 0.99, wd, moms, sig)
             if self.run.end_reason != "completed" or sig.is_set():  # a Stop after the first phase's last batch too
@@ -260,7 +252,7 @@ class Learner:
             num_it = whole("num_it", num_it, MIN_NUM_IT, hint)
             lrs = lr_range(start_lr, end_lr, num_it)
             if self.num_processes > 1:  # the kernel's learner is untouched: the workers ran on copies
-                res = self._remote("lr_find", start_lr, end_lr, num_it, stop_div, False, suggest_funcs)
+                res = distributed.run(self, "lr_find", (start_lr, end_lr, num_it, stop_div, False, suggest_funcs), sig)
                 self.recorder.lr_find_result = res
                 if show_plot:
                     show_in_notebook(lambda: self.recorder.plot_lr_find())

@@ -245,5 +245,17 @@ def test_the_gpu_tests_fail_rather_than_skip_without_a_gpu(tmp_path):
 def test_run_all_names_every_script(capsys):
     assert load("run_all").main(["--dry-run", "--quick"]) == 0
     out = capsys.readouterr().out
-    for name in ("overhead", "memory", "suggestions", "gpu"):
+    for name in ("overhead", "memory", "ddp", "suggestions", "gpu"):
         assert f"benchmarks/{name}.py --quick" in out
+
+
+def test_ddp_benchmark_runs_both_sides():
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "ddp.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=BENCH.parent,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "per epoch: lrwidget" in r.stdout and "hand-written DDP" in r.stdout and "start-up" in r.stdout, r.stdout

@@ -36,8 +36,11 @@ def children() -> set[int]:
     """This process's spawned worker processes (not multiprocessing's resource tracker), read from /proc."""
     pids = set()
     for f in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        with open(f) as fh:
-            pids |= {int(p) for p in fh.read().split()}
+        try:
+            with open(f) as fh:
+                pids |= {int(p) for p in fh.read().split()}
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
     found = set()
     for pid in pids:
         try:
