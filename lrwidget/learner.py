@@ -293,11 +293,13 @@ class Learner:
 
     def take_state(self) -> dict:
         """An exact copy, in host memory, of the weights, optimizer, module modes, grads and every random state."""
-        return state.take(self.model, self.opt, self.dls.train, self.device)
+        # with num_processes > 1 the workers' shuffle comes from the learner's run count: part of its random state
+        return {**state.take(self.model, self.opt, self.dls.train, self.device), "seeds": self._seeds}
 
     def restore_state(self, saved: dict) -> None:
         """Put back a copy made by `take_state` (which stays as it was: it can be put back again)."""
         state.restore(saved, self.model, self.opt, self.dls.train)
+        self._seeds = saved["seeds"]
 
     # -- saving -----------------------------------------------------------------------------------
 

@@ -237,3 +237,15 @@ def test_bf16_autocast_trains_under_ddp():
         assert learn.run.end_reason == "completed" and np.isfinite(learn.recorder.values[-1][1])
     finally:
         learn.close()
+
+
+def test_fits_from_the_same_start_are_identical_with_two_processes(learn):
+    w = LRWidget(learn, epochs=1)
+    w.lr_min, w.lr_steep = 1e-3, 1e-2
+    w.mark_start()
+    w.from_start = True
+    for _ in range(2):
+        assert w.fit()
+        w.wait(TIMEOUT)
+    a, b = w.runs
+    assert a.values == b.values and a.losses == b.losses, "the same weights, optimizer and shuffle in the workers"
