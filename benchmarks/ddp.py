@@ -2,6 +2,7 @@
 
     python benchmarks/ddp.py            # MLP 784-64-10 on 32768 random samples, 3 epochs, 5 repetitions
     python benchmarks/ddp.py --quick    # a smoke run (used by the tests)
+    python benchmarks/ddp.py --device cuda   # every visible GPU (NCCL), lrwidget's side only (gpu_check.sh runs it)
 
 Both sides do the same work in the same run: the same model, each process's shard from a DistributedSampler,
 AdamW with the same groups, a one-cycle schedule, the loss kept per batch, validation per epoch summed over the
@@ -111,9 +112,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="tiny sizes: check that it runs")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = p.parse_args(argv)
     if a.quick:
         a.samples, a.epochs, a.reps = 2048, 1, 1
+    if a.device == "cuda":
+        return on_gpus(a)
     torch.set_num_threads(1)
     dls = overhead.make_data(a.samples, a.bs, a.samples // 8)
     learn = Learner(dls, overhead.make_model(), num_processes=N_PROC, device="cpu")
@@ -150,6 +154,31 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True,
     )
     return res
+
+
+def on_gpus(a: argparse.Namespace) -> dict:
+    """num_processes = every visible GPU (NCCL; world size 1 on a one-GPU machine): start-up, time per epoch, and
+    the validation accuracy against one process on the same data (random labels: both near 0.1, not a quality test)."""
+    n = torch.cuda.device_count()
+    if n == 0:
+        raise SystemExit("--device cuda: no CUDA GPU is visible")
+    dls = overhead.make_data(a.samples, a.bs, a.samples // 8)
+    learn = Learner(dls, overhead.make_model(), num_processes=n, device="cuda")
+    t = time.perf_counter()
+    learn.fit(1, 1e-9)
+    startup = time.perf_counter() - t
+    try:
+        per_epoch = statistics.median(ours(a, learn) for _ in range(a.reps))
+        values = learn.recorder.values[-1]
+    finally:
+        learn.close()
+    print(
+        f"torch {torch.__version__}, {n} x {torch.cuda.get_device_name()}, NCCL; MLP 784-64-10, {a.samples} samples, "
+        f"batch {a.bs} per process\nper epoch {per_epoch:.3f} s (median of {a.reps} runs of {a.epochs} epochs); "
+        f"start-up {startup:.2f} s; last epoch {values}",
+        flush=True,
+    )
+    return {"processes": n, "per_epoch_s": per_epoch, "startup_s": startup, "values": values}
 
 
 if __name__ == "__main__":

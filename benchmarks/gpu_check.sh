@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one check a GPU machine gets: nvidia-smi, the GPU tests (pytest -m gpu) and the GPU benchmark, about 3-5 min.
+# The one check a GPU machine gets: nvidia-smi, the GPU tests (pytest -m gpu), the GPU benchmark and a DDP run over
+# every visible GPU, about 4-6 min.
 #   bash benchmarks/gpu_check.sh            # from anywhere; results also land in $OUT (else test-artifacts/gpu)
 # It installs nothing: it needs a python3 with torch, torchvision, numpy and pytest (PYTHON picks another), and runs
 # the package from this checkout. The widget's ipywidgets and bqplot are not needed: the core imports without them.
@@ -19,5 +20,8 @@ tests=${PIPESTATUS[0]}
 # --device cuda: fail loudly, rather than fall back to the CPU check, where CUDA does not come up
 timeout -k 10 200 "$py" benchmarks/gpu.py --device cuda --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
 bench=${PIPESTATUS[0]}
-echo "gpu tests: exit $tests; gpu benchmark: exit $bench; files in $out"
-exit $(( tests != 0 || bench != 0 ))
+# num_processes = every visible GPU (NCCL), spawned from this process
+timeout -k 10 150 "$py" benchmarks/ddp.py --device cuda --epochs 2 --reps 2 2>&1 | tee "$out/ddp.txt"
+ddp=${PIPESTATUS[0]}
+echo "gpu tests: exit $tests; gpu benchmark: exit $bench; ddp: exit $ddp; files in $out"
+exit $(( tests != 0 || bench != 0 || ddp != 0 ))

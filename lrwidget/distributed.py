@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import multiprocessing as mp
-import os
+import pickle
 import queue
 import socket
 import time
@@ -29,7 +29,7 @@ from .state import clone_cpu, load_opt_in_place
 STOP_EVERY = 8  # batches between the ranks' agreements on a Stop: one tiny all-reduce, never a sync per batch
 SEND_EVERY = 0.1  # seconds between rank 0's reports of its batches
 STOPS = {0: "", 1: "stopped", 2: "interrupted"}
-START_TIMEOUT = 300.0  # seconds the workers get to import torch and join the group
+NO_CLOUDPICKLE = "; pip install cloudpickle (lrwidget[ddp]) to send classes, functions and lambdas of notebook cells"
 
 
 def _free_port() -> int:
@@ -115,12 +115,9 @@ def pool_for(learn: Any) -> Pool:
 def job_for(learn: Any, pool: Pool, method: str, args: tuple) -> bytes:
     """The learner as the workers rebuild it, and the call to make: by value, with cloudpickle."""
     try:
-        import cloudpickle
-    except ImportError:
-        raise ImportError(
-            "num_processes > 1 sends the learner to its worker processes with cloudpickle: pip install cloudpickle "
-            "(or lrwidget[ddp])"
-        ) from None
+        from cloudpickle import dumps
+    except ImportError:  # pickle sends what can be imported by name, not what a notebook cell defined
+        dumps = pickle.dumps
 
     from .data import DataLoaders
 
@@ -141,7 +138,11 @@ def job_for(learn: Any, pool: Pool, method: str, args: tuple) -> bytes:
         **{k: getattr(learn, k) for k in ("loss_func", "metrics", "splitter", "mixed_precision", "lr", "moms")},
         **{k: getattr(learn, k) for k in ("wd_bn_bias", "train_bn")},
     }
-    return cloudpickle.dumps({"spec": spec, "method": method, "args": args})
+    try:
+        return dumps({"spec": spec, "method": method, "args": args})
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        hint = NO_CLOUDPICKLE if dumps is pickle.dumps else ""
+        raise TypeError(f"the learner cannot be sent to its worker processes ({type(e).__name__}: {e}){hint}") from e
 
 
 def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
@@ -268,7 +269,6 @@ def _worker_main(rank: int, world: int, port: int, backend: str, cmds: Any, even
 
     if backend == "gloo":
         torch.set_num_threads(1)  # N processes on the machine's cores: one thread each
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     device = torch.device("cuda", rank % torch.cuda.device_count()) if backend == "nccl" else torch.device("cpu")
     if device.type == "cuda":
@@ -297,12 +297,11 @@ def _worker_main(rank: int, world: int, port: int, backend: str, cmds: Any, even
 
 def _run_job(blob: bytes, rk: Rank, device: torch.device, held: dict) -> dict:
     """Build the one-process Learner of this rank over its shard, DDP-wrapped, and make the call."""
-    import cloudpickle
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from .learner import Learner
 
-    job = cloudpickle.loads(blob)
+    job = pickle.loads(blob)  # what cloudpickle wrote, pickle reads
     s = job["spec"]
     if s["dls"] is not None:
         held["dls"] = s["dls"]

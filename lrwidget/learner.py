@@ -22,7 +22,16 @@ from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs,
 from .guard import RunGuard, StopSignal
 from .losses import MSELossFlat, check_loss_value, check_shapes, default_loss_for, one_number, oom_hint
 from .notebook import show_in_notebook
-from .optim import by_layer_group, default_opt_func, layer_index, mom_key, norm_bias_params, param_groups, set_wd
+from .optim import (
+    by_layer_group,
+    default_opt_func,
+    layer_index,
+    mom_key,
+    norm_bias_params,
+    one_group,
+    param_groups,
+    set_wd,
+)
 from .optim import freeze_to as _freeze_to
 from .optim import split as split_groups
 from .recorder import Recorder
@@ -80,7 +89,7 @@ class Learner:
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device)
         self.metrics = checks.metrics(metrics)
-        self.splitter = splitter or (lambda m: [list(m.parameters())])
+        self.splitter = splitter or one_group
         self.lr, self.moms = lr, moms
         self._default_opt = opt_func is None  # the workers of num_processes > 1 make it for their own device
         self.opt_func = opt_func or partial(default_opt_func, device=self.device)

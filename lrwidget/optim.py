@@ -14,6 +14,11 @@ from .checks import is_int
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm)
 
 
+def one_group(model: nn.Module) -> list[list[nn.Parameter]]:
+    """The default splitter: every parameter in one layer group."""
+    return [list(model.parameters())]
+
+
 def norm_bias_params(model: nn.Module) -> list[nn.Parameter]:
     """fastai's norm_bias_params: every parameter of a norm layer, and every bias (kept out of weight decay)."""
     if isinstance(model, NORM_TYPES):

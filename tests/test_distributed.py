@@ -249,3 +249,18 @@ def test_fits_from_the_same_start_are_identical_with_two_processes(learn):
         w.wait(TIMEOUT)
     a, b = w.runs
     assert a.values == b.values and a.losses == b.losses, "the same weights, optimizer and shuffle in the workers"
+
+
+def test_without_cloudpickle_what_cannot_be_sent_is_refused_with_what_to_do(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # `import cloudpickle` fails, as where it is not installed
+    learn = make()  # its loss is a lambda: pickle cannot send it by name
+    try:
+        with pytest.raises(TypeError, match=r"cannot be sent to its worker processes .*pip install cloudpickle"):
+            learn.fit(1, 1e-3)
+        learn.loss_func = nn.CrossEntropyLoss()  # what pickle sends: classes importable by name
+        learn.fit(1, 1e-3)
+        assert learn.run.end_reason == "completed"
+    finally:
+        learn.close()
