@@ -29,6 +29,7 @@ from .state import clone_cpu, load_opt_in_place
 STOP_EVERY = 8  # batches between the ranks' agreements on a Stop: one tiny all-reduce, never a sync per batch
 SEND_EVERY = 0.1  # seconds between rank 0's reports of its batches
 STOPS = {0: "", 1: "stopped", 2: "interrupted"}
+START_TIMEOUT = 300.0  # seconds new workers get to import torch and join the group, before the run is given up
 NO_CLOUDPICKLE = "; pip install cloudpickle (lrwidget[ddp]) to send classes, functions and lambdas of notebook cells"
 
 
@@ -71,6 +72,7 @@ class Pool:
         for p in self.procs:
             p.start()
         self.sent_dls: tuple = ()  # the loaders the workers hold (sent once, not with every run)
+        self.ready = 0  # workers that have joined the group
 
     @property
     def alive(self) -> bool:
@@ -155,12 +157,13 @@ def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
     pool.stop.value = 0
     while True:  # what an earlier run left unread
         try:
-            pool.events.get_nowait()
+            pool.ready += pool.events.get_nowait()[0] == "ready"
         except queue.Empty:
             break
     for q in pool.cmds:
         q.put(blob)
     replay = _Replay(learn)
+    deadline = time.monotonic() + START_TIMEOUT
     try:
         while True:
             if sig.is_set() and pool.stop.value == 0:
@@ -168,18 +171,26 @@ def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
             try:
                 msg = pool.events.get(timeout=0.05)
             except queue.Empty:
+                if pool.ready < pool.n and time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{pool.n - pool.ready} of the {pool.n} worker processes did not join the group within "
+                        f"{START_TIMEOUT:.0f} s (a port blocked, a GPU busy?): nothing was run"
+                    ) from None
                 if not pool.alive:
                     codes = {p.name: p.exitcode for p in pool.procs if not p.is_alive()}
                     raise RuntimeError(f"a worker process ended without a word (exit codes {codes})") from None
                 continue
             kind = msg[0]
+            if kind == "ready":
+                pool.ready += 1
+                continue
             if kind == "error":
                 _, rank, error, tb = msg
-                pool.close(timeout=0.5)  # the other ranks wait in a collective that will never complete
-                learn._pool = None
+                gone = {p.name: p.exitcode for p in pool.procs if not p.is_alive()}
                 with contextlib.suppress(Exception):
                     error.add_note(f"raised in worker rank {rank} of {pool.n}:\n{tb}")
-                replay.end("error", error)
+                    if gone:  # the cause: a worker that died (killed for memory?) broke the others' collective
+                        error.add_note(f"worker processes that had ended: exit codes {gone}")
                 raise error
             if kind == "done":
                 out = msg[1]
@@ -189,9 +200,13 @@ def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
                     load_opt_in_place(learn.opt, out["opt"])
                 return out.get("result")
             replay.take(msg)
-    except BaseException:
-        if learn._pool is pool and not pool.alive:
+    except BaseException as e:
+        # an error in a rank (the others wait in a collective that will never complete), a worker gone, a second
+        # Ctrl-C, an observer's error here: the workers are ended, none is left; the next run starts new ones
+        pool.close(timeout=0.5)
+        if learn._pool is pool:
             learn._pool = None
+        replay.end("interrupted" if isinstance(e, KeyboardInterrupt) else "error", e)
         raise
 
 
@@ -222,8 +237,9 @@ class _Replay:
             emit(learn.observers, "epoch_end", learn)
 
     def end(self, reason: str, error: BaseException | None) -> None:
-        if not self.started:
+        if not self.started:  # never began, or ended already
             return
+        self.started = False
         self.learn.run.end_reason = reason
         self.learn.recorder.flush()
         emit(self.learn.observers, "fit_end", self.learn, error)
@@ -273,6 +289,7 @@ def _worker_main(rank: int, world: int, port: int, backend: str, cmds: Any, even
     device = torch.device("cuda", rank % torch.cuda.device_count()) if backend == "nccl" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    events.put(("ready", rank))
     held: dict[str, Any] = {}  # what the runs of this learner share: its data
     try:
         while True:

@@ -264,3 +264,47 @@ def test_without_cloudpickle_what_cannot_be_sent_is_refused_with_what_to_do(monk
         assert learn.run.end_reason == "completed"
     finally:
         learn.close()
+
+
+def test_the_workers_end_with_the_process_that_started_them(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "exits.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\nfrom lrwidget import Learner\nfrom lrwidget.data import digits\n"
+        "if __name__ == '__main__':\n"
+        "    learn = Learner(digits(bs=32), nn.Linear(64, 10), num_processes=2)\n"
+        "    learn.fit(1, 1e-3)\n"
+        "    print('PIDS', *learn._pool.pids(), flush=True)\n"  # no close(): the interpreter just exits
+    )
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    pids = [int(p) for p in r.stdout.split("PIDS")[1].split()]
+    assert len(pids) == 2 and not [p for p in pids if os.path.exists(f"/proc/{p}")], "a worker outlived its kernel"
+
+
+def test_a_worker_killed_mid_run_ends_the_run_and_leaves_no_process():
+    import signal
+
+    others = children()
+    learn = make()
+
+    class Kill(Observer):
+        done = False
+
+        def batch_end(self, lrn):
+            if lrn.recorder.n_batches >= 5 and not self.done:
+                self.done = True
+                os.kill(lrn._pool.procs[1].pid, signal.SIGKILL)  # as the OOM killer would
+
+    learn.observers.append(Kill())
+    with pytest.raises(RuntimeError) as e:  # gloo's own "Connection reset by peer" in rank 0, or rank 1 found gone
+        learn.fit_one_cycle(50, 1e-3)
+    said = " ".join([str(e.value), *getattr(e.value, "__notes__", [])])
+    assert "'lrwidget-rank1': -9" in said, said
+    assert learn.run.end_reason == "error" and children() == others, "rank 0, stuck in a collective, is ended too"
+    learn.observers.clear()
+    learn.fit(1, 1e-3)
+    assert learn.run.end_reason == "completed"
+    learn.close()
