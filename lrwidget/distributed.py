@@ -39,6 +39,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class RemoteTraceback(Exception):
+    """The traceback of an error in a worker process, as text: the cause of that error, raised again here."""
+
+    def __init__(self, tb: str):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f"\n{self.tb}"
+
+
 @dataclass
 class Rank:
     """What a worker's Learner knows of the group it trains in."""
@@ -188,10 +199,10 @@ def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
                 _, rank, error, tb = msg
                 gone = {p.name: p.exitcode for p in pool.procs if not p.is_alive()}
                 with contextlib.suppress(Exception):
-                    error.add_note(f"raised in worker rank {rank} of {pool.n}:\n{tb}")
+                    error.add_note(f"raised in worker rank {rank} of {pool.n} (its traceback: the cause above)")
                     if gone:  # the cause: a worker that died (killed for memory?) broke the others' collective
                         error.add_note(f"worker processes that had ended: exit codes {gone}")
-                raise error
+                raise error from RemoteTraceback(tb)
             if kind == "done":
                 out = msg[1]
                 replay.end(out["end_reason"], None)

@@ -156,8 +156,16 @@ def test_an_error_in_one_rank_ends_all_keeps_its_type_and_leaves_no_process():
     with pytest.raises(RankOneFails, match="the loss of rank 1 failed") as e:
         learn.fit(1, 1e-3)
     assert any("worker rank 1 of 2" in n for n in getattr(e.value, "__notes__", []))
+    assert "in fail_in_rank_one" in str(e.value.__cause__), "the rank's own traceback, as the error's cause"
     assert learn.run.end_reason == "error"
     assert children() == others, "no worker is left after an error, even before close()"
+    w = LRWidget(learn)  # the same through the widget: its status and wait() have the rank's error
+    assert w.fit(1)
+    with pytest.raises(RankOneFails):
+        w.wait(TIMEOUT)
+    assert "RankOneFails: the loss of rank 1 failed" in w.status and "worker rank 1 of 2" in w.status
+    assert "in fail_in_rank_one" in w.traceback_html.value, "the rank's traceback, on demand in the widget"
+    assert children() == others and w.runs[-1].end_reason == "error"
     learn.loss_func = lambda out, y: nn.functional.cross_entropy(out, y)
     learn.fit(1, 1e-3)  # a fresh pool
     assert learn.run.end_reason == "completed" and len(children() - others) == 2
@@ -230,8 +238,9 @@ def test_deleting_the_learner_ends_its_workers():
     assert children() == others
 
 
-def test_bf16_autocast_trains_under_ddp():
-    learn = make(mixed_precision="bf16")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_under_ddp(precision):
+    learn = make(mixed_precision=precision)
     try:
         learn.fit_one_cycle(1, 1e-2)
         assert learn.run.end_reason == "completed" and np.isfinite(learn.recorder.values[-1][1])
