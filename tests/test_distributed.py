@@ -317,3 +317,22 @@ def test_a_worker_killed_mid_run_ends_the_run_and_leaves_no_process():
     learn.fit(1, 1e-3)
     assert learn.run.end_reason == "completed"
     learn.close()
+
+
+def test_fine_tune_runs_both_phases_in_the_processes(learn):
+    before = weights(learn)
+    starts = []
+
+    class Starts(Observer):
+        def fit_start(self, lrn):
+            starts.append(lrn.run.n_epoch)
+
+    obs = Starts()
+    learn.observers.append(obs)
+    try:
+        learn.fine_tune(2, base_lr=1e-3, freeze_epochs=1)
+    finally:
+        learn.observers.remove(obs)
+    assert starts == [1, 2], "the frozen phase, then the unfrozen one, each told to the observers"
+    assert learn.run.end_reason == "completed" and len(learn.recorder.values) == 2
+    assert not all(torch.equal(before[k], v) for k, v in weights(learn).items())
