@@ -125,14 +125,14 @@ class LRFindResult(tuple):
         return {
             "format": FORMAT,
             "version": VERSION,
-            **{k: [_enc(x) for x in f[k].tolist()] for k in CURVES},
-            **{k: _enc(f[k]) for k in FIELDS},
+            **{k: [json_float(x) for x in f[k].tolist()] for k in CURVES},
+            **{k: json_float(f[k]) for k in FIELDS},
             "reasons": dict(self.reasons),
-            "points": {k: [_enc(lr), _enc(loss)] for k, (lr, loss) in self.points.items()},
+            "points": {k: [json_float(lr), json_float(loss)] for k, (lr, loss) in self.points.items()},
             "num_it": self.num_it,
             "end_reason": self.end_reason,
             "order": list(self.order),
-            "extra": {k: _enc(v) for k, v in self.extra.items()},
+            "extra": {k: json_float(v) for k, v in self.extra.items()},
         }
 
     @classmethod
@@ -149,14 +149,16 @@ class LRFindResult(tuple):
         if missing:
             raise ValueError(f"an lr_find result needs the key {missing[0]!r} (missing: {', '.join(missing)})")
         f: dict[str, Any] = {k: _typed(k, d[k], list, " of numbers") for k in CURVES}
-        f.update({k: [_num(f"{k}[{i}]", x) for i, x in enumerate(f[k])] for k in CURVES})
+        f.update({k: [read_float(f"{k}[{i}]", x) for i, x in enumerate(f[k])] for k in CURVES})
         if len({len(f[k]) for k in CURVES}) > 1:
             lengths = ", ".join(f"{k} {len(f[k])}" for k in CURVES)
             raise ValueError(f"lrs, losses and raw_losses must be lists of the same length, got {lengths}")
-        f.update({k: _num(k, d[k], none=True) for k in FIELDS})
+        f.update({k: read_float(k, d[k], none=True) for k in FIELDS})
         f["reasons"] = {k: _typed(f"reasons[{k!r}]", v, str) for k, v in _typed("reasons", d["reasons"], dict).items()}
         f["points"] = {k: _pair(f"points[{k!r}]", v) for k, v in _typed("points", d["points"], dict).items()}
-        f["extra"] = {k: _num(f"extra[{k!r}]", v, none=True) for k, v in _typed("extra", d["extra"], dict).items()}
+        f["extra"] = {
+            k: read_float(f"extra[{k!r}]", v, none=True) for k, v in _typed("extra", d["extra"], dict).items()
+        }
         f["num_it"], f["end_reason"] = _int("num_it", d["num_it"], 0), _typed("end_reason", d["end_reason"], str)
         f["order"] = [_typed(f"order[{i}]", k, str) for i, k in enumerate(_typed("order", d["order"], list))]
         for k in f["order"]:
@@ -225,7 +227,7 @@ def _got(v: Any) -> str:
     return f"{reprlib.repr(v)} ({type(v).__name__})"
 
 
-def _enc(x: float | None) -> float | str | None:
+def json_float(x: float | None) -> float | str | None:
     """A float as JSON's allow_nan=False takes it: finite as a number, else "nan", "inf" or "-inf"."""
     return None if x is None else float(x) if math.isfinite(x) else repr(float(x))
 
@@ -238,8 +240,8 @@ def _typed(key: str, v: Any, kind: type, of: str = "") -> Any:
     return v
 
 
-def _num(key: str, v: Any, none: bool = False) -> float | None:
-    """A number written by `_enc` (None too where `none`), read back: else a ValueError naming `key`."""
+def read_float(key: str, v: Any, none: bool = False) -> float | None:
+    """A number written by `json_float` (None too where `none`), read back: else a ValueError naming `key`."""
     if v is None and none:
         return None
     if isinstance(v, str) and v in NON_FINITE:
@@ -253,7 +255,7 @@ def _num(key: str, v: Any, none: bool = False) -> float | None:
 def _pair(key: str, v: Any) -> tuple[float, float]:
     if not isinstance(v, list) or len(v) != 2:
         raise ValueError(f"{key} must be a list [lr, loss] of two numbers, got {_got(v)}")
-    return _num(f"{key}[0]", v[0]), _num(f"{key}[1]", v[1])
+    return read_float(f"{key}[0]", v[0]), read_float(f"{key}[1]", v[1])
 
 
 def _int(key: str, v: Any, least: int) -> int:

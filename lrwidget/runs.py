@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .find_result import NON_FINITE, LRFindResult
+from .checks import is_real
+from .find_result import LRFindResult, json_float, read_float
 
 __all__ = ["Run", "thin", "sweep_rates", "best_index", "outcome", "save_history", "load_history", "MAX_LOSSES"]
 
@@ -83,16 +84,16 @@ class Run:
         return cls(**kw)
 
 
-def json_floats(xs: Any) -> list[float | str]:
-    """Numbers as JSON takes them: a non-finite one as the string 'nan', 'inf' or '-inf'."""
-    return [float(x) if math.isfinite(x) else str(float(x)) for x in xs]
+def json_floats(xs: Any) -> list[float | str | None]:
+    """Numbers as JSON takes them (`find_result.json_float`: a non-finite one as 'nan', 'inf' or '-inf')."""
+    return [json_float(x) for x in xs]
 
 
 def plain_floats(xs: Any, what: str) -> list[float]:
-    """`json_floats`' list read back; ValueError naming `what` for anything but numbers."""
-    if not isinstance(xs, list) or not all(_number(x) or x in NON_FINITE for x in xs):
+    """`json_floats`' list read back; ValueError naming `what` (and the place) for anything but numbers."""
+    if not isinstance(xs, list):
         raise ValueError(f"{what} must be a list of numbers ('nan', 'inf' or '-inf' for non-finite ones)")
-    return [NON_FINITE[x] if isinstance(x, str) else float(x) for x in xs]
+    return [read_float(f"{what}[{i}]", x) for i, x in enumerate(xs)]
 
 
 def _column(run: Run, name: str) -> float:
@@ -103,15 +104,11 @@ def _column(run: Run, name: str) -> float:
     return float(row[i]) if len(row) > i else math.nan
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _field(name: str, v: Any, where: str) -> Any:
     """One field of a run read from JSON, checked."""
     what = f"{where}: {name!r}"
     if name in ("lr_min", "lr_steep"):
-        if not (_number(v) and math.isfinite(v) and v > 0):
+        if not (is_real(v) and math.isfinite(v) and v > 0):
             raise ValueError(f"{what} must be a positive finite number, got {v!r}")
         return float(v)
     if name in ("epochs", "n_iter"):
@@ -119,7 +116,7 @@ def _field(name: str, v: Any, where: str) -> Any:
             raise ValueError(f"{what} must be a whole number, got {v!r}")
         return v
     if name == "seconds":
-        if not _number(v):
+        if not is_real(v):
             raise ValueError(f"{what} must be a number, got {v!r}")
         return float(v)
     if name in ("code", "end_reason"):
