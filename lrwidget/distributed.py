@@ -26,6 +26,7 @@ import torch
 from .events import RunInfo, emit
 from .state import clone_cpu, load_opt_in_place
 
+SENT = ("loss_func", "metrics", "splitter", "mixed_precision", "lr", "moms", "wd_bn_bias", "train_bn")  # as given
 STOP_EVERY = 8  # batches between the ranks' agreements on a Stop: one tiny all-reduce, never a sync per batch
 SEND_EVERY = 0.1  # seconds between rank 0's reports of its batches
 STOPS = {0: "", 1: "stopped", 2: "interrupted"}
@@ -121,7 +122,7 @@ def pool_for(learn: Any) -> Pool:
         if pool is not None:
             pool.close()
         pool = learn._pool = Pool(learn.num_processes, learn.device)
-        learn._pool_finalizer = weakref.finalize(learn, pool.close)
+        weakref.finalize(learn, pool.close)  # the learner's deletion ends its workers (a finalizer keeps itself)
     return pool
 
 
@@ -148,8 +149,7 @@ def job_for(learn: Any, pool: Pool, method: str, args: tuple) -> bytes:
         # the data travels with the first run, and again only when the learner's loaders are others
         "dls": None if pool.sent_dls == (learn.dls.train, learn.dls.valid) else DataLoaders(*learn.dls),
         "seed": learn._seeds,
-        **{k: getattr(learn, k) for k in ("loss_func", "metrics", "splitter", "mixed_precision", "lr", "moms")},
-        **{k: getattr(learn, k) for k in ("wd_bn_bias", "train_bn")},
+        **{k: getattr(learn, k) for k in SENT},
     }
     try:
         return dumps({"spec": spec, "method": method, "args": args})
@@ -239,8 +239,7 @@ class _Replay:
         elif kind == "batches":
             _, epoch, lrs, moms, raw = msg
             learn.run.epoch = epoch
-            for lr, mom, loss in zip(lrs, moms, raw):
-                rec.add_batch(torch.tensor(loss), lr, mom)
+            rec.add_read(raw, lrs, moms)
             emit(learn.observers, "batch_end", learn)
         elif kind == "epoch":
             _, values, seconds = msg

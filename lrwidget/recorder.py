@@ -57,6 +57,15 @@ class Recorder:
         if len(self._pending) >= 1024:  # bound device memory; one sync per 1024 batches
             self.flush()
 
+    def add_read(self, raw: list[float], lrs: list[float], moms: list[float | None]) -> None:
+        """Record batches whose losses were read back already (another process's, as plain floats)."""
+        self.flush()
+        sm, self._state = smooth(raw, self.beta, self._state)
+        self._raw += raw
+        self._smooth += sm
+        self.lrs += lrs
+        self.moms += moms
+
     def flush(self) -> None:
         """Read pending losses back from the device in one transfer and smooth them."""
         if not self._pending:
