@@ -26,7 +26,9 @@ import torch
 from .events import RunInfo, emit
 from .state import clone_cpu, load_opt_in_place
 
-SENT = ("loss_func", "metrics", "splitter", "mixed_precision", "lr", "moms", "wd_bn_bias", "train_bn")  # as given
+# as given (and whether the loss is lrwidget's choice, which gets the logits of a Hugging Face output)
+SENT = ("loss_func", "_default_loss", "metrics", "splitter", "mixed_precision", "lr", "moms", "wd_bn_bias", "train_bn")
+SENT += ("accum_steps",)
 STOP_EVERY = 8  # batches between the ranks' agreements on a Stop: one tiny all-reduce, never a sync per batch
 SEND_EVERY = 0.1  # seconds between rank 0's reports of its batches
 STOPS = {0: "", 1: "stopped", 2: "interrupted"}
@@ -336,8 +338,9 @@ def _run_job(blob: bytes, rk: Rank, device: torch.device, held: dict) -> dict:
     learn = Learner(
         dls, s["model"], loss_func=s["loss_func"], opt_func=s["opt_func"], metrics=s["metrics"],
         splitter=s["splitter"], device=device, mixed_precision=s["mixed_precision"], lr=s["lr"], moms=s["moms"],
-        wd_bn_bias=s["wd_bn_bias"], train_bn=s["train_bn"],
+        wd_bn_bias=s["wd_bn_bias"], train_bn=s["train_bn"], accum_steps=s["accum_steps"],
     )  # fmt: skip
+    learn._default_loss = s["_default_loss"]
     learn.opt.load_state_dict(s["opt"])
     module = learn.model
     learn.model = DDP(module, device_ids=[device.index] if device.type == "cuda" else None)

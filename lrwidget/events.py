@@ -22,12 +22,13 @@ class RunInfo:
 
     kind: str
     n_epoch: int
-    n_iter: int  # training batches per epoch
-    total: int  # training batches planned in all
+    n_iter: int  # optimizer steps per epoch (training batches, unless accum_steps > 1)
+    total: int  # optimizer steps planned in all
     epoch: int = 0
     start: float = field(default_factory=time.monotonic)
-    # 'completed', 'stopped', 'interrupted', 'diverged', 'non-finite loss' or 'error'
+    # 'completed', 'stopped', 'interrupted', 'diverged', 'non-finite loss', 'non-finite gradients' or 'error'
     end_reason: str = ""
+    skipped: int = 0  # lr_find with fp16: steps whose gradients overflowed, skipped by the scaler and run again
 
     @property
     def elapsed(self) -> float:

@@ -215,6 +215,7 @@ class FastaiLearner:
 
     lr_find_code_args = LR_FIND_CODE_ARGS  # what LRWidget adds to the lr_find call it shows
     lr_find_restores = FIND_RESTORES  # what LRWidget says is restored after a stopped lr_find
+    accum_steps = 1  # fastai's own GradientAccumulation callback steps within its batches: the progress counts those
 
     def __init__(self, learn: Any):
         if not is_fastai_learner(learn):

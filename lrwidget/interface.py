@@ -22,6 +22,7 @@ class Driven(Protocol):
     lr_find_code_args: str  # what the widget adds to the lr_find call it shows in `w.code`
     lr_find_restores: str  # what a stopped lr_find put back, as the status says it
     note: str  # what the learner could not do in the last run, said after it ('' for none)
+    accum_steps: int  # batches whose gradients one optimizer step sums (the progress counts steps when > 1)
 
     @property
     def busy(self) -> bool:

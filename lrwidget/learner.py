@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -14,18 +12,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint, checks, distributed, state
-from .checks import callable_name, positive, whole
-from .data import DataLoaders, default_device, split_batch, to_device
-from .events import Observer, RunInfo, emit
+from . import checkpoint, checks, distributed, loop, state
+from .checks import positive, whole
+from .data import DataLoaders, default_device
+from .events import Observer, RunInfo
 from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs, warn_missing
 from .guard import RunGuard, StopSignal
-from .losses import MSELossFlat, check_loss_value, check_shapes, default_loss_for, one_number, oom_hint
+from .losses import MSELossFlat, oom_hint
 from .notebook import show_in_notebook
 from .optim import (
     by_layer_group,
     default_opt_func,
-    layer_index,
     mom_key,
     norm_bias_params,
     one_group,
@@ -44,10 +41,6 @@ __all__ += ["default_opt_func", "norm_bias_params", "param_groups"]  # where the
 # the smallest num_it whose curve keeps 2 points once the first num_it//10 and the last 5 are dropped
 MIN_NUM_IT = 7
 LR_FIND_RESTORES = "the model, optimizer and random state are as before it"
-
-
-class _Stop(Exception):
-    """Raised inside the loop to end a run early and quietly; its message is the end reason."""
 
 
 class Learner:
@@ -74,6 +67,7 @@ class Learner:
         wd_bn_bias: bool = False,
         train_bn: bool = True,
         num_processes: int = 1,
+        accum_steps: int = 1,
     ):
         if not isinstance(dls, DataLoaders):
             if not (isinstance(dls, (tuple, list)) and 1 <= len(dls) <= 2):
@@ -83,7 +77,9 @@ class Learner:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.mixed_precision = checks.mixed_precision(mixed_precision)
         self.num_processes = whole("num_processes", num_processes)
+        self.accum_steps = whole("accum_steps", accum_steps)  # an optimizer step every accum_steps batches
         self.loss_func = checks.loss_func(loss_func)
+        self._default_loss = False  # True once the loop chose the loss (it then gets the logits of an HF output)
         check_moms(moms)
         self.dls = dls
         self.device = torch.device(device) if device is not None else default_device()
@@ -153,7 +149,7 @@ class Learner:
             if self.num_processes > 1:
                 return distributed.run(self, "fit", (n_epoch, lr, wd), sig)
             set_wd(self.opt, wd)
-            self._loop("fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None, sig)
+            loop.train(self, "fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None, sig)
 
     def fit_one_cycle(
         self,
@@ -197,7 +193,7 @@ class Learner:
             moms=self.moms if moms is None else moms,
         )
         set_wd(self.opt, wd)
-        self._loop("fit", n_epoch, lrs, mom if mom_key(self.opt) else None, sig)
+        loop.train(self, "fit", n_epoch, lrs, mom if mom_key(self.opt) else None, sig)
 
     def fine_tune(
         self,
@@ -237,7 +233,7 @@ class Learner:
                 raise ValueError("there is no validation data: build the learner with DataLoaders(train_dl, valid_dl)")
             modes = [(m, m.training) for m in self.model.modules()]
             try:
-                return self._validate(None)
+                return loop.evaluate(self, None)
             finally:
                 for m, training in modes:
                     m.training = training
@@ -279,9 +275,9 @@ class Learner:
 
             saved = self.take_state()
             try:
-                n_epoch = math.ceil(num_it / len(self.dls.train))
+                n_epoch = math.ceil(num_it / loop.steps_per_epoch(len(self.dls.train), self.accum_steps))
                 per_group = np.repeat(lrs[:, None], len(self.layer_groups), axis=1)
-                self._loop("lr_find", n_epoch, per_group, None, sig, validate=False, check=check)
+                loop.train(self, "lr_find", n_epoch, per_group, None, sig, validate=False, check=check)
             finally:
                 self.restore_state(saved)
             end = self.run.end_reason
@@ -333,149 +329,4 @@ class Learner:
         )
         if wd is not None:
             positive("wd", wd, allow_zero=True)
-        return n_epoch, per_group, n_epoch * len(self.dls.train)
-
-    def _loop(
-        self,
-        kind: str,
-        n_epoch: int,
-        lrs: np.ndarray,
-        moms: np.ndarray | None,
-        sig: StopSignal,
-        validate: bool = True,
-        check: Callable[[], str | None] | None = None,
-    ) -> None:
-        """The one training loop: batch k uses lrs[k] (one per layer group) and moms[k]; validation each epoch."""
-        model, opt, dl, rec, dev = self.model, self.opt, self.dls.train, self.recorder, self.device
-        groups = opt.param_groups
-        if not any(p.requires_grad for g in groups for p in g["params"]):
-            raise ValueError(
-                "every parameter is frozen, so there is nothing to train: call learn.unfreeze(), or freeze_to(n) "
-                "with n below the number of layer groups"
-            )
-        total = len(lrs)
-        lr_rows = lrs[:, layer_index(opt)].tolist()  # one column per optimizer parameter group
-        mom_list = moms.tolist() if moms is not None else None
-        betas = mom_key(opt) == "betas"
-        rec.reset(["epoch", "train_loss", "valid_loss", *map(callable_name, self.metrics), "time"])
-        self.run = run = RunInfo(kind, n_epoch, len(dl), total)
-        autocast = self._autocast()
-        scaler = torch.amp.GradScaler(dev.type) if self.mixed_precision == "fp16" else None
-        k, error, non_blocking = 0, None, dev.type != "cpu"
-        rk = self._rank  # in a worker of num_processes > 1: the ranks agree on a Stop, lr_find averages its loss
-        if rk is not None:
-            from .distributed import STOP_EVERY, agreed_stop, all_mean
-        sampler = getattr(dl, "sampler", None)
-        opt.zero_grad(set_to_none=True)
-        emit(self.observers, "fit_start", self)
-        try:
-            with oom_hint():
-                for epoch in range(n_epoch):
-                    run.epoch, t0 = epoch, time.monotonic()
-                    model.train()
-                    if hasattr(sampler, "set_epoch"):  # a DistributedSampler: another shuffle each epoch
-                        sampler.set_epoch(epoch)
-                    for batch in dl:
-                        if sig.is_set():
-                            raise _Stop(sig.reason)
-                        if rk is not None and k % STOP_EVERY == 0 and (why := agreed_stop(rk, dev)):
-                            raise _Stop(why)
-                        row = lr_rows[k]
-                        for g, lr in zip(groups, row):
-                            g["lr"] = lr
-                        m = None
-                        if mom_list is not None:
-                            m = mom_list[k]
-                            for g in groups:
-                                if betas:
-                                    g["betas"] = (m, g["betas"][1])
-                                else:
-                                    g["momentum"] = m
-                        xs, kw, y = split_batch(to_device(batch, dev, non_blocking))
-                        with autocast:
-                            out = model(*xs, **kw)
-                            loss = self._loss(out, y, first=k == 0)
-                        if scaler is None:
-                            loss.backward()
-                            opt.step()
-                        else:
-                            scaler.scale(loss).backward()
-                            scaler.step(opt)
-                            scaler.update()
-                        opt.zero_grad(set_to_none=True)
-                        if rk is not None and check is not None:
-                            loss = all_mean(loss, rk)  # lr_find: every rank decides on the same curve
-                        rec.add_batch(loss.detach(), row[-1], m)  # stays on the device: no sync per batch
-                        k += 1
-                        emit(self.observers, "batch_end", self)
-                        if check is not None and (reason := check()):
-                            raise _Stop(reason)
-                        if k >= total:
-                            break
-                    if k == 0:
-                        raise ValueError("the training data produced no batches: check the DataLoader and its dataset")
-                    nan_row = [math.nan] * (1 + len(self.metrics))
-                    rec.add_epoch(
-                        [rec.smooth_loss, *(self._validate(sig) if validate else nan_row)], time.monotonic() - t0
-                    )
-                    emit(self.observers, "epoch_end", self)
-            run.end_reason = "completed"
-        except _Stop as s:
-            run.end_reason = str(s)
-        except KeyboardInterrupt:  # a second Ctrl-C on the main thread, or one that no handler turned into a Stop
-            run.end_reason = "interrupted"
-            raise
-        except BaseException as e:
-            run.end_reason, error = "error", e
-            raise
-        finally:
-            rec.flush()
-            opt.zero_grad(set_to_none=True)
-            emit(self.observers, "fit_end", self, error)
-
-    def _loss(self, out: Any, y: Any, first: bool) -> torch.Tensor:
-        """The loss of a batch; on a run's first batch, shapes are checked before the loss function is called."""
-        if self.loss_func is None:
-            self.loss_func = default_loss_for(y)
-        if first:
-            check_shapes(self.loss_func, out, y)
-        loss = self.loss_func(out, y)  # the loss function's own errors reach the user as it raised them
-        if first:
-            check_loss_value(self.loss_func, loss)
-        return loss
-
-    def _validate(self, sig: StopSignal | None) -> list[float]:
-        """Validation loss and metrics, averaged over samples; one device read at the end; `sig` may end it."""
-        if self.dls.valid is None:
-            return [math.nan] * (1 + len(self.metrics))
-        model, dev = self.model, self.device
-        if self._rank is not None:  # not through DDP: the ranks' shards differ in length, DDP's forward syncs
-            model = model.module
-        model.eval()
-        sums, n = None, 0
-        with torch.no_grad(), self._autocast():
-            for batch in self.dls.valid:
-                if sig is not None and sig.is_set():
-                    raise _Stop(sig.reason)
-                xs, kw, y = split_batch(to_device(batch, dev))
-                out = model(*xs, **kw)
-                if self.loss_func is None:
-                    self.loss_func = default_loss_for(y)
-                bs = y.shape[0] if isinstance(y, torch.Tensor) and y.ndim else len(y)
-                vals = torch.stack([one_number(f, f(out, y), dev) for f in (self.loss_func, *self.metrics)]) * bs
-                sums = vals if sums is None else sums + vals
-                n += bs
-        if self._rank is not None:  # sample-weighted over every rank's shard, as one process on all the data
-            from .distributed import all_sum
-
-            sums = all_sum(sums if sums is not None else torch.zeros(1 + len(self.metrics), device=dev))
-            n = int(all_sum(torch.tensor([n], device=dev)).item())
-        if sums is None or n == 0:
-            raise ValueError("the validation data produced no batches")
-        return (sums.cpu().double() / n).tolist()
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.mixed_precision is None:
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.mixed_precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return n_epoch, per_group, n_epoch * loop.steps_per_epoch(len(self.dls.train), self.accum_steps)

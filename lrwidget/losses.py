@@ -4,7 +4,7 @@ the hint an out-of-memory error gains. The user's own errors keep their type and
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -73,14 +73,37 @@ def check_shapes(lf: Any, out: Any, y: Any) -> None:
             raise ValueError(_mismatch(lf, out, y) + " (this loss needs equal shapes)")
 
 
-def check_loss_value(lf: Any, loss: Any) -> None:
-    """Refuse a loss that is not one number per batch (checked on a run's first batch)."""
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+def check_loss_value(lf: Any, loss: Any, own: bool = False) -> None:
+    """Refuse a loss that is not one number per batch (checked on a run's first batch); `own`: the model's."""
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        return
+    got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+    if own:
         raise ValueError(
-            f"the loss function {loss_name(lf)} returned {got}; training needs one number per batch: use "
-            "reduction='mean' (the default), or take .mean() of it"
+            f"the model {loss_name(lf)} takes `labels`, so it was given the whole batch to compute its own loss, "
+            f"but the loss in its output is {got}: return one number (its output's `loss`, a dict's 'loss', or a "
+            "tuple's first item), or give Learner(..., loss_func=...) to compute the loss from the output"
         )
+    raise ValueError(
+        f"the loss function {loss_name(lf)} returned {got}; training needs one number per batch: use "
+        "reduction='mean' (the default), or take .mean() of it"
+    )
+
+
+def output_loss(out: Any) -> Any:
+    """The loss a model computed itself: a ModelOutput's or a dict's `loss`, or a tuple's first item."""
+    if isinstance(out, Mapping):  # transformers' ModelOutput is an OrderedDict: a missing loss is left out of it
+        return out.get("loss")
+    if isinstance(out, (tuple, list)) and out:
+        return out[0]
+    return getattr(out, "loss", out)
+
+
+def prediction(out: Any) -> Any:
+    """What metrics (and lrwidget's default loss) see of an output: a ModelOutput's or a dict's `logits`, if any."""
+    if isinstance(out, Mapping) and "logits" in out:
+        return out["logits"]
+    return out
 
 
 def one_number(f: Callable, v: Any, dev: torch.device) -> torch.Tensor:

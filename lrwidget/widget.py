@@ -139,7 +139,7 @@ class LRWidget(Comparing):
         if epochs is not None:
             self.epochs = epochs
         n, lo, hi, from_start = self.epochs, self.lr_min, self.lr_steep, self.from_start
-        code = f"learn.fit_one_cycle({n!r}, lr_max=slice({lo!r}, {hi!r}))"
+        code = f"learn.fit_one_cycle({n!r}, lr_max=slice({lo!r}, {hi!r})){self._accum_said()}"
 
         def call() -> None:
             self._at_start(restore=from_start)
@@ -172,7 +172,7 @@ class LRWidget(Comparing):
                         break
                     self.learn.restore_state(self._start_state)
                     self._phase = f"sweep rate {i + 1} of {len(plan)} · "
-                    fit_code = f"learn.fit_one_cycle({n!r}, lr_max=slice({lo!r}, {hi!r}))"
+                    fit_code = f"learn.fit_one_cycle({n!r}, lr_max=slice({lo!r}, {hi!r})){self._accum_said()}"
                     self._say(f"sweep: rate {i + 1} of {len(plan)}, lr {hi:.4g}: {fit_code}")
                     self._fit_recorded(n, lo, hi, fit_code, from_start=True, sweep=True)
                     done += 1
@@ -267,14 +267,24 @@ class LRWidget(Comparing):
             "back at the start"
         )
 
+    def _unit(self) -> str:
+        """What the progress counts: batches, or optimizer steps when a step sums several batches' gradients."""
+        return "step" if self.learn.accum_steps > 1 else "batch"
+
+    def _accum_said(self) -> str:
+        """What `w.code` adds for a learner that accumulates gradients (the call alone would not say it)."""
+        a = self.learn.accum_steps
+        return f"  # learn.accum_steps == {a}: one optimizer step every {a} batches" if a > 1 else ""
+
     @ui
     def _after_fit(self, _: Any) -> None:
         run, rec = self.learn.run, self.learn.recorder
         if run.end_reason in EARLY_ENDS:
+            units = "steps" if self.learn.accum_steps > 1 else "batches"
             where = (
-                f"in the last validation, after all {run.total} batches trained (that epoch has no validation row)"
+                f"in the last validation, after all {run.total} {units} trained (that epoch has no validation row)"
                 if rec.n_batches >= run.total
-                else f"after {rec.n_batches}/{run.total} batches"
+                else f"after {rec.n_batches}/{run.total} {units}"
             )
             done = len(rec.values)
             self._say(
@@ -309,10 +319,12 @@ class LRWidget(Comparing):
         left = 0.0 if final else elapsed / k * (run.total - k) if k else math.nan
         fit = run.kind == "fit"
         where = (
-            f"epoch {min(run.epoch + 1, run.n_epoch)}/{run.n_epoch} · batch {k}/{run.total}"
+            f"epoch {min(run.epoch + 1, run.n_epoch)}/{run.n_epoch} · {self._unit()} {k}/{run.total}"
             if fit
             else f"step {k}/{run.total}"
         )
+        if learn.accum_steps > 1:
+            where += f" · {learn.accum_steps} batches a step"
         end = f" · {run.end_reason}" if final and run.end_reason else ""
         self.progress_label.value = (
             f"{self._phase}{run.kind} · {where} · {fmt_time(elapsed)} elapsed · {fmt_time(left)} left{end}"

@@ -685,6 +685,7 @@ class Thin:
     lr_find_code_args = ""
     lr_find_restores = "the thin learner restored it"
     note = ""
+    accum_steps = 1
 
     def __init__(self, learn: Learner):
         self._learn = learn
