@@ -1,10 +1,13 @@
-"""What lrwidget needs of a Jupyter kernel: showing a figure in it, and the kernel object itself."""
+"""What lrwidget needs of a Jupyter kernel: showing a figure in it, the kernel object, and Colab's widget manager."""
 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
+
+_colab_tried = False  # once per kernel: Colab's manager stays on for the kernel's life once enabled
 
 
 def kernel() -> Any:
@@ -24,3 +27,23 @@ def show_in_notebook(make: Callable[[], Any]) -> None:
     from IPython.display import display
 
     display(make())
+
+
+def enable_colab_widgets() -> None:
+    """In Colab, turn on its custom widget manager (bqplot is a third-party widget), once; elsewhere do nothing."""
+    global _colab_tried
+    # Colab's kernel has imported google.colab before any cell runs; anywhere else it is not ours to import
+    if _colab_tried or "google.colab" not in sys.modules:
+        return
+    _colab_tried = True
+    try:
+        from google.colab import output
+
+        output.enable_custom_widget_manager()
+    except Exception as e:  # the widget must still be built: Colab then shows nothing of it, the warning says why
+        warnings.warn(
+            f"lrwidget could not turn on Colab's custom widget manager ({type(e).__name__}: {e}), so the chart "
+            "may not show; run `from google.colab import output; output.enable_custom_widget_manager()` yourself",
+            RuntimeWarning,
+            stacklevel=2,
+        )

@@ -14,6 +14,7 @@ import traitlets as T
 
 from . import plots
 from .learner import MIN_NUM_IT
+from .notebook import enable_colab_widgets
 from .plots import fmt_time
 from .runs_panel import RunsPanel
 
@@ -102,6 +103,9 @@ class View(W.VBox):
     code = T.Unicode("", read_only=True, help="the Python call the last run made, values in full precision")
 
     def __init__(self, epochs: int, **kwargs: Any):
+        # before any display, so also for a widget shown inside the user's own box: Colab marks each widget output
+        # for its manager as it is published
+        enable_colab_widgets()
         self._ui_lock = threading.RLock()
         self.chart_view = plots.LRFindChart()
         self.chart = self.chart_view.figure

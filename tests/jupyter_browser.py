@@ -38,6 +38,18 @@ def require_browser() -> None:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         problems.append("Playwright is not installed (pip install -e '.[test]')")
+    missing(problems)
+
+
+def require_voila() -> None:
+    """Skip where Voilà is not installed, except under CI=true (it is in the test extra), where that is a failure."""
+    import importlib.util
+
+    missing([] if importlib.util.find_spec("voila") else ["Voilà is not installed (pip install -e '.[test]')"])
+
+
+def missing(problems: list[str]) -> None:
+    """Skip for what is missing, or fail under CI=true."""
     if problems:
         msg = "; ".join(problems)
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -138,6 +150,84 @@ class JupyterServer:
 @contextmanager
 def jupyter_server(root: Path, app: str = "lab") -> Iterator[JupyterServer]:
     server = JupyterServer(root, app)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+class VoilaServer:
+    """Voilà serving the notebooks of `root` on 127.0.0.1, no token, tracebacks shown, with its own Jupyter folders."""
+
+    def __init__(self, root: Path):
+        self.root, self.port = root, free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        home = root.parent / ".voila"
+        self.env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log = home / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> VoilaServer:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "voila",
+            "--no-browser",
+            "--Voila.ip=127.0.0.1",
+            f"--port={self.port}",
+            "--Voila.port_retries=0",
+            "--show_tracebacks=True",
+            f"--Voila.root_dir={self.root}",
+            # Notebook 7's JupyterLab plugin, installed with notebook, fails to load in Voilà and logs an error
+            # (voila-dashboards/voila#1514): a Voilà deployment leaves it out
+            "--VoilaConfiguration.extension_denylist=@jupyter-notebook/lab-extension",
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.root,
+            env=self.env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"voila exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:  # the tree page: it lists the folder, it starts no kernel
+                with urllib.request.urlopen(f"{self.base}/", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.25)
+        raise TimeoutError(f"voila did not answer within {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """Stop Voilà; on SIGTERM it shuts its kernels down (they run in sessions of their own)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def url(self, notebook: str) -> str:
+        return f"{self.base}/voila/render/{notebook}"
+
+
+@contextmanager
+def voila_server(root: Path) -> Iterator[VoilaServer]:
+    server = VoilaServer(root)
     try:
         yield server.start()
     finally:

@@ -7,7 +7,16 @@ import re
 import time
 
 import pytest
-from jupyter_browser import ARTIFACTS, Lab, jupyter_server, launch_chromium, require_browser, write_notebook
+from jupyter_browser import (
+    ARTIFACTS,
+    Lab,
+    jupyter_server,
+    launch_chromium,
+    require_browser,
+    require_voila,
+    voila_server,
+    write_notebook,
+)
 
 SETUP = [
     "import torch\nfrom torch import nn\nfrom lrwidget import Learner, LRWidget, accuracy\n"
@@ -260,3 +269,77 @@ def test_lab_runs_from_the_same_start_sweep_and_row_click(browser, server, reque
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator(".widget-vbox").first.screenshot(path=str(ARTIFACTS / "widget-runs.png"))
     assert not page_errors(lab), "the page logged errors:\n" + "\n".join(page_errors(lab))
+
+
+# Voilà: the notebook runs as an app, no cells, no kernel to ask from the page; what the page shows is the check
+VOILA_CELLS = [SETUP[0], SETUP[1].replace("epochs=2", "epochs=1")]
+FIT_CODE = re.compile(r"learn\.fit_one_cycle\(1, lr_max=slice\(([^,]+), ([^)]+)\)\)")
+
+
+@pytest.fixture
+def voila(request, tmp_path):
+    """Voilà serving a folder with the widget's notebook; on failure, a screenshot of the page before it stops."""
+    require_voila()
+    root = tmp_path / "root"
+    root.mkdir()
+    write_notebook(root / "voila_widget.ipynb", VOILA_CELLS)
+    with voila_server(root) as s:
+        yield s
+        rep, lab = getattr(request.node, "rep_call", None), getattr(request.node, "lab", None)
+        if lab is not None and rep is not None and rep.failed:
+            print(f"\nscreenshot of the failing page: {lab.screenshot(request.node.name)}")
+            print(f"voila's log:\n{s.log.read_text()[-3000:]}")
+
+
+def wait_status(page, start: str, timeout: float) -> str:
+    """Wait until the widget's status line begins with `start` (an error shown instead fails at once)."""
+    js = """(start) => {
+      const s = [...document.querySelectorAll('.widget-html-content span')].map(e => e.textContent)
+          .find(t => t.startsWith(start) || t.startsWith('error:'));
+      return s || null;
+    }"""
+    status = page.wait_for_function(js, arg=start, timeout=timeout * 1000, polling=200).json_value()
+    assert status.startswith(start), status
+    return status
+
+
+def test_voila_find_and_fit(browser, voila, request):
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    lab = watch_errors(Lab(page, voila))
+    request.node.lab = lab
+    outside: list[str] = []  # what the page asks of other hosts: refused, as where there is no network
+    page.route(lambda url: not url.startswith(voila.base), lambda r: outside.append(r.request.url) or r.abort())
+    page.goto(voila.url("voila_widget.ipynb"), timeout=120_000)
+    page.get_by_role("button", name="Find LR").wait_for(timeout=120_000)
+    wait_status(page, "ready", 30)
+
+    page.get_by_role("button", name="Find LR").click()
+    wait_status(page, "lr_find done", 120)
+    for name in COLORS:
+        handle(lab, name)  # each marker's handle drawn, a bqplot Scatter point
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('path.line')].filter(p => (p.getAttribute('d') || '').length > 100)"
+        ".length >= 2",
+        timeout=30_000,
+    )  # the smoothed and raw curves, drawn
+    fields = {n: page.locator(".widget-text", has_text=n).locator("input") for n in COLORS}
+    lo, hi = (float(fields[n].input_value()) for n in COLORS)
+    assert 0 < lo <= hi < 10
+
+    page.get_by_role("button", name="Fit one cycle").click()
+    wait_status(page, "fit done", 120)
+    code = page.locator(".widget-html-content pre", has_text="fit_one_cycle").inner_text()
+    m = FIT_CODE.fullmatch(code.strip())
+    assert m, code
+    assert (float(m[1]), float(m[2])) == (pytest.approx(lo, rel=1e-5), pytest.approx(hi, rel=1e-5))
+    rows = page.locator(".lrwidget-epochs tbody tr")
+    assert rows.count() == 1
+    cells = rows.first.locator("td").all_inner_texts()  # epoch, train_loss, valid_loss, accuracy, time
+    assert cells[0] == "0" and float(cells[3]) > 0.5, cells
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.progress-bar')].some(b => b.style.width === '100%')", timeout=30_000
+    )
+    # bqplot's code came from Voilà, not a CDN; Voilà's lab template links Font Awesome's CSS from jsDelivr
+    assert all("/@fortawesome/" in u for u in outside), outside
+    errors = [e for e in page_errors(lab) if not any(e.endswith(f"({u})") for u in outside)]
+    assert not errors, "the page logged errors:\n" + "\n".join(errors)
