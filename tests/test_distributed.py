@@ -336,3 +336,29 @@ def test_fine_tune_runs_both_phases_in_the_processes(learn):
     assert starts == [1, 2], "the frozen phase, then the unfrozen one, each told to the observers"
     assert learn.run.end_reason == "completed" and len(learn.recorder.values) == 2
     assert not all(torch.equal(before[k], v) for k, v in weights(learn).items())
+
+
+def test_accumulation_in_two_processes_steps_as_one_process_at_the_whole_batch():
+    # in order, no shuffle: rank r takes samples r, r + 2, ...; two of its batches of 16 on each of two ranks are
+    # the 64 samples of one batch of one process, so each step is the same mean gradient
+    from torch.utils.data import DataLoader, Subset
+
+    from lrwidget import DataLoaders
+
+    dls = digits(bs=64)
+    ds = Subset(dls.train.dataset, range(1024))
+    runs = []
+    for n, bs, accum in ((1, 64, 1), (2, 16, 2)):
+        torch.manual_seed(0)
+        learn = Learner(
+            DataLoaders(DataLoader(ds, batch_size=bs), dls.valid), Net(), metrics=accuracy, num_processes=n,
+            accum_steps=accum,
+        )  # fmt: skip
+        learn.fit_one_cycle(1, 1e-2)
+        runs.append((weights(learn), learn.recorder.lrs, learn.recorder.values))
+        learn.close()
+    (w1, lrs1, v1), (w2, lrs2, v2) = runs
+    assert len(lrs1) == len(lrs2) == 16
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert v2[0][1:] == pytest.approx(v1[0][1:], abs=1e-4)
