@@ -1,4 +1,4 @@
-"""vision_learner / cnn_learner: a torchvision architecture cut into a body and a fastai-style head."""
+"""vision_learner / cnn_learner: a torchvision or timm architecture cut into a body and a fastai-style head."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torch import nn
 
 from .data import DataLoaders
 from .learner import Learner
+from .timm_models import resolve_arch, timm_body
 
 
 class AdaptiveConcatPool2d(nn.Module):
@@ -92,8 +93,8 @@ HEAD_ARGS = ("lin_ftrs", "ps", "pool", "concat_pool", "first_bn", "bn_final", "l
 # fastai's vision_learner arguments that lrwidget does not take, with what to do instead
 NOT_TAKEN = {
     "normalize": "lrwidget does not change your data: normalise it in your Dataset (for pretrained weights, with "
-    "the statistics of torchvision's weights.transforms())",
-    "weights": "pass pretrained=True for torchvision's default weights",
+    "the statistics of torchvision's weights.transforms(), or timm's learn.model[0].model.pretrained_cfg)",
+    "weights": "pass pretrained=True for the default weights; a timm name may name its weights ('resnet18.a1_in1k')",
     "cbs": "lrwidget has no callbacks: use learn.observers (lrwidget.learner.Observer)",
     "path": "learn.save(path) takes the whole path",
     "model_dir": "learn.save(path) takes the whole path",
@@ -181,50 +182,22 @@ def _adapt_input(body: nn.Module, n_in: int, pretrained: bool) -> None:
                 return
 
 
-def _n_in(dls: DataLoaders) -> int:
-    """Channels of the input images, read from the first sample without touching any random state."""
+def _first_image(dls: DataLoaders) -> torch.Tensor | None:
+    """The first training image, (channels, height, width), read without touching any random state; None if none."""
     ds = getattr(dls.train, "dataset", None)
     try:
         x = ds[0][0]
-        return int(x.shape[0]) if isinstance(x, torch.Tensor) and x.ndim == 3 else 3
     except Exception:
-        return 3
+        return None
+    return x if isinstance(x, torch.Tensor) and x.ndim == 3 else None
 
 
-def vision_learner(
-    dls: DataLoaders,
-    arch: Callable[..., nn.Module],
-    metrics: Any = None,
-    pretrained: bool = True,
-    n_out: int | None = None,
-    n_in: int | None = None,
-    cut: int | None = None,
-    splitter: Callable | None = None,
-    custom_head: nn.Module | None = None,
-    **kwargs: Any,
-) -> Learner:
-    """A Learner over a torchvision architecture with a new head for `n_out` outputs, split as fastai splits it."""
-    if isinstance(arch, (str, nn.Module)) or not callable(arch):
-        raise TypeError(
-            f"arch must be a torchvision model function such as torchvision.models.resnet34, "
-            f"got {arch!r}: not a name, nor a model already built"
-        )
-    head_kw = {k: kwargs.pop(k) for k in HEAD_ARGS if k in kwargs}
-    taken = set(inspect.signature(Learner).parameters) - {"dls", "model", "metrics", "splitter"}
-    for k in kwargs:
-        if k in NOT_TAKEN:
-            raise TypeError(f"vision_learner does not take {k}= (fastai's does): {NOT_TAKEN[k]}")
-        if k not in taken:
-            raise TypeError(
-                f"vision_learner does not take {k}=: it takes {sorted(taken | set(HEAD_ARGS))} besides its own"
-            )
-    if n_out is None:
-        n_out = dls.c
-        if n_out is None:
-            raise ValueError("could not infer the number of outputs from the data: pass n_out=")
+def _torchvision_body(
+    arch: Callable, pretrained: bool, cut: int | None, n_in: int
+) -> tuple[nn.Sequential, int, int | None]:
+    """A torchvision model's body with `n_in` input channels, its number of features and fastai's split index."""
     model = _load_arch(arch, pretrained)
     body = _body(model, cut)
-    n_in = n_in or _n_in(dls)
     _adapt_input(body, n_in, pretrained)
     was = body.training
     body.eval()
@@ -237,9 +210,68 @@ def vision_learner(
             "(batch, channels, height, width) with the channels second (channels-last features, as "
             "swin's, are not supported): pass cut= at the layer to end the body at"
         )
-    nf = shapes[0][1]
+    return body, shapes[0][1], _split_index(arch, model, body)
+
+
+def vision_learner(
+    dls: DataLoaders,
+    arch: str | Callable[..., nn.Module],
+    metrics: Any = None,
+    pretrained: bool = True,
+    n_out: int | None = None,
+    n_in: int | None = None,
+    cut: int | None = None,
+    splitter: Callable | None = None,
+    custom_head: nn.Module | None = None,
+    **kwargs: Any,
+) -> Learner:
+    """A Learner over a torchvision or timm architecture with a new head for `n_out` outputs, split as fastai does.
+
+    `arch` is a torchvision model function (torchvision.models.resnet34), a timm model function
+    (timm.models.resnet18) or a name: a name is timm's first (any name timm.list_models() knows, with a pretrained
+    tag or not), else one of torchvision's classification models (torchvision.models.list_models()); looking a name
+    up needs timm installed, so that a name means one model. A timm arch is built by timm.create_model(name,
+    pretrained=, in_chans=, num_classes=0, **kwargs: other keywords go to timm), its feature map is the body and
+    the head is fastai's, in two parameter groups, body and head. `n_in` defaults to the channels of the data.
+    """
+    if isinstance(arch, nn.Module) or not (callable(arch) or isinstance(arch, str)):
+        raise TypeError(
+            f"arch must be a torchvision model function such as torchvision.models.resnet34, a timm model name "
+            f"such as 'resnet18' or a timm model function, got {arch!r}: not a model already built"
+        )
+    arch = resolve_arch(arch)  # a str is now a timm name
+    head_kw = {k: kwargs.pop(k) for k in HEAD_ARGS if k in kwargs}
+    taken = set(inspect.signature(Learner).parameters) - {"dls", "model", "metrics", "splitter"}
+    timm_kw = {}
+    for k in list(kwargs):
+        if k in NOT_TAKEN:
+            raise TypeError(f"vision_learner does not take {k}= (fastai's does): {NOT_TAKEN[k]}")
+        if k not in taken:
+            if isinstance(arch, str):
+                timm_kw[k] = kwargs.pop(k)
+                continue
+            raise TypeError(
+                f"vision_learner does not take {k}=: it takes {sorted(taken | set(HEAD_ARGS))} besides its own"
+            )
+    if isinstance(arch, str) and cut is not None:
+        raise TypeError(
+            f"vision_learner does not take cut= with timm's {arch}: its body is the model up to the pooling "
+            "(forward_features); pass a custom_head= for another head, or a torchvision function to cut"
+        )
+    if n_out is None:
+        n_out = dls.c
+        if n_out is None:
+            raise ValueError("could not infer the number of outputs from the data: pass n_out=")
+    image = _first_image(dls)
+    n_in = n_in or (int(image.shape[0]) if image is not None else 3)
+    if isinstance(arch, str):
+        size = tuple(image.shape[1:]) if image is not None and image.shape[0] == n_in else None
+        body, nf = timm_body(arch, pretrained, n_in, size, **timm_kw)
+        head_kw["pool"] = body.needs_pool  # as fastai: timm's pooled features (ViTs) get a head without pooling
+        split_at = None
+    else:
+        body, nf, split_at = _torchvision_body(arch, pretrained, cut, n_in)
     net = nn.Sequential(body, custom_head if custom_head is not None else create_head(nf, n_out, **head_kw))
-    split_at = _split_index(arch, model, body)
 
     def default_splitter(m: nn.Sequential) -> list[list[nn.Parameter]]:
         b, h = m[0], m[1]
@@ -247,7 +279,8 @@ def vision_learner(
             return [list(b[:split_at].parameters()), list(b[split_at:].parameters()), list(h.parameters())]
         return [list(b.parameters()), list(h.parameters())]
 
-    # fastai's groups (resnets: early body, late body, head), so that slice(a, b) gives discriminative rates
+    # fastai's groups (torchvision resnets: early body, late body, head; timm: body, head), so that slice(a, b)
+    # gives discriminative rates and freeze() trains the head
     learn = Learner(dls, net, metrics=metrics, splitter=splitter or default_splitter, **kwargs)
     if pretrained:
         learn.freeze()

@@ -138,7 +138,7 @@ def test_fastai_arguments_it_does_not_take_are_named_before_anything_is_built(kw
         vision_learner(small_image_dls(n=64), resnet18, **kw)
 
 
-@pytest.mark.parametrize("arch", ["resnet18", resnet18(), 3])
+@pytest.mark.parametrize("arch", [resnet18(), 3, b"resnet18"])
 def test_an_arch_that_is_not_a_model_function_is_refused(arch):
     with pytest.raises(TypeError, match="arch must be a torchvision model function such as"):
         vision_learner(small_image_dls(n=64), arch, pretrained=False)
