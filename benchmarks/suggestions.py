@@ -2,6 +2,7 @@
 
     python benchmarks/suggestions.py           # 4 offline tasks x 5 seeds, 5-epoch fits (a few minutes on 2 cores)
     python benchmarks/suggestions.py --quick   # 1 seed, 3 grid lrs, 1 epoch (used by the tests)
+    python benchmarks/suggestions.py --hf      # a tiny BERT computing its own loss (transformers), 5 seeds
 
 For each task and seed: lr_find (defaults: 1e-7..10, 100 steps) on a fresh model, run by the widget's Find LR
 (`LRWidget.find`), then fit_one_cycle(epochs, lr) from the same initial weights and the same batch order at each
@@ -110,6 +111,45 @@ TASKS = [
 ]
 
 
+def bert_data(seed: int, n: int = 2000, n_valid: int = 500, bs: int = 32) -> DataLoaders:
+    """16 tokens of 5..63 after a [CLS]; label: more than 7 of the 15 below 34. Dict batches with labels."""
+    from torch.utils.data import Dataset
+
+    class Count(Dataset):
+        def __init__(self, n: int, seed: int):
+            g = torch.Generator().manual_seed(seed)
+            self.ids = torch.randint(5, 64, (n, 16), generator=g)
+            self.ids[:, 0] = 1
+            self.labels = ((self.ids[:, 1:] < 34).sum(1) > 7).long()
+
+        def __len__(self) -> int:
+            return len(self.ids)
+
+        def __getitem__(self, i: int) -> dict:
+            return {"input_ids": self.ids[i], "labels": self.labels[i]}
+
+    g = torch.Generator().manual_seed(seed)
+    train = DataLoader(Count(n, 2000 + seed), batch_size=bs, shuffle=True, generator=g)
+    return DataLoaders(train, DataLoader(Count(n_valid, 9999), batch_size=128))
+
+
+def bert(seed: int) -> nn.Module:
+    """A 2-layer BERT of width 32 from a config (transformers, no download): it computes its own loss."""
+    from transformers import BertConfig, BertForSequenceClassification
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=32, num_labels=2,
+    )  # fmt: skip
+    return BertForSequenceClassification(cfg)
+
+
+HF_TASKS = [Task("tiny BERT (own loss), AdamW", bert_data, bert)]
+
+
 def _learner(task: Task, seed: int, init: dict) -> Learner:
     model = task.make_model(seed)
     model.load_state_dict(init)
@@ -207,6 +247,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="1 seed, 3 grid lrs, 1 epoch: check that it runs")
+    p.add_argument("--hf", action="store_true", help="the transformers task instead (pip install transformers)")
     a = p.parse_args(argv)
     grid = GRID
     if a.quick:
@@ -219,7 +260,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         flush=True,
     )
     rows, t0 = [], time.perf_counter()
-    for task in TASKS:
+    for task in HF_TASKS if a.hf else TASKS:
         runs = [run_seed(task, seed, grid, a.epochs) for seed in range(a.seeds)]
         task_rows = summarise(task, runs, grid)
         rows += task_rows
