@@ -215,3 +215,13 @@ def test_importing_lrwidget_imports_neither_transformers_nor_timm():
     code = "import sys, lrwidget; print([m for m in ('transformers', 'timm') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_bert_in_two_processes(one_torch_thread):
+    learn = Learner(halves(bs=16), bert(), metrics=accuracy, num_processes=2)  # 2 x 16: the batch of 32 above
+    try:
+        learn.fit_one_cycle(3, 3e-3)
+        assert learn.run.end_reason == "completed" and learn.recorder.values[-1][2] > 0.95, learn.recorder.values
+        assert learn.validate() == pytest.approx(learn.recorder.values[-1][1:], abs=1e-5)  # the weights came back
+    finally:
+        learn.close()
