@@ -77,7 +77,7 @@ class Learner:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.mixed_precision = checks.mixed_precision(mixed_precision)
         self.num_processes = whole("num_processes", num_processes)
-        self.accum_steps = whole("accum_steps", accum_steps)  # an optimizer step every accum_steps batches
+        self.accum_steps = accum_steps
         self.loss_func = checks.loss_func(loss_func)
         self._default_loss = False  # True once the loop chose the loss (it then gets the logits of an HF output)
         check_moms(moms)
@@ -105,6 +105,15 @@ class Learner:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+    @property
+    def accum_steps(self) -> int:
+        """Batches whose gradients one optimizer step sums (1: a step every batch); the schedules count steps."""
+        return self._accum_steps
+
+    @accum_steps.setter
+    def accum_steps(self, k: int) -> None:
+        self._accum_steps = whole("accum_steps", k)
 
     # -- layer groups ---------------------------------------------------------------------------
 

@@ -101,6 +101,10 @@ def test_fp16_with_accumulation_trains():
 def test_a_bad_accum_steps_is_refused(bad):
     with pytest.raises((ValueError, TypeError), match="accum_steps"):
         learner(16, bad)
+    learn = learner(16, 2)
+    with pytest.raises((ValueError, TypeError), match="accum_steps"):
+        learn.accum_steps = bad
+    assert learn.accum_steps == 2
 
 
 def test_the_widget_shows_the_steps_and_says_it_in_the_code():
