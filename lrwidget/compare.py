@@ -23,12 +23,13 @@ class Comparing(Markers):
     """The markers' view with a record of every Fit (`runs`, `finds`), a same start (`from_start`) and a history."""
 
     from_start = T.Bool(False, help="each Fit first puts back the weights, optimizer and random state of the start")
+    _start_state: Any = None  # also for close() on a widget whose __init__ failed
 
     def __init__(self, epochs: int, **kwargs: Any):
         self.runs: list[Run] = []
         self.finds: list[LRFindResult] = []
         # one exact copy (learn.take_state), taken at the first Fit: in host memory, or on disk when memory is short
-        self._start_state: Any = None
+        self._start_state = None
         self._took_start = False  # the running Fit took the start (its status says where it went)
         super().__init__(epochs, **kwargs)
         T.link((self, "from_start"), (self.from_start_box, "value"))

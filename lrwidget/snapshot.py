@@ -212,7 +212,8 @@ def take(
         c.small = state.take(model, opt, train_dl, device, c.keep)
     except (OSError, RuntimeError) as e:  # torch.save's RuntimeError: a disk that filled up meanwhile
         c.close()
-        raise OSError(f"writing the copy of the state ({fmt_bytes(nbytes)}) to {c.folder} failed: {e}; {FIX}") from e
+        msg = f"writing the copy of the state ({fmt_bytes(nbytes)}) to {c.folder} failed: {e}; nothing was changed"
+        raise OSError(f"{msg}; {FIX}") from e
     except BaseException:  # an interrupt: nothing is left behind
         c.close()
         raise

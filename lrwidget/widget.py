@@ -74,6 +74,8 @@ class _Watcher(Observer):
 class LRWidget(Comparing):
     """lr_find chart with draggable lr_min/lr_steep markers, Find LR / Fit one cycle / Stop, live training view."""
 
+    _closed = False  # close() was called: a run still going drops the start as it ends
+
     def __init__(self, learn: Driven, epochs: int = 5, **kwargs: Any):
         if fastai_adapter.is_fastai_learner(learn):
             learn = fastai_adapter.wrap(learn)  # a fastai Learner: w.learn.learn is the fastai one
@@ -89,7 +91,6 @@ class LRWidget(Comparing):
         self._find_range: tuple[float, float] | None = None
         self._phase = ""  # a sweep's "rate i of n · ", shown before the progress
         self._sweep_plan = self._sweep_first = 0  # the running sweep's rates, and its first run's index
-        self._closed = False
         self._watcher = _Watcher(self)
         super().__init__(epochs, **kwargs)
         self.find_button.on_click(lambda _: self.find())
