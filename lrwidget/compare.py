@@ -46,8 +46,10 @@ class Comparing(Markers):
     def mark_start(self) -> None:
         """Take the learner's state now as the start that Fits (with `from_start`), sweeps and reset() go back to."""
         with self.learn.guard("mark_start"):  # RuntimeError while a run holds the learner
-            self._drop_start()  # before the new copy is taken: never two at once
-            self._start_state = self.learn.take_state()
+            # the new copy first: one refused (a full disk) leaves the old start; "auto" counts the old one's memory
+            saved = self.learn.take_state()
+            self._drop_start()
+            self._start_state = saved
         self._say(
             "start marked: fits with 'each fit from the same start', sweeps and Reset begin from this state"
             + self._start_said()

@@ -310,7 +310,8 @@ class DiskCopy:
             self.close()
             raise self._refused(base, e) from e
         self.small: dict = {}  # what state.take returns, with InFile in place of the tensors written
-        self._n = self._kept = 0
+        self._kept = 0
+        self._names: list[str] = []  # the files written
         self._seen: dict[tuple, Any] = {}
 
     def _refused(self, base: Path, e: OSError) -> OSError:
@@ -343,10 +344,12 @@ class DiskCopy:
 
     def check_open(self) -> DiskCopy:
         """This copy, if its files are still there."""
-        if self.closed or not self.folder.is_dir():
+        # checked before anything is put back: a copy half read would leave a state that is neither
+        gone = self.closed or not all((self.folder / n).is_file() for n in self._names)
+        if gone:
             raise RuntimeError(
-                f"the copy of the state in {self.folder} was deleted, so it cannot be put back: take a new one "
-                "(w.mark_start())"
+                f"the copy of the state in {self.folder} was deleted (or files of it), so it cannot be put back; "
+                "nothing was changed: take a new one (w.mark_start())"
             )
         return self
 
@@ -367,9 +370,9 @@ class DiskCopy:
             piece = flat[a : a + step]
             # torch.save writes a view's whole storage: each piece gets its own, unless it is one already
             whole = piece.device.type == "cpu" and piece.untyped_storage().nbytes() == piece.numel() * t.element_size()
-            name = f"{self._n:06d}.pt"
-            self._n += 1
+            name = f"{len(self._names):06d}.pt"
             torch.save(piece if whole else piece.to("cpu", copy=True), self.folder / name)
+            self._names.append(name)
             names.append(name)
         self._seen[key] = leaf = InFile(tuple(names), t.shape, t.dtype)
         return leaf

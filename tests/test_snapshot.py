@@ -118,10 +118,16 @@ def test_a_copy_on_disk_puts_back_everything_and_again(tmp_path, pieces):
         assert all(torch.equal(p.grad, g) for p, g in zip(learn.model.parameters(), grads))
         now = [t for s in learn.opt.state.values() for t in s.values() if torch.is_tensor(t)]
         assert all(a is b for a, b in zip(now, opt_tensors)), "read back into the optimizer's own tensors"
+    learn.fit(1, 1e-2)
+    trained_state = state_of(learn)
+    (saved.folder / sorted(os.listdir(saved.folder))[-1]).unlink()  # a cleaner of /tmp took a file
+    with pytest.raises(RuntimeError, match=r"was deleted \(or files of it\).*nothing was changed"):
+        learn.restore_state(saved)
+    assert_same(trained_state, state_of(learn))
     folder = saved.folder
     saved.close()
     assert not folder.exists() and saved.closed
-    with pytest.raises(RuntimeError, match="was deleted, so it cannot be put back"):
+    with pytest.raises(RuntimeError, match="was deleted"):
         learn.restore_state(saved)
 
 
@@ -449,3 +455,18 @@ def test_lr_find_in_two_processes_writes_each_ranks_copy_in_a_folder_that_goes_w
     finally:
         learn.close()
     assert copies_in(tmp_path) == []
+
+
+def test_a_new_start_refused_by_the_disk_keeps_the_old_one(tmp_path, monkeypatch):
+    learn = make(snapshot="disk", snapshot_dir=tmp_path)
+    w = LRWidget(learn, epochs=1)
+    w.mark_start()
+    old, start = w._start_state, weights(learn)
+    learn.fit(1, 1e-2)
+    monkeypatch.setattr(snapshots, "free_space", lambda folder: 0)
+    with pytest.raises(OSError, match="its disk has 0 B free"):
+        w.mark_start()
+    assert w._start_state is old and not old.closed and copies_in(tmp_path) == [old.folder.name]
+    w.reset()
+    assert_same(start, weights(learn))
+    w.close()
