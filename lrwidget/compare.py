@@ -9,6 +9,7 @@ from typing import Any
 import traitlets as T
 
 from . import runs as runs_io
+from . import snapshot as snapshots
 from .find_result import LRFindResult
 from .markers import Markers
 from .runs import Run, best_index, outcome, thin
@@ -22,11 +23,14 @@ class Comparing(Markers):
     """The markers' view with a record of every Fit (`runs`, `finds`), a same start (`from_start`) and a history."""
 
     from_start = T.Bool(False, help="each Fit first puts back the weights, optimizer and random state of the start")
+    _start_state: Any = None  # also for close() on a widget whose __init__ failed
 
     def __init__(self, epochs: int, **kwargs: Any):
         self.runs: list[Run] = []
         self.finds: list[LRFindResult] = []
-        self._start_state: Any = None  # one exact copy in host memory (learn.take_state), taken at the first Fit
+        # one exact copy (learn.take_state), taken at the first Fit: in host memory, or on disk when memory is short
+        self._start_state = None
+        self._took_start = False  # the running Fit took the start (its status says where it went)
         super().__init__(epochs, **kwargs)
         T.link((self, "from_start"), (self.from_start_box, "value"))
         self.runs_panel.on_pick = self.use_run
@@ -42,8 +46,14 @@ class Comparing(Markers):
     def mark_start(self) -> None:
         """Take the learner's state now as the start that Fits (with `from_start`), sweeps and reset() go back to."""
         with self.learn.guard("mark_start"):  # RuntimeError while a run holds the learner
-            self._start_state = self.learn.take_state()
-        self._say("start marked: fits with 'each fit from the same start', sweeps and Reset begin from this state")
+            # the new copy first: one refused (a full disk) leaves the old start; "auto" counts the old one's memory
+            saved = self.learn.take_state()
+            self._drop_start()
+            self._start_state = saved
+        self._say(
+            "start marked: fits with 'each fit from the same start', sweeps and Reset begin from this state"
+            + self._start_said()
+        )
 
     def reset(self) -> None:
         """Put back the weights, optimizer and random state of the start."""
@@ -51,7 +61,7 @@ class Comparing(Markers):
             raise RuntimeError("there is no start to go back to yet: click Fit once, or call w.mark_start()")
         with self.learn.guard("reset"):
             self.learn.restore_state(self._start_state)
-        self._say("reset: the weights, optimizer and random state are those of the start")
+        self._say("reset: the weights, optimizer and random state are those of the start" + self._start_said())
 
     def use_run(self, index: int) -> None:
         """Put the markers at the rates of run `index` (what a click on its row does)."""
@@ -87,6 +97,7 @@ class Comparing(Markers):
         """Take the start if there is none yet (this is the first Fit), else put it back when `restore`."""
         if self._start_state is None:
             self._start_state = self.learn.take_state()
+            self._took_start = True
         elif restore:
             self.learn.restore_state(self._start_state)
 
@@ -120,6 +131,16 @@ class Comparing(Markers):
                 self._show_runs()
 
     # -- helpers ------------------------------------------------------------------------------------
+
+    def _start_said(self) -> str:
+        """Where the start is, when it is on disk ('' in memory): '; the start is 1.2 GiB on disk in /tmp/…'."""
+        where = snapshots.said(self._start_state)
+        return f"; the start is {where}" if where else ""
+
+    def _drop_start(self) -> None:
+        """Let go of the start: a copy on disk deletes its files now."""
+        saved, self._start_state = self._start_state, None
+        snapshots.discard(saved)
 
     @ui
     def _show_runs(self) -> None:

@@ -19,16 +19,18 @@ import time
 import traceback
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import snapshot as snapshots
 from .events import RunInfo, emit
 from .state import clone_cpu, load_opt_in_place
 
 # as given (and whether the loss is lrwidget's choice, which gets the logits of a Hugging Face output)
 SENT = ("loss_func", "_default_loss", "metrics", "splitter", "mixed_precision", "lr", "moms", "wd_bn_bias", "train_bn")
-SENT += ("accum_steps",)
+SENT += ("accum_steps", "snapshot")  # a rank's lr_find copy goes where the learner's would, in Pool.scratch
 STOP_EVERY = 8  # batches between the ranks' agreements on a Stop: one tiny all-reduce, never a sync per batch
 SEND_EVERY = 0.1  # seconds between rank 0's reports of its batches
 STOPS = {0: "", 1: "stopped", 2: "interrupted"}
@@ -87,6 +89,7 @@ class Pool:
             p.start()
         self.sent_dls: tuple = ()  # the loaders the workers hold (sent once, not with every run)
         self.ready = 0  # workers that have joined the group
+        self.scratch: Path | None = None  # the ranks' copies on disk go in here: a rank killed leaves no files
 
     @property
     def alive(self) -> bool:
@@ -111,6 +114,7 @@ class Pool:
         for q in (*self.cmds, self.events):
             q.close()
             q.cancel_join_thread()
+        self.scratch = snapshots.ranks_folder(self.scratch, "memory", None)
 
     def pids(self) -> list[int]:
         """The workers' process ids."""
@@ -143,6 +147,7 @@ def job_for(learn: Any, pool: Pool, method: str, args: tuple) -> bytes:
                 f"num_processes > 1 shards the data with a DistributedSampler, so the {name} data must be a "
                 f"torch.utils.data.DataLoader over a Dataset, got {type(dl).__name__}"
             )
+    pool.scratch = snapshots.ranks_folder(pool.scratch, learn.snapshot, learn.snapshot_dir)
     model = learn.model if learn.device.type == "cpu" else copy.deepcopy(learn.model).cpu()
     spec = {
         "model": model,
@@ -151,6 +156,7 @@ def job_for(learn: Any, pool: Pool, method: str, args: tuple) -> bytes:
         # the data travels with the first run, and again only when the learner's loaders are others
         "dls": None if pool.sent_dls == (learn.dls.train, learn.dls.valid) else DataLoaders(*learn.dls),
         "seed": learn._seeds,
+        "snapshot_dir": pool.scratch,
         **{k: getattr(learn, k) for k in SENT},
     }
     try:
@@ -165,7 +171,11 @@ def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
     gets what it did."""
     pool = pool_for(learn)
     learn._seeds += 1  # each run its own shuffle
-    blob = job_for(learn, pool, method, args)
+    try:
+        blob = job_for(learn, pool, method, args)
+    except BaseException:  # refused before anything ran: the learner's random state is as it was
+        learn._seeds -= 1
+        raise
     pool.sent_dls = (learn.dls.train, learn.dls.valid)
     pool.stop.value = 0
     while True:  # what an earlier run left unread
@@ -233,9 +243,9 @@ class _Replay:
         learn, rec = self.learn, self.learn.recorder
         kind = msg[0]
         if kind == "start":
-            _, run_kind, n_epoch, n_iter, total, names = msg
+            _, run_kind, n_epoch, n_iter, total, names, snapshot = msg
             rec.reset(names)
-            learn.run = RunInfo(run_kind, n_epoch, n_iter, total)
+            learn.run = RunInfo(run_kind, n_epoch, n_iter, total, snapshot=snapshot)
             self.started = True
             emit(learn.observers, "fit_start", learn)
         elif kind == "batches":
@@ -266,7 +276,8 @@ class _Reporter:
     def fit_start(self, learn: Any) -> None:
         r = learn.run
         self.sent, self.next = 0, time.monotonic() + SEND_EVERY
-        self.events.put(("start", r.kind, r.n_epoch, r.n_iter, r.total, list(learn.recorder.metric_names)))
+        names = list(learn.recorder.metric_names)
+        self.events.put(("start", r.kind, r.n_epoch, r.n_iter, r.total, names, r.snapshot))  # rank 0's copy
 
     def batch_end(self, learn: Any) -> None:
         if time.monotonic() >= self.next:
@@ -338,7 +349,8 @@ def _run_job(blob: bytes, rk: Rank, device: torch.device, held: dict) -> dict:
     learn = Learner(
         dls, s["model"], loss_func=s["loss_func"], opt_func=s["opt_func"], metrics=s["metrics"],
         splitter=s["splitter"], device=device, mixed_precision=s["mixed_precision"], lr=s["lr"], moms=s["moms"],
-        wd_bn_bias=s["wd_bn_bias"], train_bn=s["train_bn"], accum_steps=s["accum_steps"],
+        wd_bn_bias=s["wd_bn_bias"], train_bn=s["train_bn"], accum_steps=s["accum_steps"], snapshot=s["snapshot"],
+        snapshot_dir=s["snapshot_dir"],
     )  # fmt: skip
     learn._default_loss = s["_default_loss"]
     learn.opt.load_state_dict(s["opt"])

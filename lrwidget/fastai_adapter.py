@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import state
+from . import snapshot as snapshots
 from .events import Observer, RunInfo, emit
 from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
 from .guard import RunGuard, StopSignal
@@ -344,20 +344,21 @@ class FastaiLearner:
             self.note = ""
             self._run(cb, lambda: getattr(self.learn, method)(n_epoch, cbs=[*cbs, cb], **kwargs))
 
-    def take_state(self) -> dict:
-        """An exact copy, in host memory, of the weights, fastai's optimizer (None before its first fit), modes,
-        grads and every random state."""
+    def take_state(self) -> dict | snapshots.DiskCopy:
+        """An exact copy of the weights, fastai's optimizer (None before its first fit), modes, grads and every random
+        state: in host memory, or in a temporary folder when memory is short (snapshot="auto", snapshot.py)."""
         fl = self.learn
-        return state.take(fl.model, fl.opt, fl.dls.train, torch.device(getattr(fl.dls, "device", None) or "cpu"))
+        device = torch.device(getattr(fl.dls, "device", None) or "cpu")
+        return snapshots.take(fl.model, fl.opt, fl.dls.train, device)
 
-    def restore_state(self, saved: dict) -> None:
+    def restore_state(self, saved: dict | snapshots.DiskCopy) -> None:
         """Put back a copy made by `take_state` (which stays as it was)."""
         fl = self.learn
         if saved["opt"] is None:
             fl.opt = None  # fastai makes a fresh one at the next fit, as it did after the copy was taken
         elif fl.opt is None:
             fl.create_opt()
-        state.restore(saved, fl.model, fl.opt, fl.dls.train)
+        snapshots.restore(saved, fl.model, fl.opt, fl.dls.train)
 
     # -- helpers ------------------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ class Driven(Protocol):
         ...
 
     def take_state(self) -> Any:
-        """An exact copy of the weights, optimizer and random state, in host memory (the runs' same start)."""
+        """An exact copy of the weights, optimizer and random state, in host memory or on disk (the same start)."""
         ...
 
     def restore_state(self, saved: Any) -> None:

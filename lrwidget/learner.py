@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint, checks, distributed, loop, state
+from . import checkpoint, checks, distributed, loop
+from . import snapshot as snapshots
 from .checks import positive, whole
 from .data import DataLoaders, default_device
 from .events import Observer, RunInfo
@@ -68,6 +69,8 @@ class Learner:
         train_bn: bool = True,
         num_processes: int = 1,
         accum_steps: int = 1,
+        snapshot: str = "auto",
+        snapshot_dir: str | Path | None = None,
     ):
         if not isinstance(dls, DataLoaders):
             if not (isinstance(dls, (tuple, list)) and 1 <= len(dls) <= 2):
@@ -78,6 +81,8 @@ class Learner:
         self.mixed_precision = checks.mixed_precision(mixed_precision)
         self.num_processes = whole("num_processes", num_processes)
         self.accum_steps = accum_steps
+        # where exact copies of the state go (lr_find's, a widget's start): snapshot.py says how "auto" chooses
+        self.snapshot, self.snapshot_dir = snapshots.check_mode(snapshot), snapshots.check_dir(snapshot_dir)
         self.loss_func = checks.loss_func(loss_func)
         self._default_loss = False  # True once the loop chose the loss (it then gets the logits of an HF output)
         check_moms(moms)
@@ -286,9 +291,13 @@ class Learner:
             try:
                 n_epoch = math.ceil(num_it / loop.steps_per_epoch(len(self.dls.train), self.accum_steps))
                 per_group = np.repeat(lrs[:, None], len(self.layer_groups), axis=1)
-                loop.train(self, "lr_find", n_epoch, per_group, None, sig, validate=False, check=check)
+                said = snapshots.said(saved)
+                loop.train(self, "lr_find", n_epoch, per_group, None, sig, validate=False, check=check, snapshot=said)
             finally:
-                self.restore_state(saved)
+                try:
+                    self.restore_state(saved)
+                finally:
+                    snapshots.discard(saved)
             end = self.run.end_reason
             s = suggest_lrs(rec.lrs, rec.losses, num_it, end)
             res = LRFindResult(
@@ -305,14 +314,20 @@ class Learner:
 
     # -- exact state copies ----------------------------------------------------------------------------
 
-    def take_state(self) -> dict:
-        """An exact copy, in host memory, of the weights, optimizer, module modes, grads and every random state."""
+    def take_state(self) -> dict | snapshots.DiskCopy:
+        """An exact copy of the weights, optimizer, module modes, grads and every random state: a dict in host memory,
+        or a snapshot.DiskCopy (its tensors in files; `close()` deletes them), as `self.snapshot` says."""
+        copies = 1 if self._rank is None else self._rank.world  # every rank of this machine takes its own at once
+        saved = snapshots.take(
+            self.model, self.opt, self.dls.train, self.device, self.snapshot, self.snapshot_dir, copies
+        )
         # with num_processes > 1 the workers' shuffle comes from the learner's run count: part of its random state
-        return {**state.take(self.model, self.opt, self.dls.train, self.device), "seeds": self._seeds}
+        saved["seeds"] = self._seeds
+        return saved
 
-    def restore_state(self, saved: dict) -> None:
+    def restore_state(self, saved: dict | snapshots.DiskCopy) -> None:
         """Put back a copy made by `take_state` (which stays as it was: it can be put back again)."""
-        state.restore(saved, self.model, self.opt, self.dls.train)
+        snapshots.restore(saved, self.model, self.opt, self.dls.train)
         self._seeds = saved["seeds"]
 
     # -- saving -----------------------------------------------------------------------------------

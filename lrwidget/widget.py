@@ -74,6 +74,8 @@ class _Watcher(Observer):
 class LRWidget(Comparing):
     """lr_find chart with draggable lr_min/lr_steep markers, Find LR / Fit one cycle / Stop, live training view."""
 
+    _closed = False  # close() was called: a run still going drops the start as it ends
+
     def __init__(self, learn: Driven, epochs: int = 5, **kwargs: Any):
         if fastai_adapter.is_fastai_learner(learn):
             learn = fastai_adapter.wrap(learn)  # a fastai Learner: w.learn.learn is the fastai one
@@ -198,8 +200,12 @@ class LRWidget(Comparing):
         self._worker.wait(timeout)
 
     def close(self) -> None:
-        """Stop a running lr_find or fit (a closed widget could not), then close every widget it is made of."""
+        """Stop a running lr_find or fit (a closed widget could not), then close every widget it is made of; the start
+        goes (a copy on disk deletes its files), at the run's end if one is still running."""
         self.stop()
+        self._closed = True
+        if not self.busy:
+            self._drop_start()
         for w in widget_tree(self):
             if w is not self:
                 w.close()
@@ -232,7 +238,10 @@ class LRWidget(Comparing):
     def _on_end(self) -> None:
         if self._watcher in self.learn.observers:
             self.learn.observers.remove(self._watcher)
+        self._took_start = False
         self.set_trait("busy", False)
+        if self._closed:  # closed while this run went (busy is False first: close() or this drops it, or both)
+            self._drop_start()
 
     def _show_find_options(self, kw: dict) -> None:
         for key, box in (("start_lr", self.start_text), ("end_lr", self.end_text)):
@@ -249,6 +258,9 @@ class LRWidget(Comparing):
         self._show_result(res, self._find_range if early else None)
         self._show_earlier()
         note = f"; {self.learn.note}" if self.learn.note else ""  # what a fastai Learner cannot tell
+        run = self.learn.run
+        if run is not None and run.kind == "lr_find" and run.snapshot:
+            note += f"; its copy of the state was {run.snapshot} (deleted)"
         if early:
             restored = self.learn.lr_find_restores
             self._say(f"lr_find {res.end_reason} after {steps} steps; {restored}; markers not moved{note}")
@@ -264,7 +276,7 @@ class LRWidget(Comparing):
             head = f"sweep done: {done} rates from the same start"
         self._say(
             f"{head}; {self._best_said(self._sweep_first)}: click its row to put the markers there; the weights are "
-            "back at the start"
+            f"back at the start{self._start_said()}"
         )
 
     def _unit(self) -> str:
@@ -296,7 +308,8 @@ class LRWidget(Comparing):
         if rec.values:
             last = " · " + ", ".join(f"{n} {v:.4f}" for n, v in zip(rec.metric_names[1:-1], rec.values[-1]))
         began = " from the start" if self.runs and self.runs[-1].from_start else ""
-        self._say(f"fit done{began}: {len(rec.values)} epochs in {fmt_time(run.elapsed)}{last}")
+        where = self._start_said() if began or self._took_start else ""
+        self._say(f"fit done{began}: {len(rec.values)} epochs in {fmt_time(run.elapsed)}{last}{where}")
 
     # -- called on the training thread by _Watcher ----------------------------------------------------
 
@@ -304,6 +317,8 @@ class LRWidget(Comparing):
     def _on_run_start(self, learn: Driven) -> None:
         run = learn.run
         self._show_progress(run.total)
+        if run.kind == "lr_find" and run.snapshot:
+            self._say(f"lr_find running: {self.code}; its copy of the state is {run.snapshot}")
         if run.kind == "fit":
             self._table_rows = 0
             self._show_training(learn.recorder.metric_names)

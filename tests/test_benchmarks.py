@@ -127,11 +127,14 @@ def test_the_widgets_start_is_one_host_copy_of_the_state():
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to reset the peak RSS")
 def test_lr_find_host_peak_stays_within_one_copy_of_the_state(capsys):
     rows = load("memory").main(["--quick", "--device", "cpu"])
-    assert [r["measure"] for r in rows] == ["saved (exact)", "start (exact)", "host peak"]
-    peak = rows[2]
+    measures = ["saved (exact)", "saved (disk)", "start (exact)", "host peak", "host peak (disk)", *["copy time"] * 2]
+    assert [r["measure"] for r in rows] == measures
+    peak, disk = rows[3], rows[4]
     assert peak["lr_find_rise"] > peak["fit_rise"] > 0
     assert peak["ratio"] < 1.25, peak  # one copy, plus allocator slack
-    assert "host peak" in capsys.readouterr().out
+    assert rows[1]["ratio"] < 0.05 and disk["ratio"] < disk["budget"] + 0.05, (rows[1], disk)  # the copy on disk
+    assert all(r["take_s"] > 0 and r["restore_s"] > 0 for r in rows[5:]) and rows[6]["snapshot"] == "disk"
+    assert "host peak (disk)" in capsys.readouterr().out
 
 
 def test_suggestion_quality_benchmark_runs(capsys):

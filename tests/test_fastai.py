@@ -508,3 +508,28 @@ def test_fits_from_the_same_start_on_a_fastai_learner_are_identical_and_reset_pu
     assert [r.lr_steep for r in w.runs[-2:]] == [1e-3, 3e-2] and w.runs[-1].values != w.runs[-2].values
     w.reset()
     assert not same(weights(w.learn), marked) and same(w.learn.take_state()["model"], w._start_state["model"])
+
+
+def test_the_start_of_a_fastai_learner_goes_to_disk_when_memory_is_short(learn, monkeypatch, tmp_path):
+    import lrwidget.snapshot as snapshots
+
+    folder = tmp_path / "copies"
+    monkeypatch.setattr(snapshots, "available_memory", lambda: 1)  # "auto": disk
+    monkeypatch.setattr(snapshots, "default_dir", lambda: folder)
+    monkeypatch.setattr(snapshots, "SMALL", -1)  # every tensor in a file, fastai's optimizer state too
+    w = LRWidget(learn, epochs=1)
+    w.lr_min, w.lr_steep, w.from_start = 1e-3, 1e-2, True
+    assert w.fit(1)
+    w.wait(TIMEOUT)
+    w.mark_start()  # with fastai's optimizer and its state
+    start = weights(w.learn)
+    for _ in range(2):
+        assert w.fit(1)
+        w.wait(TIMEOUT)
+    a, b = w.runs[-2:]
+    assert isinstance(w._start_state, snapshots.DiskCopy) and len(list(w._start_state.folder.iterdir())) > 4
+    assert a.values == b.values and w.status.endswith(f"on disk in {w._start_state.folder}")
+    w.reset()
+    assert same(weights(w.learn), start) and learn.opt.state
+    w.close()
+    assert list(folder.iterdir()) == []
