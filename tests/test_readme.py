@@ -65,3 +65,15 @@ def test_the_timm_block_runs_as_written(one_torch_thread):
     learn = ns["learn"]
     assert type(learn.model[0].model).__module__.startswith("timm.") and len(learn.layer_groups) == 2
     assert learn.recorder.values[-1][-1] > 0.3  # one epoch from scratch: well above the 0.1 of chance
+
+
+def test_the_snapshot_block_runs_as_written(one_torch_thread, capsys):
+    import os
+
+    torch.manual_seed(0)
+    ns = {}
+    exec(compile(block_with('snapshot="disk"'), str(README), "exec"), ns)
+    said = capsys.readouterr().out.strip()
+    assert " on disk in " in said and ns["learn"].snapshot == "disk"
+    assert not os.path.exists(said.split(" on disk in ", 1)[1])  # the copy is gone
+    assert ns["learn"].recorder.values[-1][1] < 1.0
