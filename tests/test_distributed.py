@@ -362,3 +362,25 @@ def test_accumulation_in_two_processes_steps_as_one_process_at_the_whole_batch()
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5, msg=k)
     assert v2[0][1:] == pytest.approx(v1[0][1:], abs=1e-4)
+
+
+def test_a_start_on_disk_gives_identical_fits_and_an_exact_reset_with_two_processes(tmp_path):
+    learn = make(snapshot="disk", snapshot_dir=tmp_path)
+    try:
+        start = weights(learn)
+        w = LRWidget(learn, epochs=1)
+        w.lr_min, w.lr_steep = 1e-3, 1e-2
+        w.from_start = True
+        for _ in range(2):
+            assert w.fit()
+            w.wait(TIMEOUT)
+        a, b = w.runs
+        assert a.values == b.values and a.losses == b.losses and "on disk in" in w.status
+        w.reset()
+        assert all(torch.equal(start[k], v) for k, v in weights(learn).items())
+        w.close()
+        left = [p.name for p in tmp_path.iterdir()]
+        assert all(n.startswith("lrwidget-ranks-") for n in left), "the start's copy went; the workers' folder stays"
+    finally:
+        learn.close()
+    assert list(tmp_path.iterdir()) == [], "and the workers' folder went with them"
