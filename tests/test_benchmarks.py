@@ -262,3 +262,11 @@ def test_ddp_benchmark_runs_both_sides():
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "per epoch: lrwidget" in r.stdout and "hand-written DDP" in r.stdout and "start-up" in r.stdout, r.stdout
+
+
+def test_the_start_methods_benchmark_starts_and_joins_two_workers_each_way(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # a spawned worker imports the script's module by its own name
+    import start_methods as bench
+
+    for method in ("fork", "spawn"):
+        assert 0 < bench.start_up(method) < 120  # both workers joined the group and all-reduced
