@@ -9,23 +9,10 @@ import pytest
 import timm
 import timm.models._builder
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from test_vision import small_image_dls
 
-from lrwidget import DataLoaders, accuracy, vision_learner
-from lrwidget.data import digits
+from lrwidget import accuracy, vision_learner
 from lrwidget.timm_models import TimmBody
-
-
-def digit_images(n: int = 256, size: int = 32, channels: int = 3) -> DataLoaders:
-    """The shipped digits upsampled to small images: a task a small CNN learns in a few epochs."""
-    full = digits(images=True, size=size, channels=channels)
-    x, y = full.train.dataset.tensors
-    xv, yv = full.valid.dataset.tensors
-    g = torch.Generator().manual_seed(0)
-    return DataLoaders(
-        DataLoader(TensorDataset(x[:n], y[:n]), batch_size=64, shuffle=True, drop_last=True, generator=g),
-        DataLoader(TensorDataset(xv[:128], yv[:128]), batch_size=64),
-    )
 
 
 def first_conv(module: torch.nn.Module) -> torch.nn.Conv2d:
@@ -33,7 +20,7 @@ def first_conv(module: torch.nn.Module) -> torch.nn.Conv2d:
 
 
 def test_a_timm_name_builds_through_timm_with_fastais_head_in_two_groups():
-    learn = vision_learner(digit_images(n=64), "resnet18", pretrained=False)
+    learn = vision_learner(small_image_dls(n=64, size=32), "resnet18", pretrained=False)
     body, head = learn.model
     assert isinstance(body, TimmBody) and body.needs_pool
     assert type(body.model) is timm.models.resnet.ResNet and body.model.num_classes == 0
@@ -49,14 +36,14 @@ def test_a_timm_name_builds_through_timm_with_fastais_head_in_two_groups():
 
 
 def test_a_timm_model_function_builds_by_its_name():
-    learn = vision_learner(digit_images(n=64), timm.models.resnet10t, pretrained=False, n_out=4)
+    learn = vision_learner(small_image_dls(n=64, size=32), timm.models.resnet10t, pretrained=False, n_out=4)
     assert type(learn.model[0].model) is timm.models.resnet.ResNet
     assert learn.model[1][-1].out_features == 4 and len(learn.layer_groups) == 2
 
 
 def test_one_cycle_on_a_timm_model_learns_the_digits():
     torch.manual_seed(0)
-    learn = vision_learner(digit_images(n=512), "resnet10t", pretrained=False, metrics=accuracy)
+    learn = vision_learner(small_image_dls(n=512, size=32), "resnet10t", pretrained=False, metrics=accuracy)
     learn.fit_one_cycle(4, 1e-2)
     train_losses = [v[0] for v in learn.recorder.values]
     assert train_losses[-1] < train_losses[0] / 2
@@ -64,7 +51,7 @@ def test_one_cycle_on_a_timm_model_learns_the_digits():
 
 
 def test_one_channel_data_gives_timm_in_chans_1():
-    dls = digit_images(n=64, channels=1)
+    dls = small_image_dls(n=64, size=32, channels=1)
     learn = vision_learner(dls, "resnet10t", pretrained=False)
     assert first_conv(learn.model).in_channels == 1
     learn.fit(1, 1e-3)
@@ -73,7 +60,7 @@ def test_one_channel_data_gives_timm_in_chans_1():
 
 
 def test_freeze_trains_only_the_head_and_the_norm_layers():
-    learn = vision_learner(digit_images(n=128), "resnet10t", pretrained=False)
+    learn = vision_learner(small_image_dls(n=128, size=32), "resnet10t", pretrained=False)
     learn.freeze()
     body, head = learn.model
     conv = first_conv(body)
@@ -92,7 +79,7 @@ def test_freeze_trains_only_the_head_and_the_norm_layers():
 def test_pretrained_loads_timms_weights_and_freezes_the_body(monkeypatch):
     loaded = []
     monkeypatch.setattr(timm.models._builder, "load_pretrained", lambda model, *a, **k: loaded.append(model))
-    learn = vision_learner(digit_images(n=64), "resnet10t", pretrained=True)
+    learn = vision_learner(small_image_dls(n=64, size=32), "resnet10t", pretrained=True)
     assert loaded and loaded[0] is learn.model[0].model
     assert not first_conv(learn.model).weight.requires_grad
     assert all(p.requires_grad for p in learn.model[1].parameters())
@@ -104,13 +91,13 @@ def test_pretrained_without_network_says_to_pass_pretrained_false(monkeypatch):
 
     monkeypatch.setattr(timm.models._builder, "load_pretrained", offline)
     with pytest.raises(RuntimeError, match=r"timm's resnet10t.*couldn't connect.*pass pretrained=False"):
-        vision_learner(digit_images(n=64), "resnet10t", pretrained=True)
+        vision_learner(small_image_dls(n=64, size=32), "resnet10t", pretrained=True)
 
 
 def test_parameters_forward_features_never_uses_are_dropped_so_every_parameter_trains():
     # mobilenetv3's conv_head comes after the pooling: fastai keeps it unused in the body, DDP would refuse it
     with torch.no_grad():  # the probe that finds them still works in a caller's no_grad
-        learn = vision_learner(digit_images(n=64), "mobilenetv3_small_050", pretrained=False)
+        learn = vision_learner(small_image_dls(n=64, size=32), "mobilenetv3_small_050", pretrained=False)
     assert isinstance(learn.model[0].model.conv_head, torch.nn.Identity)
     learn.model.train()
     learn.model(torch.randn(4, 3, 32, 32)).sum().backward()
@@ -123,7 +110,7 @@ def test_parameters_forward_features_never_uses_are_dropped_so_every_parameter_t
 )
 def test_models_timm_pools_itself_get_a_head_without_pooling(name, kwargs):
     # a ViT gives tokens and swin channels-last maps: the body is timm's pooled features, as fastai's TimmBody
-    learn = vision_learner(digit_images(n=64), name, pretrained=False, **kwargs)
+    learn = vision_learner(small_image_dls(n=64, size=32), name, pretrained=False, **kwargs)
     body, head = learn.model
     assert not body.needs_pool
     assert isinstance(head[0], torch.nn.BatchNorm1d) and head[0].num_features == body.model.num_features
@@ -131,28 +118,28 @@ def test_models_timm_pools_itself_get_a_head_without_pooling(name, kwargs):
 
 
 def test_other_keywords_go_to_timm_create_model_and_are_named_when_it_refuses():
-    learn = vision_learner(digit_images(n=64), "resnet10t", pretrained=False, drop_rate=0.3, wd=0.1)
+    learn = vision_learner(small_image_dls(n=64, size=32), "resnet10t", pretrained=False, drop_rate=0.3, wd=0.1)
     assert learn.model[0].model.drop_rate == 0.3
     assert all(g["weight_decay"] == 0.1 for g in learn.opt.param_groups if not g.get("wd_exempt"))
     with pytest.raises(TypeError, match=r"passes colour= on to timm.create_model\('resnet10t'\)"):
-        vision_learner(digit_images(n=64), "resnet10t", pretrained=False, colour=1)
+        vision_learner(small_image_dls(n=64, size=32), "resnet10t", pretrained=False, colour=1)
     with pytest.raises(TypeError, match=r"does not take cut= with timm's resnet10t"):
-        vision_learner(digit_images(n=64), "resnet10t", pretrained=False, cut=-2)
+        vision_learner(small_image_dls(n=64, size=32), "resnet10t", pretrained=False, cut=-2)
 
 
 def test_images_a_timm_model_cannot_take_are_refused_at_construction():
     with pytest.raises(ValueError, match=r"vit_tiny_patch16_224 does not take 32x32 images.*img_size="):
-        vision_learner(digit_images(n=64), "vit_tiny_patch16_224", pretrained=False)
+        vision_learner(small_image_dls(n=64, size=32), "vit_tiny_patch16_224", pretrained=False)
 
 
 def test_a_name_timm_does_not_know_but_torchvision_does_builds_torchvisions():
-    learn = vision_learner(digit_images(n=64), "regnet_x_400mf", pretrained=False)
+    learn = vision_learner(small_image_dls(n=64, size=32), "regnet_x_400mf", pretrained=False)
     assert type(learn.model[0]) is torch.nn.Sequential and type(learn.model[0][0]).__module__.startswith("torchvision")
 
 
 def test_an_unknown_name_is_refused_naming_it_and_close_names():
     with pytest.raises(ValueError, match=r"no model is named 'resnet19x'.*did you mean 'resnet18'"):
-        vision_learner(digit_images(n=64), "resnet19x", pretrained=False)
+        vision_learner(small_image_dls(n=64, size=32), "resnet19x", pretrained=False)
 
 
 @pytest.mark.parametrize(
@@ -165,10 +152,12 @@ def test_an_unknown_name_is_refused_naming_it_and_close_names():
 def test_a_name_without_timm_says_pip_install_timm(name, match, monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # import timm now fails as where it is not installed
     with pytest.raises(ImportError, match=match):
-        vision_learner(digit_images(n=64), name, pretrained=False)
+        vision_learner(small_image_dls(n=64, size=32), name, pretrained=False)
     from torchvision.models import resnet18
 
-    assert len(vision_learner(digit_images(n=64), resnet18, pretrained=False).layer_groups) == 3  # no timm needed
+    assert (
+        len(vision_learner(small_image_dls(n=64, size=32), resnet18, pretrained=False).layer_groups) == 3
+    )  # no timm needed
 
 
 def test_importing_lrwidget_does_not_import_timm():

@@ -15,9 +15,9 @@ from lrwidget import DataLoaders, vision_learner
 from lrwidget.data import digits
 
 
-def small_image_dls(n: int = 256, size: int = 16) -> DataLoaders:
-    """A few digits as 3-channel images: 'dls built from any torch data'."""
-    full = digits(images=True, size=size, channels=3)
+def small_image_dls(n: int = 256, size: int = 16, channels: int = 3) -> DataLoaders:
+    """A few digits as images (3 channels unless told): 'dls built from any torch data'."""
+    full = digits(images=True, size=size, channels=channels)
     x, y = full.train.dataset.tensors
     xv, yv = full.valid.dataset.tensors
     g = torch.Generator().manual_seed(0)
