@@ -9,6 +9,7 @@ Tests make that figure what they need by replacing the module's function:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import sys
@@ -261,13 +262,21 @@ def _fs_type(path: Path) -> str:
     return best[1] if best else ""
 
 
+def _make_base(base: Path) -> None:
+    """`base` made if missing; OSError for a file in its place, or a folder whose mode lets nobody write."""
+    if base.exists() and not base.is_dir():
+        raise NotADirectoryError(f"{base} is a file, not a folder")
+    base.mkdir(parents=True, exist_ok=True)
+    mode = base.stat().st_mode
+    if not mode & 0o222:  # read-only by its mode: refused also for root, whom the mode would not stop
+        raise PermissionError(errno.EACCES, f"Permission denied (the folder is read-only, mode {oct(mode & 0o777)})")
+
+
 def scratch_folder(snapshot_dir: Path | None, prefix: str = "lrwidget-") -> Path:
     """A new folder of its own in `snapshot_dir` (None: default_dir()), made now; its error says what to do."""
     base = default_dir() if snapshot_dir is None else Path(snapshot_dir)
     try:
-        if base.exists() and not base.is_dir():
-            raise NotADirectoryError(f"{base} is a file, not a folder")
-        base.mkdir(parents=True, exist_ok=True)
+        _make_base(base)
         return Path(tempfile.mkdtemp(dir=base, prefix=prefix))
     except OSError as e:
         why = str(e) if e.strerror is None else e.strerror
@@ -292,9 +301,7 @@ class DiskCopy:
         base = default_dir() if snapshot_dir is None else Path(snapshot_dir)
         self.nbytes = nbytes
         try:
-            if base.exists() and not base.is_dir():
-                raise NotADirectoryError(f"{base} is a file, not a folder")
-            base.mkdir(parents=True, exist_ok=True)
+            _make_base(base)
             need, free = nbytes + nbytes // 50 + 2**20, free_space(base)
             if free < need:
                 raise OSError(f"its disk has {fmt_bytes(free)} free, {fmt_bytes(need)} needed")

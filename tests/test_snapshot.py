@@ -300,23 +300,29 @@ def _refused(learn: Learner, match: str, folder: Path) -> None:
     assert not folder.is_dir() or copies_in(folder) == []
 
 
-def test_a_snapshot_dir_that_cannot_be_written_is_refused_before_anything_changes(tmp_path, monkeypatch):
+def test_a_read_only_snapshot_dir_is_refused_before_anything_changes(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o500)
-    if os.geteuid() == 0:  # root writes where the mode says no: the write is refused as a read-only disk refuses it
-        write = Path.write_bytes
-
-        def read_only(self, data):
-            if ro in self.parents:
-                raise PermissionError(13, "Permission denied", str(self))
-            return write(self, data)
-
-        monkeypatch.setattr(Path, "write_bytes", read_only)
+    ro.chmod(0o500)  # refused by its mode, for root too (whom the mode alone would not stop writing)
     try:
         _refused(trained(snapshot="disk", snapshot_dir=ro), f"cannot be written to {ro}: Permission denied", ro)
+        _refused(trained(snapshot="disk", snapshot_dir=ro), "the folder is read-only, mode 0o500", ro)
     finally:
         ro.chmod(0o700)
+
+
+def test_a_snapshot_dir_whose_writes_fail_is_refused_before_anything_changes(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()  # writable by its mode, as a read-only mount or a quota can be
+    write = Path.write_bytes
+
+    def read_only(self, data):
+        if ro in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", read_only)
+    _refused(trained(snapshot="disk", snapshot_dir=ro), f"cannot be written to {ro}: Permission denied", ro)
 
 
 def test_a_snapshot_dir_that_is_a_file_is_refused_before_anything_changes(tmp_path):
