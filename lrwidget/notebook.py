@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-_colab_tried = False  # once per kernel: Colab's manager stays on for the kernel's life once enabled
+_colab_tried: Any = None  # the google.colab module it was tried for: once per kernel, the manager stays on
 
 
 def kernel() -> Any:
@@ -33,9 +33,10 @@ def enable_colab_widgets() -> None:
     """In Colab, turn on its custom widget manager (bqplot is a third-party widget), once; elsewhere do nothing."""
     global _colab_tried
     # Colab's kernel has imported google.colab before any cell runs; anywhere else it is not ours to import
-    if _colab_tried or "google.colab" not in sys.modules:
+    colab = sys.modules.get("google.colab")
+    if colab is None or colab is _colab_tried:
         return
-    _colab_tried = True
+    _colab_tried = colab
     try:
         from google.colab import output
 

@@ -193,6 +193,10 @@ class View(W.VBox):
         self.epochs = epochs
         W.link((self, "epochs"), (self.epochs_box, "value"))
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        enable_colab_widgets()  # at the first display too: google.colab may be imported after the widget was made
+        return super()._repr_mimebundle_(**kwargs)
+
     @T.validate("epochs")
     def _valid_epochs(self, proposal: T.Bunch) -> int:
         v = proposal["value"]

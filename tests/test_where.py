@@ -32,7 +32,7 @@ class StandInOutput:
 @pytest.fixture
 def colab(monkeypatch):
     """Make this process look like a Colab kernel to lrwidget, as a kernel that has not yet shown a widget."""
-    monkeypatch.setattr(notebook, "_colab_tried", False)
+    monkeypatch.setattr(notebook, "_colab_tried", None)
 
     def install(output: StandInOutput) -> StandInOutput:
         google, colab = types.ModuleType("google"), types.ModuleType("google.colab")
@@ -62,14 +62,32 @@ def test_colab_widget_manager_enabled_once_per_kernel(colab):
     assert out.calls == 1
 
 
+def test_a_widget_made_before_google_colab_was_imported_enables_it_at_its_first_display(colab, monkeypatch):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    w = widget()
+    out = colab(StandInOutput())
+    assert out.calls == 0
+    shown(w)
+    shown(w)
+    assert out.calls == 1
+
+
+def test_another_colab_module_is_enabled_again(colab):
+    first = colab(StandInOutput())
+    shown(widget())
+    second = colab(StandInOutput())  # a new google.colab: another kernel's, as far as lrwidget can tell
+    shown(widget())
+    assert first.calls == second.calls == 1
+
+
 def test_no_colab_no_call(monkeypatch):
-    monkeypatch.setattr(notebook, "_colab_tried", False)
+    monkeypatch.setattr(notebook, "_colab_tried", None)
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         shown(widget())
     assert not [w for w in caught if "Colab" in str(w.message)]
-    assert "google.colab" not in sys.modules and notebook._colab_tried is False
+    assert "google.colab" not in sys.modules and notebook._colab_tried is None
 
 
 def test_colab_failure_warns_once_and_the_widget_works(colab):
