@@ -63,6 +63,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def own_folders(home: Path) -> dict[str, str]:
+    """The environment of a server with Jupyter's config, runtime and data folders of its own under `home`."""
+    return {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def wait_until_up(proc: subprocess.Popen, url: str, log: Path, name: str, timeout: float) -> None:
+    """Return once `url` answers 200; raise, with the end of the server's log, if it exits or stays silent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    raise TimeoutError(f"{name} did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
 class JupyterServer:
     """A JupyterLab (`app='lab'`) or Notebook 7 (`app='notebook'`) server with its own config and runtime folders."""
 
@@ -71,15 +98,7 @@ class JupyterServer:
         self.port, self.token = free_port(), "lrwidget-test-token"
         self.base = f"http://127.0.0.1:{self.port}"
         home = root.parent / f".jupyter-{app}"
-        self.env = {
-            **os.environ,
-            "JUPYTER_CONFIG_DIR": str(home / "config"),
-            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-            "JUPYTER_DATA_DIR": str(home / "data"),
-            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-            "JUPYTER_PLATFORM_DIRS": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
+        self.env = {**own_folders(home), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
         self.log = home / "server.log"
         self.proc: subprocess.Popen | None = None
 
@@ -110,19 +129,8 @@ class JupyterServer:
         self.proc = subprocess.Popen(
             cmd, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"jupyter {self.app} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.base}/api/status?token={self.token}", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.25)
-        raise TimeoutError(f"jupyter {self.app} did not answer within {timeout}s:\n{self.log.read_text()[-3000:]}")
+        wait_until_up(self.proc, f"{self.base}/api/status?token={self.token}", self.log, f"jupyter {self.app}", timeout)
+        return self
 
     def stop(self) -> None:
         """Stop the server and every kernel it started (the whole process group)."""
@@ -163,14 +171,7 @@ class VoilaServer:
         self.root, self.port = root, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         home = root.parent / ".voila"
-        self.env = {
-            **os.environ,
-            "JUPYTER_CONFIG_DIR": str(home / "config"),
-            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-            "JUPYTER_DATA_DIR": str(home / "data"),
-            "JUPYTER_PLATFORM_DIRS": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
+        self.env = own_folders(home)
         self.log = home / "server.log"
         self.proc: subprocess.Popen | None = None
 
@@ -198,17 +199,8 @@ class VoilaServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"voila exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:  # the tree page: it lists the folder, it starts no kernel
-                with urllib.request.urlopen(f"{self.base}/", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.25)
-        raise TimeoutError(f"voila did not answer within {timeout}s:\n{self.log.read_text()[-3000:]}")
+        wait_until_up(self.proc, f"{self.base}/", self.log, "voila", timeout)  # the tree page: it starts no kernel
+        return self
 
     def stop(self) -> None:
         """Stop Voilà; on SIGTERM it shuts its kernels down (they run in sessions of their own)."""
