@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import math
 import time
@@ -167,8 +168,6 @@ def _own_loss(learn: Any) -> bool:
 
 def takes_labels(model: torch.nn.Module) -> bool:
     """True when the model's forward has a `labels` parameter (through DDP and torch.compile's wrappers)."""
-    import inspect
-
     while True:
         inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
         if not isinstance(inner, torch.nn.Module):

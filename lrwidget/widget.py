@@ -279,9 +279,11 @@ class LRWidget(Comparing):
             f"back at the start{self._start_said()}"
         )
 
-    def _unit(self) -> str:
+    def _unit(self, plural: bool = False) -> str:
         """What the progress counts: batches, or optimizer steps when a step sums several batches' gradients."""
-        return "step" if self.learn.accum_steps > 1 else "batch"
+        if self.learn.accum_steps > 1:
+            return "steps" if plural else "step"
+        return "batches" if plural else "batch"
 
     def _accum_said(self) -> str:
         """What `w.code` adds for a learner that accumulates gradients (the call alone would not say it)."""
@@ -292,7 +294,7 @@ class LRWidget(Comparing):
     def _after_fit(self, _: Any) -> None:
         run, rec = self.learn.run, self.learn.recorder
         if run.end_reason in EARLY_ENDS:
-            units = "steps" if self.learn.accum_steps > 1 else "batches"
+            units = self._unit(plural=True)
             where = (
                 f"in the last validation, after all {run.total} {units} trained (that epoch has no validation row)"
                 if rec.n_batches >= run.total
