@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import multiprocessing as mp
 import pickle
 import queue
 import socket
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.multiprocessing as mp
 
 from . import snapshot as snapshots
 from .events import RunInfo, emit
