@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import pickle
-import queue
 import socket
 import time
 import traceback
@@ -22,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.multiprocessing as mp
 
 from . import snapshot as snapshots
 from .events import RunInfo, emit
+from .processes import Inbox, Outbox, Pool
 from .state import clone_cpu, load_opt_in_place
 
 # as given (and whether the loss is lrwidget's choice, which gets the logits of a Hugging Face output)
@@ -62,77 +61,38 @@ class Rank:
     rank: int
     world: int
     stop: Any  # a shared int: 0 go on, 1 stopped, 2 interrupted (set by the kernel)
-    events: Any  # the queue back to the kernel (rank 0 writes)
+    events: Outbox  # the pipe back to the kernel
 
 
-class Pool:
-    """N spawned worker processes in one torch.distributed group (gloo on CPU, NCCL on CUDA), kept between runs."""
+class Workers(Pool):
+    """The N workers of a learner, in one torch.distributed group (gloo on CPU, NCCL on CUDA), kept between runs."""
 
     def __init__(self, n: int, device: torch.device):
-        ctx = mp.get_context("spawn")
-        self.n, self.device = n, device
-        self.stop = ctx.Value("i", 0)
-        self.events = ctx.Queue()
-        self.cmds = [ctx.Queue() for _ in range(n)]
         backend = "nccl" if device.type == "cuda" else "gloo"
-        port = _free_port()
-        self.procs = [
-            ctx.Process(
-                target=_worker_main,
-                args=(r, n, port, backend, self.cmds[r], self.events, self.stop),
-                daemon=True,  # a kernel that exits takes them with it
-                name=f"lrwidget-rank{r}",
-            )
-            for r in range(n)
-        ]
-        for p in self.procs:
-            p.start()
+        super().__init__(n, _worker_main, (n, _free_port(), backend))
+        self.device = device
         self.sent_dls: tuple = ()  # the loaders the workers hold (sent once, not with every run)
         self.ready = 0  # workers that have joined the group
         self.scratch: Path | None = None  # the ranks' copies on disk go in here: a rank killed leaves no files
 
-    @property
-    def alive(self) -> bool:
-        """True while every worker runs."""
-        return all(p.is_alive() for p in self.procs)
-
     def close(self, timeout: float = 5.0) -> None:
-        """End every worker: asked first, then terminated, then killed; none is left."""
-        for q in self.cmds:
-            with contextlib.suppress(Exception):
-                q.put(None)
-        deadline = time.monotonic() + timeout
-        for p in self.procs:
-            p.join(max(deadline - time.monotonic(), 0.0))
-        for p in self.procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(2.0)
-            if p.is_alive():
-                p.kill()
-                p.join(2.0)
-        for q in (*self.cmds, self.events):
-            q.close()
-            q.cancel_join_thread()
+        """End every worker (none is left) and delete the ranks' folder."""
+        super().close(timeout)
         self.scratch = snapshots.ranks_folder(self.scratch, "memory", None)
 
-    def pids(self) -> list[int]:
-        """The workers' process ids."""
-        return [p.pid for p in self.procs if p.pid is not None]
 
-
-def pool_for(learn: Any) -> Pool:
+def pool_for(learn: Any) -> Workers:
     """The learner's pool, spawned at its first run (or again after an error ended the last one)."""
     pool = getattr(learn, "_pool", None)
     if pool is None or not pool.alive:
         if pool is not None:
             pool.close()
-        pool = learn._pool = Pool(learn.num_processes, learn.device)
+        pool = learn._pool = Workers(learn.num_processes, learn.device)
         weakref.finalize(learn, pool.close)  # the learner's deletion ends its workers (a finalizer keeps itself)
     return pool
 
 
-def job_for(learn: Any, pool: Pool, method: str, args: tuple) -> bytes:
+def job_for(learn: Any, pool: Workers, method: str, args: tuple) -> bytes:
     """The learner as the workers rebuild it, and the call to make: by value, with cloudpickle."""
     try:
         from cloudpickle import dumps
@@ -176,32 +136,26 @@ def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
     except BaseException:  # refused before anything ran: the learner's random state is as it was
         learn._seeds -= 1
         raise
-    pool.sent_dls = (learn.dls.train, learn.dls.valid)
-    pool.stop.value = 0
-    while True:  # what an earlier run left unread
-        try:
-            pool.ready += pool.events.get_nowait()[0] == "ready"
-        except queue.Empty:
-            break
-    for q in pool.cmds:
-        q.put(blob)
     replay = _Replay(learn)
     deadline = time.monotonic() + START_TIMEOUT
+    pool.stop.value = 0
+    sent = False
     try:
         while True:
+            if not sent and pool.ready == pool.n:  # each worker reads its pipe now: the send cannot hang
+                pool.send(blob)
+                pool.sent_dls, sent = (learn.dls.train, learn.dls.valid), True
             if sig.is_set() and pool.stop.value == 0:
                 pool.stop.value = 2 if sig.reason == "interrupted" else 1
-            try:
-                msg = pool.events.get(timeout=0.05)
-            except queue.Empty:
+            msg = pool.receive(0.05)
+            if msg is None:
                 if pool.ready < pool.n and time.monotonic() > deadline:
                     raise TimeoutError(
                         f"{pool.n - pool.ready} of the {pool.n} worker processes did not join the group within "
                         f"{START_TIMEOUT:.0f} s (a port blocked, a GPU busy?): nothing was run"
                     ) from None
-                if not pool.alive:
-                    codes = {p.name: p.exitcode for p in pool.procs if not p.is_alive()}
-                    raise RuntimeError(f"a worker process ended without a word (exit codes {codes})") from None
+                if not pool.alive:  # no EOF yet where a process it forked (a loader's worker) holds its pipe
+                    raise RuntimeError(f"a worker process ended without a word ({pool.exit_codes()})")
                 continue
             kind = msg[0]
             if kind == "ready":
@@ -209,11 +163,11 @@ def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
                 continue
             if kind == "error":
                 _, rank, error, tb = msg
-                gone = {p.name: p.exitcode for p in pool.procs if not p.is_alive()}
+                gone = any(not p.is_alive() for p in pool.procs)
                 with contextlib.suppress(Exception):
                     error.add_note(f"raised in worker rank {rank} of {pool.n} (its traceback: the cause above)")
                     if gone:  # the cause: a worker that died (killed for memory?) broke the others' collective
-                        error.add_note(f"worker processes that had ended: exit codes {gone}")
+                        error.add_note(f"worker processes that had ended: {pool.exit_codes()}")
                 raise error from RemoteTraceback(tb)
             if kind == "done":
                 out = msg[1]
@@ -302,7 +256,7 @@ class _Reporter:
         self.next = time.monotonic() + SEND_EVERY
 
 
-def _worker_main(rank: int, world: int, port: int, backend: str, cmds: Any, events: Any, stop: Any) -> None:
+def _worker_main(rank: int, cmds: Inbox, events: Outbox, stop: Any, world: int, port: int, backend: str) -> None:
     """A worker: join the group, then run the jobs the kernel sends until it sends None."""
     import torch.distributed as dist
 

@@ -33,7 +33,7 @@ class Net(nn.Module):
 
 
 def children() -> set[int]:
-    """This process's spawned worker processes (not multiprocessing's resource tracker), read from /proc."""
+    """Every child process of this one (multiprocessing's resource tracker too), read from /proc."""
     pids = set()
     for f in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
         try:
@@ -41,15 +41,19 @@ def children() -> set[int]:
                 pids |= {int(p) for p in fh.read().split()}
         except FileNotFoundError:  # a thread that ended meanwhile
             continue
+    return pids
+
+
+def workers(pids: set[int]) -> set[int]:
+    """The spawned workers among `pids`."""
     found = set()
     for pid in pids:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmd = fh.read()
+                if b"spawn_main" in fh.read():
+                    found.add(pid)
         except FileNotFoundError:
             continue
-        if b"spawn_main" in cmd and b"resource_tracker" not in cmd:
-            found.add(pid)
     return found
 
 
@@ -168,7 +172,7 @@ def test_an_error_in_one_rank_ends_all_keeps_its_type_and_leaves_no_process():
     assert children() == others and w.runs[-1].end_reason == "error"
     learn.loss_func = lambda out, y: nn.functional.cross_entropy(out, y)
     learn.fit(1, 1e-3)  # a fresh pool
-    assert learn.run.end_reason == "completed" and len(children() - others) == 2
+    assert learn.run.end_reason == "completed" and len(workers(children() - others)) == 2
     learn.close()
     assert children() == others
 
@@ -177,7 +181,7 @@ def test_close_ends_the_workers_and_is_nothing_for_one_process():
     others = children()
     learn = make()
     learn.fit(1, 1e-3)
-    assert len(children() - others) == 2
+    assert len(workers(children() - others)) == 2
     learn.close()
     assert children() == others
     one = make(n=1)
@@ -232,7 +236,7 @@ def test_deleting_the_learner_ends_its_workers():
     others = children()
     learn = make()
     learn.fit(1, 1e-3)
-    assert len(children() - others) == 2
+    assert len(workers(children() - others)) == 2
     del learn
     gc.collect()
     assert children() == others
@@ -291,6 +295,44 @@ def test_the_workers_end_with_the_process_that_started_them(tmp_path):
     assert r.returncode == 0, r.stderr
     pids = [int(p) for p in r.stdout.split("PIDS")[1].split()]
     assert len(pids) == 2 and not [p for p in pids if os.path.exists(f"/proc/{p}")], "a worker outlived its kernel"
+
+
+def test_no_child_process_is_left_after_close_or_an_error_not_even_multiprocessings_resource_tracker(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "kids.py"  # a fresh process: nothing of other tests' learners in its children
+    script.write_text(
+        "import glob, os\nfrom torch import nn\nfrom lrwidget import Learner\nfrom lrwidget.data import digits\n"
+        "def kids():\n"
+        "    return sorted(int(p) for f in glob.glob(f'/proc/{os.getpid()}/task/*/children') "
+        "for p in open(f).read().split())\n"
+        "def rank_one_fails(out, y):\n"
+        "    import torch.distributed as dist\n"
+        "    if dist.get_rank() == 1:\n"
+        "        raise ValueError('rank 1 failed')\n"
+        "    return nn.functional.cross_entropy(out, y)\n"
+        "if __name__ == '__main__':\n"
+        "    learn = Learner(digits(bs=32), nn.Linear(64, 10), num_processes=2)\n"
+        "    learn.fit(1, 1e-3)\n"
+        "    print('RUNNING', len(kids()))\n"
+        "    learn.close()\n"
+        "    print('CLOSED', kids())\n"
+        "    learn.loss_func = rank_one_fails\n"
+        "    try:\n"
+        "        learn.fit(1, 1e-3)\n"
+        "    except ValueError:\n"
+        "        print('ERROR', kids())\n"
+        "    learn.loss_func = nn.functional.cross_entropy\n"
+        "    learn.fit(1, 1e-3)\n"
+        "    learn.close()\n"
+        "    print('AGAIN', kids(), flush=True)\n"
+    )
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    said = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+    assert said == {"RUNNING": "3", "CLOSED": "[]", "ERROR": "[]", "AGAIN": "[]"}, (said, r.stderr[-2000:])
+    assert "leaked" not in r.stderr, "the resource tracker ended with nothing left to clean up"
 
 
 def test_a_worker_killed_mid_run_ends_the_run_and_leaves_no_process():
