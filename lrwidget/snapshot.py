@@ -214,7 +214,7 @@ def take(
     except (OSError, RuntimeError) as e:  # torch.save's RuntimeError: a disk that filled up meanwhile
         c.close()
         msg = f"writing the copy of the state ({fmt_bytes(nbytes)}) to {c.folder} failed: {e}; nothing was changed"
-        raise OSError(f"{msg}; {FIX}") from e
+        raise same_kind(e, f"{msg}; {FIX}") from e
     except BaseException:  # an interrupt: nothing is left behind
         c.close()
         raise
@@ -241,6 +241,12 @@ def said(saved: Any) -> str:
 
 
 # -- the copy on disk ---------------------------------------------------------------------------------------------
+
+
+def same_kind(e: BaseException, msg: str) -> OSError:
+    """`msg` as an OSError of the class of `e` where it is one (a PermissionError stays one), else a plain OSError."""
+    cls = type(e) if isinstance(e, OSError) and type(e).__module__ == "builtins" else OSError
+    return cls(msg)
 
 
 def default_dir() -> Path:
@@ -280,7 +286,9 @@ def scratch_folder(snapshot_dir: Path | None, prefix: str = "lrwidget-") -> Path
         return Path(tempfile.mkdtemp(dir=base, prefix=prefix))
     except OSError as e:
         why = str(e) if e.strerror is None else e.strerror
-        raise OSError(f"the copies of the state cannot be written to {base}: {why}; nothing was changed; {FIX}") from e
+        raise same_kind(
+            e, f"the copies of the state cannot be written to {base}: {why}; nothing was changed; {FIX}"
+        ) from e
 
 
 def ranks_folder(old: Path | None, snapshot: str, snapshot_dir: Path | None) -> Path | None:
@@ -323,9 +331,10 @@ class DiskCopy:
 
     def _refused(self, base: Path, e: OSError) -> OSError:
         why = str(e) if e.strerror is None else e.strerror
-        return OSError(
+        return same_kind(
+            e,
             f"the copy of the state ({fmt_bytes(self.nbytes)}) cannot be written to {base}: {why}; nothing was "
-            f"changed; {FIX}"
+            f"changed; {FIX}",
         )
 
     def __getitem__(self, key: str) -> Any:

@@ -289,10 +289,11 @@ def test_an_interrupt_while_the_copy_is_written_leaves_no_files(tmp_path, monkey
 # -- a disk that cannot take the copy: refused before anything changes ------------------------------------------
 
 
-def _refused(learn: Learner, match: str, folder: Path) -> None:
+def _refused(learn: Learner, match: str, folder: Path, kind: type[OSError] = OSError) -> None:
     before, run, n = state_of(learn), learn.run, len(learn.recorder.lrs)
     with pytest.raises(OSError, match=match) as e:
         learn.lr_find(show_plot=False)
+    assert type(e.value) is kind, "the class of the error the disk gave (a PermissionError stays one)"
     msg = str(e.value)
     assert "nothing was changed" in msg and "snapshot_dir=" in msg and "snapshot='memory'" in msg, msg
     assert learn.run is run and len(learn.recorder.lrs) == n, "no step was run"
@@ -305,8 +306,9 @@ def test_a_read_only_snapshot_dir_is_refused_before_anything_changes(tmp_path):
     ro.mkdir()
     ro.chmod(0o500)  # refused by its mode, for root too (whom the mode alone would not stop writing)
     try:
-        _refused(trained(snapshot="disk", snapshot_dir=ro), f"cannot be written to {ro}: Permission denied", ro)
-        _refused(trained(snapshot="disk", snapshot_dir=ro), "the folder is read-only, mode 0o500", ro)
+        learn = trained(snapshot="disk", snapshot_dir=ro)
+        _refused(learn, f"cannot be written to {ro}: Permission denied", ro, PermissionError)
+        _refused(learn, "the folder is read-only, mode 0o500", ro, PermissionError)
     finally:
         ro.chmod(0o700)
 
@@ -322,13 +324,15 @@ def test_a_snapshot_dir_whose_writes_fail_is_refused_before_anything_changes(tmp
         return write(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", read_only)
-    _refused(trained(snapshot="disk", snapshot_dir=ro), f"cannot be written to {ro}: Permission denied", ro)
+    _refused(
+        trained(snapshot="disk", snapshot_dir=ro), f"cannot be written to {ro}: Permission denied", ro, PermissionError
+    )
 
 
 def test_a_snapshot_dir_that_is_a_file_is_refused_before_anything_changes(tmp_path):
     f = tmp_path / "a-file"
     f.write_text("")
-    _refused(trained(snapshot="disk", snapshot_dir=f), "is a file, not a folder", tmp_path)
+    _refused(trained(snapshot="disk", snapshot_dir=f), "is a file, not a folder", tmp_path, NotADirectoryError)
 
 
 def test_a_full_disk_is_refused_before_anything_changes(tmp_path, monkeypatch):
