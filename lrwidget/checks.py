@@ -78,3 +78,23 @@ def mixed_precision(mp: Any) -> str | None:
     if mp not in (None, "bf16", "fp16"):
         raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', got {mp!r}")
     return mp
+
+
+def num_processes(n: Any, device: Any) -> int:
+    """`n` worker processes for a learner on `device` (a torch.device): one GPU each on CUDA, or the CPU."""
+    import torch
+
+    n = whole("num_processes", n)
+    if n == 1:
+        return n
+    if device.type == "cuda" and n > torch.cuda.device_count():
+        raise ValueError(
+            f"num_processes={n} trains on one GPU per process, but {torch.cuda.device_count()} are visible: "
+            f"pass num_processes={torch.cuda.device_count()} (torch.cuda.device_count())"
+        )
+    if device.type not in ("cuda", "cpu"):
+        raise ValueError(
+            f"num_processes={n} runs on CUDA GPUs (NCCL) or on the CPU (gloo), not on {device.type}: pass "
+            "num_processes=1, or device='cpu'"
+        )
+    return n

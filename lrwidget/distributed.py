@@ -82,14 +82,25 @@ class Workers(Pool):
 
 
 def pool_for(learn: Any) -> Workers:
-    """The learner's pool, spawned at its first run (or again after an error ended the last one)."""
+    """The learner's pool, spawned at its first run (again after an error ended the last one, or for another
+    num_processes or device)."""
     pool = getattr(learn, "_pool", None)
-    if pool is None or not pool.alive:
+    if pool is None or not pool.alive or (pool.n, pool.device) != (learn.num_processes, learn.device):
         if pool is not None:
             pool.close()
         pool = learn._pool = Workers(learn.num_processes, learn.device)
         weakref.finalize(learn, pool.close)  # the learner's deletion ends its workers (a finalizer keeps itself)
     return pool
+
+
+def check_loaders(dls: Any) -> None:
+    """TypeError unless the data are torch DataLoaders, which the workers can shard."""
+    for name, dl in (("training", dls.train), ("validation", dls.valid)):
+        if dl is not None and not isinstance(dl, torch.utils.data.DataLoader):
+            raise TypeError(
+                f"num_processes > 1 shards the data with a DistributedSampler, so the {name} data must be a "
+                f"torch.utils.data.DataLoader over a Dataset, got {type(dl).__name__}"
+            )
 
 
 def job_for(learn: Any, pool: Workers, method: str, args: tuple) -> bytes:
@@ -101,12 +112,6 @@ def job_for(learn: Any, pool: Workers, method: str, args: tuple) -> bytes:
 
     from .data import DataLoaders
 
-    for name, dl in (("training", learn.dls.train), ("validation", learn.dls.valid)):
-        if dl is not None and not isinstance(dl, torch.utils.data.DataLoader):
-            raise TypeError(
-                f"num_processes > 1 shards the data with a DistributedSampler, so the {name} data must be a "
-                f"torch.utils.data.DataLoader over a Dataset, got {type(dl).__name__}"
-            )
     pool.scratch = snapshots.ranks_folder(pool.scratch, learn.snapshot, learn.snapshot_dir)
     model = learn.model if learn.device.type == "cpu" else copy.deepcopy(learn.model).cpu()
     spec = {
@@ -129,6 +134,7 @@ def job_for(learn: Any, pool: Workers, method: str, args: tuple) -> bytes:
 def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
     """Run `learn.method(*args)` in the learner's N processes (its arguments checked already); the kernel's learner
     gets what it did."""
+    check_loaders(learn.dls)  # `learn.dls` may have been replaced since the learner was made
     pool = pool_for(learn)
     learn._seeds += 1  # each run its own shuffle
     try:

@@ -79,7 +79,6 @@ class Learner:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.mixed_precision = checks.mixed_precision(mixed_precision)
-        self.num_processes = whole("num_processes", num_processes)
         self.accum_steps = accum_steps
         # where exact copies of the state go (lr_find's, a widget's start): snapshot.py says how "auto" chooses
         self.snapshot, self.snapshot_dir = snapshots.check_mode(snapshot), snapshots.check_dir(snapshot_dir)
@@ -88,6 +87,9 @@ class Learner:
         check_moms(moms)
         self.dls = dls
         self.device = torch.device(device) if device is not None else default_device()
+        self.num_processes = num_processes
+        if self.num_processes > 1:
+            distributed.check_loaders(dls)
         self.model = model.to(self.device)
         self.metrics = checks.metrics(metrics)
         self.splitter = splitter or one_group
@@ -101,7 +103,7 @@ class Learner:
         self.observers: list[Observer] = []
         self.run: RunInfo | None = None
         self.guard = RunGuard()
-        self._pool: Any = None  # num_processes > 1: the worker processes, kept between runs (distributed.Pool)
+        self._pool: Any = None  # num_processes > 1: the worker processes, kept between runs (distributed.Workers)
         self._rank: Any = None  # in a worker: this process's place in the group (distributed.Rank)
         self._seeds = 0  # runs in worker processes so far: each shuffles from its own seed
 
@@ -110,6 +112,15 @@ class Learner:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+    @property
+    def num_processes(self) -> int:
+        """The processes each run trains in (1: this one; N > 1: N workers with DDP, one GPU each on CUDA)."""
+        return self._num_processes
+
+    @num_processes.setter
+    def num_processes(self, n: int) -> None:
+        self._num_processes = checks.num_processes(n, self.device)
 
     @property
     def accum_steps(self) -> int:

@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 from torch import nn
 
 from lrwidget import Learner, LRWidget, accuracy
-from lrwidget.data import digits
+from lrwidget.data import DataLoaders, digits
 from lrwidget.events import Observer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -188,6 +188,44 @@ def test_close_ends_the_workers_and_is_nothing_for_one_process():
     one.close()
     with pytest.raises(ValueError, match="num_processes must be a whole number >= 1"):
         make(n=0)
+
+
+def test_num_processes_is_checked_against_the_device_and_the_data_before_any_process_starts(monkeypatch):
+    others = children()
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"num_processes=2 trains on one GPU per process, but 1 are visible"):
+        Learner(digits(), Net(), device="cuda", num_processes=2)  # refused before the model would move
+    with pytest.raises(ValueError, match="not on mps: pass num_processes=1, or device='cpu'"):
+        Learner(digits(), Net(), device="mps", num_processes=2)
+    dls = digits()
+    lists = DataLoaders(list(dls.train), list(dls.valid))
+    with pytest.raises(TypeError, match="the training data must be a torch.utils.data.DataLoader"):
+        Learner(lists, Net(), num_processes=2)
+    learn = make()
+    learn.dls = lists  # replaced later: refused at the run, before anything starts
+    with pytest.raises(TypeError, match="the training data must be a torch.utils.data.DataLoader"):
+        learn.fit(1, 1e-3)
+    with pytest.raises(ValueError, match="num_processes must be a whole number >= 1"):
+        learn.num_processes = 0
+    assert learn.num_processes == 2 and learn._pool is None and children() == others
+
+
+def test_changing_num_processes_between_runs_takes_effect():
+    others = children()
+    learn = make()
+    try:
+        learn.fit(1, 1e-3)
+        old = learn._pool
+        learn.num_processes = 3
+        learn.fit(1, 1e-3)
+        assert learn.run.end_reason == "completed" and learn._pool.n == 3 and not old.alive
+        assert len(workers(children() - others)) == 3
+        learn.num_processes = 1
+        learn.fit(1, 1e-3)  # in this process
+        assert learn.run.end_reason == "completed"
+    finally:
+        learn.close()
+    assert children() == others
 
 
 def test_a_notebook_cell_defines_the_model_class_and_fits_in_two_processes(tmp_path):
