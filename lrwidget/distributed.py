@@ -103,13 +103,18 @@ def check_loaders(dls: Any) -> None:
             )
 
 
-def job_for(learn: Any, pool: Workers, method: str, args: tuple) -> bytes:
-    """The learner as the workers rebuild it, and the call to make: by value, with cloudpickle."""
+def _dumps() -> Any:
+    """cloudpickle's dumps (what a notebook cell defined goes by value), else pickle's (what is importable by name)."""
     try:
         from cloudpickle import dumps
-    except ImportError:  # pickle sends what can be imported by name, not what a notebook cell defined
-        dumps = pickle.dumps
+    except ImportError:
+        return pickle.dumps
+    return dumps
 
+
+def job_for(learn: Any, pool: Workers, method: str, args: tuple) -> bytes:
+    """The learner as the workers rebuild it, and the call to make: by value, with cloudpickle."""
+    dumps = _dumps()
     from .data import DataLoaders
 
     pool.scratch = snapshots.ranks_folder(pool.scratch, learn.snapshot, learn.snapshot_dir)
@@ -163,6 +168,8 @@ def run(learn: Any, method: str, args: tuple, sig: Any) -> Any:
                 if not pool.alive:  # no EOF yet where a process it forked (a loader's worker) holds its pipe
                     raise RuntimeError(f"a worker process ended without a word ({pool.exit_codes()})")
                 continue
+            if msg[0] == "pickled":  # an error, pickled by the worker
+                msg = pickle.loads(msg[1])
             kind = msg[0]
             if kind == "ready":
                 pool.ready += 1
@@ -284,15 +291,22 @@ def _worker_main(rank: int, cmds: Inbox, events: Outbox, stop: Any, world: int, 
                 if rank == 0:
                     events.put(("done", out))
             except BaseException as e:
-                tb = traceback.format_exc()
-                try:
-                    events.put(("error", rank, e, tb))
-                except Exception:  # an exception that does not pickle: its type and message as a RuntimeError
-                    events.put(("error", rank, RuntimeError(f"{type(e).__name__}: {e}"), tb))
+                events.put(_error_message(rank, e, traceback.format_exc()))
                 break
     finally:
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
+
+
+def _error_message(rank: int, e: BaseException, tb: str) -> tuple:
+    """The error as the kernel reads it back: itself (a class of a notebook cell by value, which cloudpickle reads back
+    in the kernel as the kernel's own class), else its type and message in a RuntimeError."""
+    try:
+        data = _dumps()(("error", rank, e, tb))
+        pickle.loads(data)  # read back here first: an exception whose __init__ wants other arguments cannot be rebuilt
+        return ("pickled", data)
+    except Exception:
+        return ("error", rank, RuntimeError(f"{type(e).__name__}: {e}"), tb)
 
 
 def _run_job(blob: bytes, rk: Rank, device: torch.device, held: dict) -> dict:

@@ -234,12 +234,21 @@ def test_a_notebook_cell_defines_the_model_class_and_fits_in_two_processes(tmp_p
         "class CellNet(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
         "        self.l = nn.Linear(64, 10)\n    def forward(self, x):\n        return self.l(x)",
         "torch.manual_seed(0)\nlearn = Learner(digits(bs=32), CellNet(), metrics=accuracy, num_processes=2)\n"
-        "learn.fit_one_cycle(2, 3e-2)\nprint('ACC', learn.recorder.values[-1][2])\nlearn.close()",
+        "learn.fit_one_cycle(2, 3e-2)\nprint('ACC', learn.recorder.values[-1][2])",
+        # an error class of a cell, raised in rank 1: the kernel catches it as its own class
+        "class CellError(Exception):\n    pass\n"
+        "def rank_one_fails(out, y):\n    import torch.distributed as dist\n"
+        "    if dist.get_rank() == 1:\n        raise CellError('rank 1 failed')\n"
+        "    return nn.functional.cross_entropy(out, y)\n"
+        "learn.loss_func = rank_one_fails\ntry:\n    learn.fit(1, 1e-3)\nexcept CellError as e:\n"
+        "    print('CAUGHT', e, e.__notes__[0])\nlearn.close()",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
-    out = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    out = "".join(o.get("text", "") for o in nb.cells[-2].outputs)
     assert float(out.split("ACC")[1]) > 0.85, out
+    caught = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert caught.startswith("CAUGHT rank 1 failed raised in worker rank 1 of 2"), caught
     assert np.isfinite(float(out.split("ACC")[1]))
 
 
