@@ -119,7 +119,8 @@ class Pool:
 
     def exit_codes(self) -> str:
         """The exit codes of the workers that have ended, as said in errors."""
-        return f"exit codes { ({p.name: p.exitcode for p in self.procs if not p.is_alive()}) }"
+        codes = {p.name: p.exitcode for p in self.procs if not p.is_alive()}
+        return f"exit codes {codes}"
 
     def close(self, timeout: float = 5.0) -> None:
         """End every worker: asked first, then terminated, then killed; none is left."""
