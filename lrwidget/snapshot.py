@@ -249,6 +249,12 @@ def same_kind(e: BaseException, msg: str) -> OSError:
     return cls(msg)
 
 
+def refused(e: OSError, what: str, base: Path) -> OSError:
+    """The error for `what` that cannot be written to `base`, of the class of `e`, saying what to do."""
+    why = str(e) if e.strerror is None else e.strerror
+    return same_kind(e, f"{what} cannot be written to {base}: {why}; nothing was changed; {FIX}")
+
+
 def default_dir() -> Path:
     """The system's temporary folder, unless it lives in memory (tmpfs): then the user's cache folder."""
     tmp = Path(tempfile.gettempdir())
@@ -285,10 +291,7 @@ def scratch_folder(snapshot_dir: Path | None, prefix: str = "lrwidget-") -> Path
         _make_base(base)
         return Path(tempfile.mkdtemp(dir=base, prefix=prefix))
     except OSError as e:
-        why = str(e) if e.strerror is None else e.strerror
-        raise same_kind(
-            e, f"the copies of the state cannot be written to {base}: {why}; nothing was changed; {FIX}"
-        ) from e
+        raise refused(e, "the copies of the state", base) from e
 
 
 def ranks_folder(old: Path | None, snapshot: str, snapshot_dir: Path | None) -> Path | None:
@@ -315,7 +318,7 @@ class DiskCopy:
                 raise OSError(f"its disk has {fmt_bytes(free)} free, {fmt_bytes(need)} needed")
             self.folder = Path(tempfile.mkdtemp(dir=base, prefix="lrwidget-"))
         except OSError as e:
-            raise self._refused(base, e) from e
+            raise refused(e, f"the copy of the state ({fmt_bytes(self.nbytes)})", base) from e
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
         try:  # a folder made is not yet a folder written to (a read-only mount, a quota)
             probe = self.folder / "probe"
@@ -323,19 +326,11 @@ class DiskCopy:
             probe.unlink()
         except OSError as e:
             self.close()
-            raise self._refused(base, e) from e
+            raise refused(e, f"the copy of the state ({fmt_bytes(self.nbytes)})", base) from e
         self.small: dict = {}  # what state.take returns, with InFile in place of the tensors written
         self._kept = 0
         self._names: list[str] = []  # the files written
         self._seen: dict[tuple, Any] = {}
-
-    def _refused(self, base: Path, e: OSError) -> OSError:
-        why = str(e) if e.strerror is None else e.strerror
-        return same_kind(
-            e,
-            f"the copy of the state ({fmt_bytes(self.nbytes)}) cannot be written to {base}: {why}; nothing was "
-            f"changed; {FIX}",
-        )
 
     def __getitem__(self, key: str) -> Any:
         return self.small[key]
