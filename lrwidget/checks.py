@@ -87,10 +87,11 @@ def num_processes(n: Any, device: Any) -> int:
     n = whole("num_processes", n)
     if n == 1:
         return n
-    if device.type == "cuda" and n > torch.cuda.device_count():
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and n > gpus:
         raise ValueError(
-            f"num_processes={n} trains on one GPU per process, but {torch.cuda.device_count()} are visible: "
-            f"pass num_processes={torch.cuda.device_count()} (torch.cuda.device_count())"
+            f"num_processes={n} trains on one GPU per process, but {gpus} are visible: "
+            f"pass num_processes={gpus} (torch.cuda.device_count())"
         )
     if device.type not in ("cuda", "cpu"):
         raise ValueError(

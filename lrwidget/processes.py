@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -110,12 +111,10 @@ class Pool:
         if not self._early:
             return None
         r = min(self._early, key=lambda r: self._early[r][0])
-        msg = self._early.pop(r)[1]
-        if msg is None:
-            self._early[r] = (time.monotonic(), None)  # it stays ended
+        if self._early[r][1] is None:  # its pipe closed: it ended (and stays so, for a next call)
             self.procs[r].join(2.0)  # its exit code, once it is reaped
             raise RuntimeError(f"a worker process ended without a word ({self.exit_codes()})")
-        return msg
+        return self._early.pop(r)[1]
 
     def exit_codes(self) -> str:
         """The exit codes of the workers that have ended, as said in errors."""
@@ -170,8 +169,6 @@ def end_tracker() -> None:
                 continue
         return
     # a process forked from the kernel (a DataLoader's worker) holds a copy of its pipe: it ends with that one
-    import threading
-
     threading.Thread(target=_reap, args=(pid,), name="lrwidget-reap-tracker", daemon=True).start()
 
 
