@@ -11,7 +11,7 @@ ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 # one stamp per TORCH value: asking for another torch build installs it
 TORCH_STAMP := $(VENV)/.torch-$(shell printf '%s' '$(TORCH)' | md5sum | cut -c1-12)
 
-.PHONY: setup lab test bench chromium
+.PHONY: setup lab test bench chromium docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,11 +42,20 @@ chromium:
 lab: $(VENV)/.lab
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/quickstart.ipynb
 
-# lint and format are checked first: CI fails on either
+# lint, format and the docs build are checked first: CI fails on any of them
 test: $(VENV)/.test chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m mkdocs build --strict
 	LRWIDGET_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
+
+$(VENV)/.docs: pyproject.toml $(TORCH_STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
+
+# the manual as a site in site/; --strict: a broken link or API reference fails
+docs: $(VENV)/.docs
+	$(PY) -m mkdocs build --strict
 
 bench: $(TORCH_STAMP)
 	$(PY) -m pip install -q -e '.[lab]'
