@@ -6,7 +6,7 @@ short).
     python benchmarks/memory.py --quick    # MLP 1024 wide (used by the tests)
 
 The figures, each as a ratio of the state's bytes (weights, buffers, gradients, optimizer state):
-- saved (exact): the bytes of the tensors lr_find keeps to restore the state (`lrwidget.state.take`, captured while
+- saved (exact): the bytes of the tensors lr_find keeps to restore the state (`lrwidget.state.copies.take`, captured while
   lr_find runs). Budget: 1.0 (plus a few kB of random-number states).
 - saved (disk): the same with the copy on disk: what it keeps in host memory (tensors up to 64 kB). Budget: 0.0.
 - start (exact): the bytes of the start an LRWidget keeps so that each Fit can begin from the same state
@@ -41,8 +41,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import lrwidget.snapshot  # noqa: E402
-import lrwidget.state  # noqa: E402
+import lrwidget.state.snapshot  # noqa: E402
+import lrwidget.state.copies  # noqa: E402
 from lrwidget import DataLoaders, Learner  # noqa: E402
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # a fixed threshold: large blocks are mmapped and unmapped on free
@@ -93,17 +93,17 @@ def lr_find(learn: Learner, steps: int) -> Any:
 def saved_ratio(device: str = "cpu", hidden: int = 256, steps: int = 8, snapshot: str = "memory") -> dict:
     """Bytes lr_find saves in host memory (captured from the running lr_find) against the live state's bytes."""
     learn = make_learner(device, hidden, steps, snapshot)
-    captured, take = {}, lrwidget.state.take
+    captured, take = {}, lrwidget.state.copies.take
 
     def spy(*args) -> dict:
         captured["s"] = s = take(*args)
         return s
 
-    lrwidget.state.take = spy
+    lrwidget.state.copies.take = spy
     try:
         res = lr_find(learn, steps)
     finally:
-        lrwidget.state.take = take
+        lrwidget.state.copies.take = take
     assert len(res.lrs) == steps and "s" in captured, "lr_find did not run or did not save the state"
     state, saved = state_bytes(learn), tensor_bytes(captured["s"])
     on_device = [t.device.type for t in _tensors(captured["s"]) if t.device.type != "cpu"]
@@ -194,7 +194,7 @@ def peak_ratios(device: str = "cpu", hidden: int = 1024, steps: int = 8) -> list
         runs[kind, snapshot] = json.loads(p.stdout.strip().splitlines()[-1])
     fit = runs["fit", "memory"]
     state = fit["state_bytes"]
-    piece = min(lrwidget.snapshot.PIECE, fit["largest"])  # the most a copy on disk holds in memory at once
+    piece = min(lrwidget.state.snapshot.PIECE, fit["largest"])  # the most a copy on disk holds in memory at once
     rows = []
     for snapshot, measure, budget in (("memory", "host peak", 1.0), ("disk", "host peak (disk)", piece / state)):
         find = runs["lr_find", snapshot]
@@ -243,9 +243,9 @@ def copy_times(device: str = "cpu", hidden: int = 1024, steps: int = 8, repeats:
             learn.restore_state(saved)
             sync()
             t2 = time.perf_counter()
-            lrwidget.snapshot.discard(saved)
+            lrwidget.state.snapshot.discard(saved)
             take, restore = min(take, t1 - t0), min(restore, t2 - t1)
-        folder = lrwidget.snapshot.default_dir() if learn.snapshot_dir is None else learn.snapshot_dir
+        folder = lrwidget.state.snapshot.default_dir() if learn.snapshot_dir is None else learn.snapshot_dir
         rows.append(
             {
                 "device": device,

@@ -209,7 +209,7 @@ def widget_fit(dls: DataLoaders, model: nn.Module, epochs: int = 1, panel_runs: 
     import numpy as np
 
     from lrwidget import LRWidget
-    from lrwidget.runs import MAX_LOSSES, Run
+    from lrwidget.widget.runs import MAX_LOSSES, Run
 
     learn = _learner(dls, model)
     w = LRWidget(learn, epochs=epochs)

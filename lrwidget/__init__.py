@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data import DataLoaders
-from .learner import Learner, LRFindResult
-from .metrics import accuracy, error_rate
-from .suggest import suggest_lrs
-from .vision import cnn_learner, vision_learner
+from .core.data import DataLoaders
+from .core.learner import Learner, LRFindResult
+from .core.metrics import accuracy, error_rate
+from .core.suggest import suggest_lrs
+from .integrations.vision import cnn_learner, vision_learner
 
 __all__ = [
     "Learner",

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lrwidget import DataLoaders, Learner, LRWidget, accuracy
-from lrwidget.schedules import lr_range, one_cycle
+from lrwidget.core.schedules import lr_range, one_cycle
 
 
 def data(n: int = 512, seed: int = 0) -> TensorDataset:

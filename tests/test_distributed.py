@@ -15,7 +15,7 @@ from torch import nn
 
 from lrwidget import Learner, LRWidget, accuracy
 from lrwidget.data import DataLoaders, digits
-from lrwidget.events import Observer
+from lrwidget.core.events import Observer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 120

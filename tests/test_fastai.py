@@ -32,8 +32,8 @@ from torch import nn
 from lrwidget import Learner as OurLearner
 from lrwidget import LRWidget
 from lrwidget.data import digits
-from lrwidget.fastai_adapter import FastaiLearner, is_fastai_learner
-from lrwidget.recorder import smooth
+from lrwidget.integrations.fastai_adapter import FastaiLearner, is_fastai_learner
+from lrwidget.core.recorder import smooth
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
@@ -97,14 +97,14 @@ def spy_lr_find(learn: Learner) -> dict:
 
 
 def test_importing_lrwidget_does_not_import_fastai():
-    code = "import lrwidget, lrwidget.widget, lrwidget.fastai_adapter, sys; assert 'fastai' not in sys.modules"
+    code = "import lrwidget, lrwidget.widget, lrwidget.integrations.fastai_adapter, sys; assert 'fastai' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
 
 
 def test_the_adapter_has_the_written_interface_and_ctrl_c_stops_its_run(learn):
     from test_interrupts import interrupt_a_widget_fit
 
-    from lrwidget.interface import Driven
+    from lrwidget.core.interface import Driven
 
     assert isinstance(FastaiLearner(learn), Driven)
     w = interrupt_a_widget_fit(learn)
@@ -375,7 +375,7 @@ def test_weight_decay_skips_the_parameters_fastai_skips(arch):
 
 def test_our_learner_takes_fastais_own_suggest_funcs():
     """Code written for fastai 2.8's lr_find reads the same: its suggest_funcs, its names, its order."""
-    from lrwidget.suggest import trim
+    from lrwidget.core.suggest import trim
 
     torch.manual_seed(0)
     learn = OurLearner(digits(), nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), device="cpu")
@@ -434,7 +434,7 @@ def test_find_with_suggest_funcs_on_a_fastai_learner_answers_for_those(w, learn)
 def test_create_head_is_fastais(kw):
     from fastai.vision.learner import create_head as fastai_head
 
-    from lrwidget.vision import create_head
+    from lrwidget.integrations.vision import create_head
 
     def layout(head):
         return [
@@ -511,7 +511,7 @@ def test_fits_from_the_same_start_on_a_fastai_learner_are_identical_and_reset_pu
 
 
 def test_the_start_of_a_fastai_learner_goes_to_disk_when_memory_is_short(learn, monkeypatch, tmp_path):
-    import lrwidget.snapshot as snapshots
+    import lrwidget.state.snapshot as snapshots
 
     folder = tmp_path / "copies"
     monkeypatch.setattr(snapshots, "available_memory", lambda: 1)  # "auto": disk

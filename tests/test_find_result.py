@@ -13,8 +13,8 @@ from torch import nn
 
 from lrwidget import Learner, LRFindResult
 from lrwidget.data import digits
-from lrwidget.find_result import ALL_FIELDS, apply_suggest_funcs
-from lrwidget.suggest import minimum, slide, steep, valley
+from lrwidget.core.find_result import ALL_FIELDS, apply_suggest_funcs
+from lrwidget.core.suggest import minimum, slide, steep, valley
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

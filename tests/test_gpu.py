@@ -18,7 +18,7 @@ from torch import nn
 
 from lrwidget import Learner, accuracy, vision_learner
 from lrwidget.data import digits
-from lrwidget.events import Observer
+from lrwidget.core.events import Observer
 
 pytestmark = pytest.mark.gpu
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from lrwidget import Learner, LRWidget
 from lrwidget.data import digits
-from lrwidget.events import Observer
+from lrwidget.core.events import Observer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]

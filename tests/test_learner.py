@@ -16,8 +16,8 @@ from torch import nn
 
 from lrwidget import DataLoaders, Learner, LRFindResult, accuracy, error_rate
 from lrwidget.data import digits
-from lrwidget.events import Observer
-from lrwidget.schedules import one_cycle
+from lrwidget.core.events import Observer
+from lrwidget.core.schedules import one_cycle
 
 
 def mlp(seed: int = 0, bn: bool = False) -> nn.Module:
@@ -104,7 +104,7 @@ def test_lr_find_result_unpacks_and_suggests_on_digits():
 
 
 def test_suggest_funcs_answer_as_fastais_suggested_lrs():
-    from lrwidget.suggest import minimum, slide, steep, valley
+    from lrwidget.core.suggest import minimum, slide, steep, valley
 
     learn = make_learner()
     default = learn.lr_find()
@@ -151,7 +151,7 @@ def test_bad_suggest_funcs_are_refused_before_anything_runs(funcs, error, match)
 
 
 def test_a_suggestion_named_twice_is_refused():
-    from lrwidget.suggest import valley
+    from lrwidget.core.suggest import valley
 
     with pytest.raises(ValueError, match="names a suggestion twice"):
         make_learner().lr_find(suggest_funcs=(valley, valley))
@@ -281,7 +281,7 @@ def test_lr_find_on_a_fresh_learner_leaves_no_optimizer_state():
 
 
 def test_optimizer_restore_falls_back_when_the_state_changed_layout(trained):
-    from lrwidget.state import load_opt_in_place
+    from lrwidget.state.copies import load_opt_in_place
 
     saved = _clone(trained.opt.state_dict())
     p = trained.opt.param_groups[0]["params"][0]
@@ -362,16 +362,16 @@ def test_lr_find_that_ends_at_once_says_why(loss, start_lr, why):
 
 
 def test_a_stop_while_lr_find_copies_the_state_is_not_lost(monkeypatch):
-    import lrwidget.state
+    import lrwidget.state.copies
 
     learn = make_learner()
-    take = lrwidget.state.take
+    take = lrwidget.state.copies.take
 
     def stop_while_copying(*args):
         learn.stop()  # as the widget's Stop would, from another thread, mid-copy
         return take(*args)
 
-    monkeypatch.setattr(lrwidget.state, "take", stop_while_copying)
+    monkeypatch.setattr(lrwidget.state.copies, "take", stop_while_copying)
     res = learn.lr_find(show_plot=False)
     assert res.end_reason == "stopped" and len(res.lrs) == 0
     assert "stopped before its first step" in res.reasons["lr_min"]
@@ -815,7 +815,7 @@ def test_mixed_precision_trains(mp):
 def test_the_fused_adamw_cuda_gets_by_default_restores_and_scales(mp):
     """CUDA's default optimizer is torch's fused AdamW ('step' kept beside the weights, the grad scaler's inputs
     taken inside the kernel); torch runs it on the CPU too, so its lr_find restore and fp16 path are tested here."""
-    from lrwidget.optim import default_opt_func
+    from lrwidget.core.optim import default_opt_func
 
     learn = make_learner(mixed_precision=mp, opt_func=partial(default_opt_func, device=torch.device("cuda")))
     assert all(g["fused"] for g in learn.opt.param_groups)

@@ -241,7 +241,7 @@ def test_compare_rates(tmp_path, monkeypatch):
     assert r["markers"] == pytest.approx([marker["lr_min"], marker["lr_steep"]]), "use_run(best) moved the markers"
     assert r["rates"] == pytest.approx([x["lr_steep"] for x in runs]), "the map of rates: one point per run"
     worst = losses.index(max(losses))
-    from lrwidget.runs_panel import rate_colors  # imported here, not at collection: it brings in bqplot
+    from lrwidget.widget.runs_panel import rate_colors  # imported here, not at collection: it brings in bqplot
 
     green, red = rate_colors([0.0, 1.0])  # the map's colours for the best and the worst
     assert r["colors"][r["best"]] == green and r["colors"][worst] == red, r["colors"]

@@ -12,9 +12,9 @@ import torch
 from test_widget import TIMEOUT, click, make_learn, same, wait_for, weights
 
 from lrwidget import LRWidget
-from lrwidget.events import Observer
-from lrwidget.runs import MAX_LOSSES, Run, best_index, outcome, sweep_rates, thin
-from lrwidget.runs_panel import LEGEND_MAX, rate_colors
+from lrwidget.core.events import Observer
+from lrwidget.widget.runs import MAX_LOSSES, Run, best_index, outcome, sweep_rates, thin
+from lrwidget.widget.runs_panel import LEGEND_MAX, rate_colors
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from lrwidget.schedules import combined_cos, cos_anneal, even_mults, exp_sweep, lr_per_group, lr_range, one_cycle
+from lrwidget.core.schedules import combined_cos, cos_anneal, even_mults, exp_sweep, lr_per_group, lr_range, one_cycle
 
 
 def approx(x):

@@ -11,11 +11,11 @@ import torch
 from test_learner import _StopAt, assert_same, state_of
 from torch import nn
 
-import lrwidget.snapshot as snapshots
+import lrwidget.state.snapshot as snapshots
 from lrwidget import Learner, LRWidget, accuracy
 from lrwidget.data import digits
-from lrwidget.events import Observer
-from lrwidget.snapshot import DiskCopy
+from lrwidget.core.events import Observer
+from lrwidget.state.snapshot import DiskCopy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 120

@@ -8,7 +8,7 @@ from torch import nn
 
 from lrwidget import Learner, accuracy
 from lrwidget.data import digits
-from lrwidget.events import Observer
+from lrwidget.core.events import Observer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from lrwidget.schedules import lr_range
-from lrwidget.suggest import NAMES, STEEP_DECADES, Suggestions, minimum, slide, steep, suggest_lrs, trim, valley
+from lrwidget.core.schedules import lr_range
+from lrwidget.core.suggest import NAMES, STEEP_DECADES, Suggestions, minimum, slide, steep, suggest_lrs, trim, valley
 
 nan, inf = float("nan"), float("inf")
 

@@ -12,7 +12,7 @@ import torch
 from test_vision import small_image_dls
 
 from lrwidget import accuracy, vision_learner
-from lrwidget.timm_models import TimmBody
+from lrwidget.integrations.timm_models import TimmBody
 
 
 def first_conv(module: torch.nn.Module) -> torch.nn.Conv2d:

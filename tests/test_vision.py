@@ -101,7 +101,7 @@ def test_n_out_must_be_given_when_it_cannot_be_inferred():
 
 
 def test_fastais_head_arguments_build_its_head():
-    from lrwidget.vision import SigmoidRange
+    from lrwidget.integrations.vision import SigmoidRange
 
     dls = small_image_dls(n=64)
     learn = vision_learner(

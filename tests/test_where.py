@@ -10,7 +10,7 @@ import warnings
 import pytest
 from torch import nn
 
-import lrwidget.notebook as notebook
+import lrwidget.core.kernel as notebook
 from lrwidget import Learner, LRWidget
 from lrwidget.data import digits
 

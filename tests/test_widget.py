@@ -18,8 +18,8 @@ from torch import nn
 
 from lrwidget import Learner, LRWidget, accuracy
 from lrwidget.data import digits
-from lrwidget.events import Observer
-from lrwidget.view import widget_tree
+from lrwidget.core.events import Observer
+from lrwidget.widget.layout import widget_tree
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
@@ -273,7 +273,7 @@ def test_find_puts_markers_on_the_suggestions_and_draws_the_curve(w, learn):
 
 
 def test_find_passes_suggest_funcs_and_writes_them_by_name(w, learn):
-    from lrwidget.suggest import slide, valley
+    from lrwidget.core.suggest import slide, valley
 
     assert w.find(suggest_funcs=(valley, slide))
     w.wait(TIMEOUT)
@@ -663,8 +663,8 @@ def test_recorder_plots_take_fastais_arguments(learn):
 
 
 def test_plot_loss_draws_an_infinite_loss_as_a_gap_not_an_infinite_axis():
-    from lrwidget.plots import LossChart
-    from lrwidget.recorder import Recorder
+    from lrwidget.widget.charts import LossChart
+    from lrwidget.core.recorder import Recorder
 
     rec = Recorder()
     for v in [2.0, 1.5, math.inf, 1.0, 0.9]:
@@ -680,7 +680,7 @@ def test_plot_loss_draws_an_infinite_loss_as_a_gap_not_an_infinite_axis():
 
 
 class Thin:
-    """Only what lrwidget.interface.Driven names, over a Learner: the widget needs nothing more."""
+    """Only what lrwidget.core.interface.Driven names, over a Learner: the widget needs nothing more."""
 
     lr_find_code_args = ""
     lr_find_restores = "the thin learner restored it"
@@ -713,7 +713,7 @@ class Thin:
 
 
 def test_the_widget_drives_anything_with_the_written_interface(learn):
-    from lrwidget.interface import Driven
+    from lrwidget.core.interface import Driven
 
     assert isinstance(learn, Driven) and isinstance(Thin(learn), Driven)
     w = LRWidget(Thin(learn))
@@ -786,7 +786,7 @@ def test_an_out_of_memory_error_shows_its_type_message_and_hint(learn):
 
 
 def test_the_epoch_table_scrolls_in_a_box_of_about_ten_rows_kept_at_the_newest():
-    from lrwidget.view import epoch_table
+    from lrwidget.widget.layout import epoch_table
 
     names = ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
     table = epoch_table(names, [[1.0 / (i + 1), 0.5, 0.9] for i in range(30)], [1.0] * 30)
@@ -802,7 +802,7 @@ def test_the_epoch_table_scrolls_in_a_box_of_about_ten_rows_kept_at_the_newest()
 
 
 def test_the_snap_menu_shows_its_prompt_and_is_off_until_there_are_suggestions(w, learn):
-    from lrwidget.view import SNAP_PROMPT
+    from lrwidget.widget.layout import SNAP_PROMPT
 
     menu = w.snap_menu
     assert menu.disabled and menu.label == SNAP_PROMPT and menu.value == SNAP_PROMPT

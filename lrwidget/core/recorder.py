@@ -114,26 +114,26 @@ class Recorder:
 
     def plot_loss(self, skip_start: int = 5, with_valid: bool = True, log: bool = False, show_epochs: bool = False):
         """Training loss per batch with the validation loss per epoch, as a bqplot Figure (fastai's arguments)."""
-        from . import plots
+        from ..widget import charts as plots
 
         return plots.loss_figure(self, skip_start=skip_start, with_valid=with_valid, log=log, show_epochs=show_epochs)
 
     def plot_lr_find(self, skip_end: int = 5, return_fig: bool = True, suggestions: Any = None, nms: Any = None):
         """The last lr_find curve with its suggestions as a bqplot Figure, with fastai's plot_lr_find arguments."""
-        from . import plots
+        from ..widget import charts as plots
 
         if self.lr_find_result is None:
             raise RuntimeError("no lr_find result to plot: run learn.lr_find() first")
         fig = plots.lr_find_figure(self.lr_find_result, skip_end=skip_end, suggestions=suggestions, nms=nms)
         if return_fig:
             return fig
-        from .notebook import show_in_notebook
+        from .kernel import show_in_notebook
 
         show_in_notebook(lambda: fig)
         return None
 
     def plot_sched(self, keys: Any = None):
         """Learning rate and momentum per batch of the last run (`keys` picks 'lr' or 'mom'), as a bqplot Figure."""
-        from . import plots
+        from ..widget import charts as plots
 
         return plots.sched_figure(self, keys=keys)

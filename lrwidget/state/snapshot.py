@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import state
-from .state import InFile
+from . import copies as state
+from .copies import InFile
 
 MODES = ("memory", "disk", "auto")
 SMALL = 64 * 1024  # bytes: a tensor this small stays in memory in a copy on disk too (AdamW's step counts, biases)

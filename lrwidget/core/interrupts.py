@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from . import notebook
+from . import kernel as notebook
 
 _watched: set[Any] = set()  # stop signals of the runs in worker threads that an interrupt ends
 _watched_lock = threading.RLock()  # re-entrant: the handler takes it on the main thread, which may hold it already

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import DataLoaders
-from .learner import Learner
+from ..core.data import DataLoaders
+from ..core.learner import Learner
 from .timm_models import resolve_arch, timm_body
 
 

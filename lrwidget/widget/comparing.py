@@ -8,13 +8,13 @@ from typing import Any
 
 import traitlets as T
 
+from ..core.find_result import LRFindResult
+from ..state import snapshot as snapshots
 from . import runs as runs_io
-from . import snapshot as snapshots
-from .find_result import LRFindResult
+from .layout import ui
 from .markers import Markers
 from .runs import Run, best_index, outcome, thin
 from .runs_panel import rate_colors, rate_names
-from .view import ui
 
 EARLIER = 5  # earlier lr_find curves drawn behind the current one
 

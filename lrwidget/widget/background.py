@@ -9,8 +9,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import interrupts
-from .guard import StopSignal
+from ..core import interrupts
+from ..core.hold import StopSignal
 
 EXIT_TIMEOUT = 60.0  # seconds a run left going at exit gets to reach its next batch boundary
 

@@ -10,7 +10,7 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
-from .plots import MARGIN, _set, downsample, fmt_lr, fmt_time, pad_lines
+from .charts import MARGIN, _set, downsample, fmt_lr, fmt_time, pad_lines
 from .runs import Run, best_index, outcome
 
 # d3's category10, then its lighter halves: twenty colours that stay apart

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .checks import is_real
-from .find_result import LRFindResult, json_float, read_float
+from ..core.checks import is_real
+from ..core.find_result import LRFindResult, json_float, read_float
 
 __all__ = ["Run", "thin", "sweep_rates", "best_index", "outcome", "save_history", "load_history", "MAX_LOSSES"]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import traitlets as T
 
-from .find_result import LRFindResult
-from .view import NAMES, SNAP_PROMPT, View, fmt_value, parse_lr, ui
+from ..core.find_result import LRFindResult
+from .layout import NAMES, SNAP_PROMPT, View, fmt_value, parse_lr, ui
 
 DEFAULT_LRS = (1e-4, 1e-2)
 

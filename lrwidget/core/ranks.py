@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
-from . import snapshot as snapshots
+from ..parallel.pool import Inbox, Outbox, Pool
+from ..state import snapshot as snapshots
+from ..state.copies import clone_cpu, load_opt_in_place
 from .events import RunInfo, emit
-from .processes import Inbox, Outbox, Pool
-from .state import clone_cpu, load_opt_in_place
 
 # as given (and whether the loss is lrwidget's choice, which gets the logits of a Hugging Face output)
 SENT = ("loss_func", "_default_loss", "metrics", "splitter", "mixed_precision", "lr", "moms", "wd_bn_bias", "train_bn")

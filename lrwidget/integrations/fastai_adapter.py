@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import snapshot as snapshots
-from .events import Observer, RunInfo, emit
-from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
-from .guard import RunGuard, StopSignal
-from .notebook import show_in_notebook
-from .recorder import Recorder
+from ..core.events import Observer, RunInfo, emit
+from ..core.find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
+from ..core.hold import RunGuard, StopSignal
+from ..core.kernel import show_in_notebook
+from ..core.recorder import Recorder
+from ..state import snapshot as snapshots
 
 __all__ = ["FastaiLearner", "is_fastai_learner", "wrap"]
 

@@ -12,15 +12,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint, checks, distributed, loop
-from . import snapshot as snapshots
+from ..state import snapshot as snapshots
+from . import checkpoint, checks, loop
+from . import ranks as distributed
 from .checks import positive, whole
 from .data import DataLoaders, default_device
 from .events import Observer, RunInfo
 from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs, warn_missing
-from .guard import RunGuard, StopSignal
+from .hold import RunGuard, StopSignal
+from .kernel import show_in_notebook
 from .losses import MSELossFlat, oom_hint
-from .notebook import show_in_notebook
 from .optim import (
     by_layer_group,
     default_opt_func,

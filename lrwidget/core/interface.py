@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .events import Observer, RunInfo
 from .find_result import LRFindResult
-from .guard import RunGuard
+from .hold import RunGuard
 from .recorder import Recorder
 
 

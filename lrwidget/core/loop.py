@@ -16,7 +16,7 @@ import torch
 from .checks import callable_name
 from .data import split_batch, to_device
 from .events import RunInfo, emit
-from .guard import StopSignal
+from .hold import StopSignal
 from .losses import check_loss_value, check_shapes, default_loss_for, one_number, oom_hint, output_loss, prediction
 from .optim import layer_index, mom_key
 
@@ -66,7 +66,7 @@ def train(
     k, b, skips, win, error, non_blocking = 0, 0, 0, None, None, dev.type != "cpu"
     rk = learn._rank  # in a worker of num_processes > 1: the ranks agree on a Stop, lr_find averages its loss
     if rk is not None:
-        from .distributed import STOP_EVERY, agreed_stop, all_mean
+        from .ranks import STOP_EVERY, agreed_stop, all_mean
     sampler = getattr(dl, "sampler", None)
     opt.zero_grad(set_to_none=True)
     emit(learn.observers, "fit_start", learn)
@@ -226,7 +226,7 @@ def evaluate(learn: Any, sig: StopSignal | None) -> list[float]:
             sums = vals if sums is None else sums + vals
             n += bs
     if learn._rank is not None:  # sample-weighted over every rank's shard, as one process on all the data
-        from .distributed import all_sum
+        from .ranks import all_sum
 
         sums = all_sum(sums if sums is not None else torch.zeros(1 + len(learn.metrics), device=dev))
         n = int(all_sum(torch.tensor([n], device=dev)).item())

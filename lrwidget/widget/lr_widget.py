@@ -9,15 +9,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import fastai_adapter
-from .checks import is_real, whole
-from .compare import Comparing
-from .events import Observer
-from .find_result import LRFindResult
-from .interface import Driven
+from ..core.checks import is_real, whole
+from ..core.events import Observer
+from ..core.find_result import LRFindResult
+from ..core.interface import Driven
+from ..integrations import fastai_adapter
+from .background import Worker
+from .comparing import Comparing
+from .layout import epoch_table, fmt_time, parse_lr, ui, widget_tree
 from .runs import sweep_rates
-from .view import epoch_table, fmt_time, parse_lr, ui, widget_tree
-from .worker import Worker
 
 __all__ = ["LRWidget"]
 
