@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .core import recorder
 from .core.data import DataLoaders
 from .core.learner import Learner, LRFindResult
 from .core.metrics import accuracy, error_rate
@@ -32,3 +33,13 @@ def __getattr__(name: str) -> Any:
         globals()["LRWidget"] = LRWidget
         return LRWidget
     raise AttributeError(f"module 'lrwidget' has no attribute {name!r}")
+
+
+def _charts() -> Any:
+    """The widget's charts, imported (with bqplot) at the first figure a recorder draws."""
+    from .widget import charts
+
+    return charts
+
+
+recorder.draw_with(_charts)

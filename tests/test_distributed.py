@@ -14,8 +14,8 @@ from nbclient import NotebookClient
 from torch import nn
 
 from lrwidget import Learner, LRWidget, accuracy
-from lrwidget.data import DataLoaders, digits
 from lrwidget.core.events import Observer
+from lrwidget.data import DataLoaders, digits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 120

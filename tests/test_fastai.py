@@ -31,9 +31,9 @@ from torch import nn
 
 from lrwidget import Learner as OurLearner
 from lrwidget import LRWidget
+from lrwidget.core.recorder import smooth
 from lrwidget.data import digits
 from lrwidget.integrations.fastai_adapter import FastaiLearner, is_fastai_learner
-from lrwidget.core.recorder import smooth
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
@@ -97,7 +97,7 @@ def spy_lr_find(learn: Learner) -> dict:
 
 
 def test_importing_lrwidget_does_not_import_fastai():
-    code = "import lrwidget, lrwidget.widget, lrwidget.integrations.fastai_adapter, sys; assert 'fastai' not in sys.modules"
+    code = "import sys, lrwidget, lrwidget.widget, lrwidget.integrations.fastai_adapter; assert 'fastai' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
 
 

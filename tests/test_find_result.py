@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from lrwidget import Learner, LRFindResult
-from lrwidget.data import digits
 from lrwidget.core.find_result import ALL_FIELDS, apply_suggest_funcs
 from lrwidget.core.suggest import minimum, slide, steep, valley
+from lrwidget.data import digits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,8 +17,8 @@ import torchvision
 from torch import nn
 
 from lrwidget import Learner, accuracy, vision_learner
-from lrwidget.data import digits
 from lrwidget.core.events import Observer
+from lrwidget.data import digits
 
 pytestmark = pytest.mark.gpu
 

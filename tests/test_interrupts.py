@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from lrwidget import Learner, LRWidget
-from lrwidget.data import digits
 from lrwidget.core.events import Observer
+from lrwidget.data import digits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]

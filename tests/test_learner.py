@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from lrwidget import DataLoaders, Learner, LRFindResult, accuracy, error_rate
-from lrwidget.data import digits
 from lrwidget.core.events import Observer
 from lrwidget.core.schedules import one_cycle
+from lrwidget.data import digits
 
 
 def mlp(seed: int = 0, bn: bool = False) -> nn.Module:

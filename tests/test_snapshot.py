@@ -13,8 +13,8 @@ from torch import nn
 
 import lrwidget.state.snapshot as snapshots
 from lrwidget import Learner, LRWidget, accuracy
-from lrwidget.data import digits
 from lrwidget.core.events import Observer
+from lrwidget.data import digits
 from lrwidget.state.snapshot import DiskCopy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

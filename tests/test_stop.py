@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from lrwidget import Learner, accuracy
-from lrwidget.data import digits
 from lrwidget.core.events import Observer
+from lrwidget.data import digits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,8 +17,8 @@ import traitlets
 from torch import nn
 
 from lrwidget import Learner, LRWidget, accuracy
-from lrwidget.data import digits
 from lrwidget.core.events import Observer
+from lrwidget.data import digits
 from lrwidget.widget.layout import widget_tree
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -663,8 +663,8 @@ def test_recorder_plots_take_fastais_arguments(learn):
 
 
 def test_plot_loss_draws_an_infinite_loss_as_a_gap_not_an_infinite_axis():
-    from lrwidget.widget.charts import LossChart
     from lrwidget.core.recorder import Recorder
+    from lrwidget.widget.charts import LossChart
 
     rec = Recorder()
     for v in [2.0, 1.5, math.inf, 1.0, 0.9]:

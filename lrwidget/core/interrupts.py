@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from . import kernel as notebook
+from .kernel import kernel
 
 _watched: set[Any] = set()  # stop signals of the runs in worker threads that an interrupt ends
 _watched_lock = threading.RLock()  # re-entrant: the handler takes it on the main thread, which may hold it already
@@ -74,7 +74,7 @@ def watch(sig: Any) -> None:
     if not _on_main_thread():
         return
     signal.signal(signal.SIGINT, _chained(signal.getsignal(signal.SIGINT)))
-    k = notebook.kernel()
+    k = kernel()
     # ipykernel sets Python's default handler around each message it handles (a cell, a click), then puts back the
     # handler it saved, SIG_IGN: chain that one too, so that an interrupt of the idle kernel stops the run
     if k is not None and hasattr(k, "saved_sigint_handler"):

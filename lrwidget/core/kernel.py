@@ -1,13 +1,9 @@
-"""What lrwidget needs of a Jupyter kernel: showing a figure in it, the kernel object, and Colab's widget manager."""
+"""The running Jupyter kernel, if any (interrupts and figures ask)."""
 
 from __future__ import annotations
 
 import sys
-import warnings
-from collections.abc import Callable
 from typing import Any
-
-_colab_tried: Any = None  # the google.colab module it was tried for: once per kernel, the manager stays on
 
 
 def kernel() -> Any:
@@ -18,33 +14,3 @@ def kernel() -> Any:
 
     ip = get_ipython()
     return getattr(ip, "kernel", None) if ip is not None else None
-
-
-def show_in_notebook(make: Callable[[], Any]) -> None:
-    """Display the figure `make()` builds when running inside a Jupyter kernel; do nothing elsewhere."""
-    if kernel() is None:
-        return
-    from IPython.display import display
-
-    display(make())
-
-
-def enable_colab_widgets() -> None:
-    """In Colab, turn on its custom widget manager (bqplot is a third-party widget), once; elsewhere do nothing."""
-    global _colab_tried
-    # Colab's kernel has imported google.colab before any cell runs; anywhere else it is not ours to import
-    colab = sys.modules.get("google.colab")
-    if colab is None or colab is _colab_tried:
-        return
-    _colab_tried = colab
-    try:
-        from google.colab import output
-
-        output.enable_custom_widget_manager()
-    except Exception as e:  # the widget must still be built: Colab then shows nothing of it, the warning says why
-        warnings.warn(
-            f"lrwidget could not turn on Colab's custom widget manager ({type(e).__name__}: {e}), so the chart "
-            "may not show; run `from google.colab import output; output.enable_custom_widget_manager()` yourself",
-            RuntimeWarning,
-            stacklevel=2,
-        )

@@ -20,7 +20,6 @@ from .data import DataLoaders, default_device
 from .events import Observer, RunInfo
 from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs, warn_missing
 from .hold import RunGuard, StopSignal
-from .kernel import show_in_notebook
 from .losses import MSELossFlat, oom_hint
 from .optim import (
     by_layer_group,
@@ -286,7 +285,7 @@ class Learner:
                 res = distributed.run(self, "lr_find", (start_lr, end_lr, num_it, stop_div, False, suggest_funcs), sig)
                 self.recorder.lr_find_result = res
                 if show_plot:
-                    show_in_notebook(lambda: self.recorder.plot_lr_find())
+                    self.recorder.show_lr_find()
                     warn_missing(res, self.lr, stacklevel=3)
                 return res
             rec, best = self.recorder, math.inf
@@ -320,7 +319,7 @@ class Learner:
                 res = apply_suggest_funcs(res, funcs)
             rec.lr_find_result = res
             if show_plot:  # the curve in a notebook, and a warning of each suggestion that came out None
-                show_in_notebook(lambda: rec.plot_lr_find())
+                rec.show_lr_find()
                 warn_missing(res, self.lr, stacklevel=3)
             return res
 

@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+from .kernel import kernel
+
+
+class Charts(Protocol):
+    """What draws a recorder's figures (lrwidget.widget.charts, wired by lrwidget/__init__.py: the core draws none)."""
+
+    def loss_figure(self, rec: Any, skip_start: int, with_valid: bool, log: bool, show_epochs: bool) -> Any: ...
+    def lr_find_figure(self, res: Any, skip_end: int, suggestions: Any, nms: Any) -> Any: ...
+    def sched_figure(self, rec: Any, keys: Any) -> Any: ...
+    def display(self, fig: Any) -> None: ...
+
+
+_charts: list[Callable[[], Charts]] = []  # the loader of the charts: called at the first figure
+
+
+def draw_with(load: Callable[[], Charts]) -> None:
+    """Let the recorder's plot_* draw with what `load()` returns (called once, at the first figure)."""
+    _charts[:] = [load]
+
+
+def charts() -> Charts:
+    """The charts the recorder draws with."""
+    if not _charts:
+        raise RuntimeError("no charts to draw with: import lrwidget (its __init__ wires lrwidget.widget.charts)")
+    return _charts[0]()
 
 
 def smooth(
@@ -114,26 +140,31 @@ class Recorder:
 
     def plot_loss(self, skip_start: int = 5, with_valid: bool = True, log: bool = False, show_epochs: bool = False):
         """Training loss per batch with the validation loss per epoch, as a bqplot Figure (fastai's arguments)."""
-        from ..widget import charts as plots
-
-        return plots.loss_figure(self, skip_start=skip_start, with_valid=with_valid, log=log, show_epochs=show_epochs)
+        return charts().loss_figure(
+            self, skip_start=skip_start, with_valid=with_valid, log=log, show_epochs=show_epochs
+        )
 
     def plot_lr_find(self, skip_end: int = 5, return_fig: bool = True, suggestions: Any = None, nms: Any = None):
         """The last lr_find curve with its suggestions as a bqplot Figure, with fastai's plot_lr_find arguments."""
-        from ..widget import charts as plots
-
         if self.lr_find_result is None:
             raise RuntimeError("no lr_find result to plot: run learn.lr_find() first")
-        fig = plots.lr_find_figure(self.lr_find_result, skip_end=skip_end, suggestions=suggestions, nms=nms)
+        fig = charts().lr_find_figure(self.lr_find_result, skip_end=skip_end, suggestions=suggestions, nms=nms)
         if return_fig:
             return fig
-        from .kernel import show_in_notebook
-
-        show_in_notebook(lambda: fig)
+        self.show(fig)
         return None
 
     def plot_sched(self, keys: Any = None):
         """Learning rate and momentum per batch of the last run (`keys` picks 'lr' or 'mom'), as a bqplot Figure."""
-        from ..widget import charts as plots
+        return charts().sched_figure(self, keys=keys)
 
-        return plots.sched_figure(self, keys=keys)
+    def show_lr_find(self) -> None:
+        """Show the last lr_find curve in a Jupyter kernel (lr_find's show_plot); nothing elsewhere."""
+        if kernel() is not None:
+            self.show(self.plot_lr_find())
+
+    @staticmethod
+    def show(fig: Any) -> None:
+        """Display `fig` in a Jupyter kernel; nothing elsewhere."""
+        if kernel() is not None:
+            charts().display(fig)

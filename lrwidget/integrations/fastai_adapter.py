@@ -35,7 +35,6 @@ import torch
 from ..core.events import Observer, RunInfo, emit
 from ..core.find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
 from ..core.hold import RunGuard, StopSignal
-from ..core.kernel import show_in_notebook
 from ..core.recorder import Recorder
 from ..state import snapshot as snapshots
 
@@ -325,7 +324,7 @@ class FastaiLearner:
                 _last_find[fl] = res
             self.note = FIND_NOTE if res.end_reason in ("diverged", "non-finite loss") else ""
             if show_plot:
-                show_in_notebook(lambda: self.recorder.plot_lr_find())
+                self.recorder.show_lr_find()
             return res
 
     def fit_one_cycle(self, n_epoch: int, lr_max: Any = None, **kwargs: Any) -> None:

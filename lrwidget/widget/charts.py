@@ -398,3 +398,10 @@ def sched_figure(rec: Any, keys: Any = None) -> bq.Figure:
         a for a in chart.figure.axes if a.scale is chart.lr.scales["x"] or any(a.scale is m.scales["y"] for m in shown)
     ]
     return chart.figure
+
+
+def display(fig: Any) -> None:
+    """Show `fig` in the running notebook."""
+    from IPython.display import display as show
+
+    show(fig)

@@ -12,10 +12,10 @@ from typing import Any
 import ipywidgets as W
 import traitlets as T
 
-from ..core.kernel import enable_colab_widgets
 from ..core.learner import MIN_NUM_IT
 from . import charts as plots
 from .charts import fmt_time
+from .colab import enable_colab_widgets
 from .runs_panel import RunsPanel
 
 NAMES = ("lr_min", "lr_steep")
