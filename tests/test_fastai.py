@@ -97,7 +97,7 @@ def spy_lr_find(learn: Learner) -> dict:
 
 
 def test_importing_lrwidget_does_not_import_fastai():
-    code = "import sys, lrwidget, lrwidget.widget, lrwidget.integrations.fastai_adapter; assert 'fastai' not in sys.modules"
+    code = "import sys, lrwidget.widget, lrwidget.integrations.fastai_adapter; assert 'fastai' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
 
 
