@@ -14,7 +14,7 @@ from ..core.events import Observer
 from ..core.find_result import LRFindResult
 from ..core.interface import Driven
 from ..integrations import fastai_adapter
-from .background import Worker
+from .background import Background
 from .comparing import Comparing
 from .layout import epoch_table, fmt_time, parse_lr, ui, widget_tree
 from .runs import sweep_rates
@@ -50,25 +50,33 @@ def _code(v: Any) -> str:
     return repr(v)
 
 
-class _Watcher(Observer):
-    """Passes one run's events to the widget, redrawing at most every REDRAW_INTERVAL seconds (and at the end)."""
+class LiveUpdates(Observer):
+    """Passes one run's events on, redrawing at most every REDRAW_INTERVAL seconds (and at the end).
 
-    def __init__(self, widget: LRWidget):
-        self.widget, self.next = widget, 0.0
+    `on_start(learn)` at the run's start, `on_redraw(learn, final)` while it runs and at its end; both are called on
+    the training thread."""
+
+    def __init__(self, on_start: Callable[[Driven], None], on_redraw: Callable[[Driven, bool], None]):
+        self.on_start, self.on_redraw, self.next = on_start, on_redraw, 0.0
+        self.redraws = 0  # how many times it redrew, the last run's end included (the throttle's test reads it)
 
     def fit_start(self, learn: Driven) -> None:
-        self.widget._on_run_start(learn)
+        self.on_start(learn)
         self.next = time.monotonic() + REDRAW_INTERVAL
 
     def batch_end(self, learn: Driven) -> None:
         t = time.monotonic()
         if t >= self.next:
-            self.widget._redraw(learn)
+            self._redraw(learn, False)
             done = time.monotonic()
             self.next = done + max(REDRAW_INTERVAL, (done - t) * REDRAW_COST_RATIO)
 
     def fit_end(self, learn: Driven, error: BaseException | None) -> None:
-        self.widget._redraw(learn, final=True)
+        self._redraw(learn, True)
+
+    def _redraw(self, learn: Driven, final: bool) -> None:
+        self.redraws += 1
+        self.on_redraw(learn, final)
 
 
 class LRWidget(Comparing):
@@ -85,13 +93,12 @@ class LRWidget(Comparing):
                 "Learner(dls, model, ...)"
             )
         self.learn = learn
-        self._worker = Worker()
-        self._redraws = 0
+        self._background = Background()
         self._table_rows = 0
         self._find_range: tuple[float, float] | None = None
         self._phase = ""  # a sweep's "rate i of n · ", shown before the progress
         self._sweep_plan = self._sweep_first = 0  # the running sweep's rates, and its first run's index
-        self._watcher = _Watcher(self)
+        self.live = LiveUpdates(self._on_run_start, self._redraw)
         super().__init__(epochs, **kwargs)
         self.find_button.on_click(lambda _: self.find())
         self.fit_button.on_click(lambda _: self.fit())
@@ -192,12 +199,12 @@ class LRWidget(Comparing):
         """End the running lr_find (state restored) or fit (weights kept) at the next batch."""
         if not self.busy:
             return
-        self._worker.stop()
-        self._say(f"stopping {self._worker.kind} at the next batch…")
+        self._background.stop()
+        self._say(f"stopping {self._background.kind} at the next batch…")
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run ends and re-raise its error; an interrupt here stops the run first, as Stop does."""
-        self._worker.wait(timeout)
+        self._background.wait(timeout)
 
     def close(self) -> None:
         """Stop a running lr_find or fit (a closed widget could not), then close every widget it is made of; the start
@@ -211,10 +218,10 @@ class LRWidget(Comparing):
                 w.close()
         super().close()
 
-    # -- the worker ---------------------------------------------------------------------------------
+    # -- the background run ---------------------------------------------------------------------------------
 
     def _start(self, kind: str, method: str, call: Callable[[], Any], code: str, done: Callable[[Any], None]) -> bool:
-        """Reserve the learner for `learn.method` (from now on a Stop counts) and run `call` in the worker."""
+        """Reserve the learner for `learn.method` (from now on a Stop counts) and run `call` in the background."""
         try:
             sig = self.learn.guard.reserve(method)
         except RuntimeError:
@@ -227,17 +234,17 @@ class LRWidget(Comparing):
         self._hide_error()
         self.set_trait("code", code)
         self._say(f"{kind} running: {code}")
-        if self._watcher not in self.learn.observers:
-            self.learn.observers.append(self._watcher)
-        self._worker.start(kind, self.learn, sig, call, done, self._on_error, self._on_end)
+        if self.live not in self.learn.observers:
+            self.learn.observers.append(self.live)
+        self._background.start(kind, self.learn, sig, call, done, self._on_error, self._on_end)
         return True
 
     def _on_error(self, e: BaseException, tb: str) -> None:
-        self._show_error(self._worker.kind, e, tb)
+        self._show_error(self._background.kind, e, tb)
 
     def _on_end(self) -> None:
-        if self._watcher in self.learn.observers:
-            self.learn.observers.remove(self._watcher)
+        if self.live in self.learn.observers:
+            self.learn.observers.remove(self.live)
         self._took_start = False
         self.set_trait("busy", False)
         if self._closed:  # closed while this run went (busy is False first: close() or this drops it, or both)
@@ -313,7 +320,7 @@ class LRWidget(Comparing):
         where = self._start_said() if began or self._took_start else ""
         self._say(f"fit done{began}: {len(rec.values)} epochs in {fmt_time(run.elapsed)}{last}{where}")
 
-    # -- called on the training thread by _Watcher ----------------------------------------------------
+    # -- called on the training thread by LiveUpdates ----------------------------------------------------
 
     @ui
     def _on_run_start(self, learn: Driven) -> None:
@@ -328,7 +335,6 @@ class LRWidget(Comparing):
 
     @ui
     def _redraw(self, learn: Driven, final: bool = False) -> None:
-        self._redraws += 1
         run, rec = learn.run, learn.recorder
         k = rec.n_batches
         self.progress.value = min(k, self.progress.max)
