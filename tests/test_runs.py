@@ -148,7 +148,7 @@ def test_from_start_gives_identical_runs_at_the_same_rates_and_other_runs_at_oth
     fit(w)  # continues nothing: the start is taken at this first Fit
     fit(w)  # goes on from the first
     w.from_start = True
-    assert w.from_start_box.value, "the checkbox shows the traitlet"
+    assert w.controls.from_start_box.value, "the checkbox shows the traitlet"
     fit(w)
     after_third = weights(learn)
     fit(w)

@@ -161,7 +161,7 @@ def test_drag_each_marker_sets_its_traitlet(w):
     drag(w, "lr_min", 3.3e-4)
     drag(w, "lr_steep", 0.0456789, update_first=False)
     assert (w.lr_min, w.lr_steep) == (3.3e-4, 0.0456789)
-    assert w.texts["lr_min"].value == "0.00033" and w.texts["lr_steep"].value == "0.0456789"
+    assert w.markers.texts["lr_min"].value == "0.00033" and w.markers.texts["lr_steep"].value == "0.0456789"
     assert markers["lr_steep"].line.x.tolist() == [0.0456789, 0.0456789]
     assert "0.0457" in markers["lr_steep"].label.text[0]
 
@@ -179,12 +179,12 @@ def test_setting_traitlets_moves_markers_lines_labels_and_fields(w):
     for name, v in (("lr_min", 2e-3), ("lr_steep", 5e-2)):
         mk = w.chart_view.markers[name]
         assert mk.handle.x.tolist() == [v] and mk.line.x.tolist() == [v, v]
-        assert f"{v:.3g}" in mk.label.text[0] and float(w.texts[name].value) == v
+        assert f"{v:.3g}" in mk.label.text[0] and float(w.markers.texts[name].value) == v
 
 
 def test_typed_values_set_the_traitlets(w):
-    type_text(w.texts["lr_steep"], "3e-2")
-    type_text(w.texts["lr_min"], " 0.002 ")
+    type_text(w.markers.texts["lr_steep"], "3e-2")
+    type_text(w.markers.texts["lr_min"], " 0.002 ")
     assert (w.lr_min, w.lr_steep) == (0.002, 0.03)
     assert w.markers["lr_min"].x.tolist() == [0.002]
 
@@ -192,9 +192,9 @@ def test_typed_values_set_the_traitlets(w):
 @pytest.mark.parametrize("bad", ["abc", "-1", "0", "nan", "inf", "", "1e-3x"])
 def test_refused_typed_text_keeps_the_old_value_and_says_so(w, bad):
     w.lr_min = 2e-4
-    type_text(w.texts["lr_min"], bad)
+    type_text(w.markers.texts["lr_min"], bad)
     assert w.lr_min == 2e-4
-    assert w.texts["lr_min"].value == "0.0002", "the field shows the kept value again"
+    assert w.markers.texts["lr_min"].value == "0.0002", "the field shows the kept value again"
     assert "refused" in w.status and repr(bad) in w.status and "positive finite" in w.status
 
 
@@ -228,16 +228,16 @@ def test_a_bool_text_or_several_numbers_is_not_a_learning_rate(w, bad):
 def test_epochs_beyond_the_fields_range_are_refused(w, bad):
     with pytest.raises(traitlets.TraitError, match=r"epochs must be a whole number from 1 to 1,000,000"):
         w.epochs = bad
-    assert w.epochs == 1 and w.epochs_box.value == 1
+    assert w.epochs == 1 and w.controls.epochs_box.value == 1
     w.epochs = 1_000_000
-    assert w.epochs_box.value == 1_000_000
+    assert w.controls.epochs_box.value == 1_000_000
 
 
 def test_dragging_past_the_other_marker_pushes_it(w):
     drag(w, "lr_min", 0.05)
     assert w.lr_min == w.lr_steep == 0.05
     assert "lr_steep pushed up" in w.status
-    assert w.markers["lr_steep"].x.tolist() == [0.05] and w.texts["lr_steep"].value == "0.05"
+    assert w.markers["lr_steep"].x.tolist() == [0.05] and w.markers.texts["lr_steep"].value == "0.05"
     drag(w, "lr_steep", 1e-5)
     assert w.lr_min == w.lr_steep == 1e-5
     assert "lr_min pushed down" in w.status
@@ -290,16 +290,16 @@ def test_find_passes_suggest_funcs_and_writes_them_by_name(w, learn):
 
 
 def test_find_options_are_passed_and_shown_in_code(w, learn):
-    type_text(w.start_text, "1e-5")
+    type_text(w.controls.start_text, "1e-5")
     assert w.find(num_it=50, end_lr=1)
     w.wait(TIMEOUT)
     assert w.code == "learn.lr_find(start_lr=1e-05, end_lr=1, num_it=50)"
     assert learn.recorder.lr_find_result.lrs[0] == pytest.approx(1e-5)
-    assert w.steps_box.value == 50 and w.end_text.value == "1"
+    assert w.controls.steps_box.value == 50 and w.controls.end_text.value == "1"
 
 
 def test_find_with_refused_start_does_not_run(w):
-    type_text(w.start_text, "abc")
+    type_text(w.controls.start_text, "abc")
     assert not w.find()
     assert not w.busy and w.learn.run is None and "refused start_lr" in w.status
 
@@ -308,7 +308,9 @@ def test_a_reversed_range_from_code_fails_in_the_widget_and_leaves_the_fields(w)
     assert w.find(start_lr=1.0, end_lr=0.1)
     with pytest.raises(ValueError, match="start_lr must be below end_lr"):
         w.wait(TIMEOUT)
-    assert (w.start_text.value, w.end_text.value) == ("1e-07", "10"), "the next click runs the fields' range"
+    assert (w.controls.start_text.value, w.controls.end_text.value) == ("1e-07", "10"), (
+        "the next click runs the fields' range"
+    )
     assert w.find()
     w.wait(TIMEOUT)
     assert w.result.end_reason in ("completed", "diverged")
@@ -373,12 +375,14 @@ def test_clicking_a_suggestion_snaps_the_nearest_marker(found):
 
 def test_snap_menu_moves_a_marker_to_a_suggestion(found):
     res = found.result
-    labels = [label for label, _ in found.snap_menu.options]
-    idx = [i for i, (_, val) in enumerate(found.snap_menu.options) if val == ("lr_steep", "slide")][0]
+    labels = [label for label, _ in found.markers.snap_menu.options]
+    idx = [i for i, (_, val) in enumerate(found.markers.snap_menu.options) if val == ("lr_steep", "slide")][0]
     found.lr_min = found.lr_steep = 1e-6
-    update(found.snap_menu, index=idx)
+    update(found.markers.snap_menu, index=idx)
     assert found.lr_steep == res.slide and found.lr_min == 1e-6
-    assert found.snap_menu.index == 0 and "snapped" in found.status and "slide" in labels[idx]  # the prompt again
+    assert (
+        found.markers.snap_menu.index == 0 and "snapped" in found.status and "slide" in labels[idx]
+    )  # the prompt again
     with pytest.raises(ValueError):
         found.snap("lr_min", "nonsense")
 
@@ -509,26 +513,26 @@ def test_live_charts_and_epoch_table_after_a_fit(found, learn):
     assert n == 3 * len(learn.dls.train)
     assert np.array_equal(found.loss_chart.train.x, np.arange(n)) and len(found.loss_chart.train.y) == n
     assert np.array_equal(found.loss_chart.valid.y, [v[1] for v in rec.values]) and len(found.loss_chart.valid.x) == 3
-    assert np.array_equal(found.sched_chart.lr.y, rec.lrs) and len(found.sched_chart.mom.y) == n
+    assert np.array_equal(found.training.sched_chart.lr.y, rec.lrs) and len(found.training.sched_chart.mom.y) == n
     table = found.table_html.value
     assert table.count("<tr>") == 1 + 3
     assert all(f">{c}</th>" in table for c in rec.metric_names)
     assert found.progress.value == n == found.progress.max and "elapsed" in found.progress_label.value
-    assert found.train_box.layout.display == ""
-    table, charts = found.train_box.children
-    assert table is found.table_html and charts.children == (found.loss_chart.figure, found.sched_chart.figure)
+    assert found.training.train_box.layout.display == ""
+    table, charts = found.training.train_box.children
+    assert table is found.table_html and charts.children == (found.loss_chart.figure, found.training.sched_chart.figure)
     assert np.array_equal(found.chart_view.smooth.x, curve_x), "the lr_find chart keeps the lr_find curve"
 
 
 def test_the_training_charts_are_not_drawn_while_hidden(w):
     """bqplot draws a figure in a display:none box at zero width and logs SVG errors (negative widths)."""
-    figures = (w.loss_chart.figure, w.sched_chart.figure)
-    assert w.train_box.layout.display == "none" and w.train_box.children == (w.table_html,)
+    figures = (w.loss_chart.figure, w.training.sched_chart.figure)
+    assert w.training.train_box.layout.display == "none" and w.training.train_box.children == (w.table_html,)
     assert not any(f in widget_tree(w) for f in figures), "no chart is in the widget's tree while hidden"
     assert w.fit(1)
     w.wait(TIMEOUT)
-    assert w.train_box.layout.display == "" and w.train_box.children[0] is w.table_html
-    assert len(w.train_box.children) == 2 and w.train_box.children[1].children == figures
+    assert w.training.train_box.layout.display == "" and w.training.train_box.children[0] is w.table_html
+    assert len(w.training.train_box.children) == 2 and w.training.train_box.children[1].children == figures
 
 
 def test_a_second_widget_or_a_cell_cannot_run_on_a_busy_learner(w, learn):
@@ -583,7 +587,7 @@ def test_redraws_are_throttled_and_long_arrays_downsampled():
     assert 2 <= w.live.redraws <= elapsed * 10 + 3 < n / 2
     x = w.loss_chart.train.x
     assert len(x) == 1000 and x[0] == 0 and x[-1] == n - 1
-    assert len(w.sched_chart.lr.x) == 1000
+    assert len(w.training.sched_chart.lr.x) == 1000
 
 
 # -- errors ------------------------------------------------------------------------------------------------
@@ -611,7 +615,7 @@ def test_an_error_in_the_loss_reaches_status_and_wait():
         w.wait(TIMEOUT)
     assert again.value is err.value, "the worker's own exception, not a copy"
     assert w.status.startswith("error") and "Boom" in w.status and "the loss blew up" in w.status
-    assert w.error_box.layout.display == "" and "the loss blew up" in w.error_html.value
+    assert w.error_box.layout.display == "" and "the loss blew up" in w.messages.error_html.value
     assert "bad_loss" in w.traceback_html.value and "Traceback" in w.traceback_html.value
     assert not w.busy and not w.fit_button.disabled and learn.observers == [], "the widget's observer is removed"
     with pytest.raises(Boom):
@@ -761,7 +765,7 @@ def test_worker_updates_and_kernel_handlers_never_interleave(w, learn):
     while time.monotonic() < end:
         i += 1
         drag(w, "lr_min", 1e-5 * (1 + i % 7))
-        type_text(w.texts["lr_steep"], f"{1e-3 * (1 + i % 5):g}")
+        type_text(w.markers.texts["lr_steep"], f"{1e-3 * (1 + i % 5):g}")
     w.stop()
     w.wait(TIMEOUT)
     assert calls["worker"] >= 5 and calls["kernel"] >= 20, calls
@@ -778,7 +782,7 @@ def test_an_out_of_memory_error_shows_its_type_message_and_hint(learn):
     with pytest.raises(torch.OutOfMemoryError, match="Tried to allocate"):
         w.wait(TIMEOUT)
     assert w.status.startswith("error") and "OutOfMemoryError" in w.status and "Tried to allocate 2.00 GiB" in w.status
-    assert "smaller batch size" in w.status and "mixed_precision" in w.error_html.value
+    assert "smaller batch size" in w.status and "mixed_precision" in w.messages.error_html.value
     learn.loss_func = nn.CrossEntropyLoss()
 
 
@@ -786,7 +790,7 @@ def test_an_out_of_memory_error_shows_its_type_message_and_hint(learn):
 
 
 def test_the_epoch_table_scrolls_in_a_box_of_about_ten_rows_kept_at_the_newest():
-    from lrwidget.widget.layout import epoch_table
+    from lrwidget.widget.training import epoch_table
 
     names = ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
     table = epoch_table(names, [[1.0 / (i + 1), 0.5, 0.9] for i in range(30)], [1.0] * 30)
@@ -802,9 +806,9 @@ def test_the_epoch_table_scrolls_in_a_box_of_about_ten_rows_kept_at_the_newest()
 
 
 def test_the_snap_menu_shows_its_prompt_and_is_off_until_there_are_suggestions(w, learn):
-    from lrwidget.widget.layout import SNAP_PROMPT
+    from lrwidget.widget.markers import SNAP_PROMPT
 
-    menu = w.snap_menu
+    menu = w.markers.snap_menu
     assert menu.disabled and menu.label == SNAP_PROMPT and menu.value == SNAP_PROMPT
     assert menu.get_state()["index"] == 0, "the browser is told to show the prompt (no index: an empty box)"
     assert w.find()

@@ -8,6 +8,8 @@ from typing import Any
 import bqplot as bq
 import numpy as np
 
+from .formats import fmt_lr
+
 MAX_POINTS = 1000
 SUGGESTION_COLORS = {"lr_min": "#ff7f0e", "lr_steep": "#d62728", "valley": "#2ca02c", "slide": "#9467bd"}
 MARGIN = {"top": 40, "bottom": 50, "left": 60, "right": 30}
@@ -28,8 +30,8 @@ def _figure(marks: list, axes: list, title: str, height: str = "360px") -> bq.Fi
     )
 
 
-def _set(mark: bq.Mark, **values: Any) -> None:
-    """Set several traits of a mark in one message to the browser."""
+def set_traits(mark: Any, **values: Any) -> None:
+    """Set several traits of a widget (a mark, a scale) in one message to the browser."""
     with mark.hold_sync():
         for k, v in values.items():
             setattr(mark, k, v)
@@ -47,20 +49,6 @@ def pad_lines(rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np
         if len(x):
             xs[i], ys[i] = np.pad(x, (0, n - len(x)), mode="edge"), np.pad(y, (0, n - len(y)), mode="edge")
     return xs, ys
-
-
-def fmt_lr(v: float) -> str:
-    """A learning rate for a label: three significant digits."""
-    return f"{v:.3g}"
-
-
-def fmt_time(s: float) -> str:
-    """Seconds as m:ss (or h:mm:ss)."""
-    if not math.isfinite(s):
-        return "?"
-    m, sec = divmod(int(round(s)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 def _y_range(y: np.ndarray) -> tuple[float, float]:
@@ -130,7 +118,7 @@ class Marker:
 
     def move(self, x: float, value: float) -> None:
         """Draw the marker at `x`, its label showing `value`."""
-        _set(self.handle, x=np.array([x]))
+        set_traits(self.handle, x=np.array([x]))
         self.draw_at(x, value)
 
     def _label_side(self, x: float) -> dict[str, Any]:
@@ -143,9 +131,9 @@ class Marker:
 
     def draw_at(self, x: float, value: float) -> None:
         """Move the line and label only (while the handle is being dragged)."""
-        _set(self.line, x=np.array([x, x]))
+        set_traits(self.line, x=np.array([x, x]))
         text = np.array([f"{self.name} {fmt_lr(value)}"])
-        _set(self.label, x=np.array([x]), text=text, **self._label_side(x))
+        set_traits(self.label, x=np.array([x]), text=text, **self._label_side(x))
 
 
 class LRFindChart:
@@ -236,12 +224,12 @@ class LRFindChart:
         raw = np.asarray(raw if raw is not None else [], dtype=float)[:n]
         lo, hi = _y_range(losses)
         if lr_range is not None:
-            _set(self.sx, min=float(lr_range[0]), max=float(lr_range[1]))
-        _set(self.sy, min=lo, max=hi)
+            set_traits(self.sx, min=float(lr_range[0]), max=float(lr_range[1]))
+        set_traits(self.sy, min=lo, max=hi)
         xs, ys = downsample(lrs, losses)
-        _set(self.smooth, x=xs, y=ys)
+        set_traits(self.smooth, x=xs, y=ys)
         xr, yr = downsample(lrs[: len(raw)], raw)
-        _set(self.raw, x=xr, y=yr)
+        set_traits(self.raw, x=xr, y=yr)
 
     def show_result(self, res: Any, skip_end: int = 5, lr_range: tuple[float, float] | None = None) -> None:
         """Draw an LRFindResult: its curve without the last `skip_end` steps, and its suggestions."""
@@ -258,19 +246,21 @@ class LRFindChart:
         """Draw earlier (lrs, smoothed losses) curves faintly behind the current one."""
         rows = [downsample(np.asarray(x, dtype=float), np.asarray(y, dtype=float)) for x, y in curves]
         x, y = pad_lines(rows) if rows else (np.empty(0), np.empty(0))
-        _set(self.earlier, x=x, y=y, colors=["#7f7f7f"] * max(len(rows), 1), opacities=[0.45] * max(len(rows), 1))
+        set_traits(self.earlier, x=x, y=y, colors=["#7f7f7f"] * max(len(rows), 1), opacities=[0.45] * max(len(rows), 1))
 
     def show_rates(self, xs: list[float], colors: list[str], names: list[str]) -> None:
         """Mark the rates tried at lrs `xs` (clamped into the axis), each in its colour, `names` in the tooltip."""
         lo, hi = self.lr_range
         x = np.clip(np.array(xs, dtype=float), lo, hi)
-        _set(self.rates, x=x, y=np.full(len(x), RATES_Y), names=np.array(names, dtype=str), colors=colors or ["#555"])
+        set_traits(
+            self.rates, x=x, y=np.full(len(x), RATES_Y), names=np.array(names, dtype=str), colors=colors or ["#555"]
+        )
 
     def show_points(self, keys: list[str], xs: list[float], lrs: np.ndarray, losses: np.ndarray) -> None:
         """Mark suggestions `keys` at lrs `xs`, each on the curve (lrs, losses) and labelled with its value."""
         ys = [curve_at(lrs, losses, x) if len(lrs) else math.nan for x in xs]
         self.point_keys = keys
-        _set(
+        set_traits(
             self.points,
             x=np.array(xs, dtype=float),
             y=np.array(ys, dtype=float),
@@ -324,8 +314,8 @@ class LossChart:
             v = np.array([row[1] for row in rec.values], dtype=float)
             ok = np.isfinite(v)
             vx, vy = (np.asarray(rec.iters, dtype=float) - 1)[ok], v[ok]
-        _set(self.train, x=x, y=y)
-        _set(self.valid, x=vx, y=vy)
+        set_traits(self.train, x=x, y=y)
+        set_traits(self.valid, x=vx, y=vy)
 
 
 def loss_figure(
@@ -377,8 +367,8 @@ class SchedChart:
         mx, my = np.empty(0), np.empty(0)
         if any(m is not None for m in moms):
             mx, my = downsample(it, np.array([np.nan if m is None else m for m in moms], dtype=float))
-        _set(self.lr, x=x, y=y)
-        _set(self.mom, x=mx, y=my)
+        set_traits(self.lr, x=x, y=y)
+        set_traits(self.mom, x=mx, y=my)
 
 
 SCHED_KEYS = ("lr", "mom")

@@ -10,7 +10,8 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
-from .charts import MARGIN, _set, downsample, fmt_lr, fmt_time, pad_lines
+from .charts import MARGIN, downsample, pad_lines, set_traits
+from .formats import fmt_lr, fmt_time
 from .runs import Run, best_index, outcome
 
 # d3's category10, then its lighter halves: twenty colours that stay apart
@@ -77,14 +78,14 @@ class RunsChart:
         labels = [f"#{i} {r.label}" for i, r in enumerate(runs)]
         lo, hi = y_range(runs)
         with self.figure.hold_sync():
-            _set(self.sy, min=lo, max=hi)
+            set_traits(self.sy, min=lo, max=hi)
             tx, ty = pad_lines(train) if runs else (np.empty(0), np.empty(0))
             vx, vy = pad_lines(valid) if runs else (np.empty(0), np.empty(0))
-            _set(self.train, x=tx, y=ty, colors=colors, opacities=[0.3] * len(colors))
-            _set(self.valid, x=vx, y=vy, colors=colors, labels=labels, display_legend=0 < len(runs) <= LEGEND_MAX)
+            set_traits(self.train, x=tx, y=ty, colors=colors, opacities=[0.3] * len(colors))
+            set_traits(self.valid, x=vx, y=vy, colors=colors, labels=labels, display_legend=0 < len(runs) <= LEGEND_MAX)
             pts = [(x, y, colors[i]) for i, (xs, ys) in enumerate(valid) for x, y in zip(xs, ys) if math.isfinite(y)]
             px, py, pc = zip(*pts) if pts else ((), (), ("#1f77b4",))
-            _set(self.points, x=np.array(px, dtype=float), y=np.array(py, dtype=float), colors=list(pc))
+            set_traits(self.points, x=np.array(px, dtype=float), y=np.array(py, dtype=float), colors=list(pc))
 
 
 def _cell(text: str, style: str = "") -> W.HTML:
