@@ -25,6 +25,7 @@ SETUP = [
     "learn = Learner(digits(), nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), metrics=accuracy)\n"
     "w = LRWidget(learn, epochs=2)\nw",
 ]
+pytestmark = pytest.mark.slow  # each test starts a Jupyter server, a kernel and Chromium
 APP_CORE = re.compile(r"/static/(notebook/notebook_core|lab/jlab_core)\.")
 COLORS = {"lr_min": "rgb(255, 127, 14)", "lr_steep": "rgb(214, 39, 40)"}
 

@@ -198,7 +198,7 @@ def test_mark_start_and_reset_are_refused_while_a_run_holds_the_learner(w, learn
 
 def test_the_start_is_one_host_copy_of_the_state(w, learn):
     fit(w)
-    s = w._start_state
+    s = w.start.state
     n_params = sum(p.numel() for p in learn.model.parameters())
     saved = sum(t.numel() for t in s["model"].values())
     assert saved == n_params and all(t.device.type == "cpu" for t in s["model"].values())

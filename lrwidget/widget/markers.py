@@ -57,10 +57,10 @@ class Markers(T.HasTraits):
         self._placing: set[str] = set()
         self._note = ""
         # lr_min <= lr_steep: lr_min's label left of its line, lr_steep's right of its own, apart however close
-        self.lines: dict[str, Marker] = {
+        self.on_chart: dict[str, Marker] = {
             n: chart.add_marker(n, MARKER_COLORS[n], side="left" if n == "lr_min" else "right") for n in NAMES
         }
-        self.handles: dict[str, bq.Scatter] = {n: m.handle for n, m in self.lines.items()}
+        self.handles: dict[str, bq.Scatter] = {n: m.handle for n, m in self.on_chart.items()}
         style = {"description_width": "initial"}
         self.texts = {
             n: W.Text(description=n, continuous_update=False, style=style, layout=W.Layout(width="190px"))
@@ -168,7 +168,7 @@ class Markers(T.HasTraits):
         lo, hi = self.chart.lr_range
         self._placing.add(name)
         try:
-            self.lines[name].move(min(max(v, lo), hi), v)
+            self.on_chart[name].move(min(max(v, lo), hi), v)
             self.texts[name].value = fmt_value(v)
         finally:
             self._placing.discard(name)
@@ -201,7 +201,7 @@ class Markers(T.HasTraits):
         x = parse_lr((content.get("point") or {}).get("x"))
         if x is not None:
             lo, hi = self.chart.lr_range
-            self.lines[name].draw_at(min(max(x, lo), hi), x)
+            self.on_chart[name].draw_at(min(max(x, lo), hi), x)
 
     @ui
     def _on_drag_end(self, name: str, _mark: Any, content: dict) -> None:
