@@ -20,6 +20,7 @@ from lrwidget import Learner, LRWidget, accuracy
 from lrwidget.core.events import Observer
 from lrwidget.data import digits
 from lrwidget.widget.layout import widget_tree
+from lrwidget.widget.style import CSS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
@@ -143,7 +144,7 @@ def found(w) -> LRWidget:
 
 
 def test_is_a_displayable_vbox_with_the_public_surface(w):
-    assert isinstance(w, W.VBox) and w.chart in w.children
+    assert isinstance(w, W.VBox) and w.chart in widget_tree(w)
     assert isinstance(w.chart, bq.Figure)
     assert all(isinstance(b, W.Button) for b in (w.find_button, w.fit_button, w.stop_button))
     assert (w.lr_min, w.lr_steep, w.epochs, w.busy) == (1e-4, 1e-2, 1, False)
@@ -514,25 +515,31 @@ def test_live_charts_and_epoch_table_after_a_fit(found, learn):
     assert np.array_equal(found.loss_chart.train.x, np.arange(n)) and len(found.loss_chart.train.y) == n
     assert np.array_equal(found.loss_chart.valid.y, [v[1] for v in rec.values]) and len(found.loss_chart.valid.x) == 3
     assert np.array_equal(found.training.sched_chart.lr.y, rec.lrs) and len(found.training.sched_chart.mom.y) == n
+    sched = found.training.sched_chart
+    assert len(sched.lr_plan.y) == n and sched.lr_plan.y[-1] == pytest.approx(rec.lrs[-1]), "the planned cycle, whole"
+    assert np.allclose(sched.lr_plan.y, rec.lrs) and np.allclose(sched.mom_plan.y, rec.moms), "as it then ran"
     table = found.table_html.value
     assert table.count("<tr>") == 1 + 3
     assert all(f">{c}</th>" in table for c in rec.metric_names)
     assert found.progress.value == n == found.progress.max and "elapsed" in found.progress_label.value
     assert found.training.train_box.layout.display == ""
-    table, charts = found.training.train_box.children
-    assert table is found.table_html and charts.children == (found.loss_chart.figure, found.training.sched_chart.figure)
+    charts, box = found.training.train_box.children
+    assert box.children == (found.table_html,) and charts.children[:2] == (found.loss_chart.figure, sched.figure)
     assert np.array_equal(found.chart_view.smooth.x, curve_x), "the lr_find chart keeps the lr_find curve"
 
 
 def test_the_training_charts_are_not_drawn_while_hidden(w):
     """bqplot draws a figure in a display:none box at zero width and logs SVG errors (negative widths)."""
     figures = (w.loss_chart.figure, w.training.sched_chart.figure)
-    assert w.training.train_box.layout.display == "none" and w.training.train_box.children == (w.table_html,)
+    box = w.training.train_box
+    assert box.layout.display == "none" and box.children == (w.training.table_box,)
     assert not any(f in widget_tree(w) for f in figures), "no chart is in the widget's tree while hidden"
+    assert w.runs_panel.layout.display == "none" and w.runs_panel.chart.figure not in widget_tree(w)
     assert w.fit(1)
     w.wait(TIMEOUT)
-    assert w.training.train_box.layout.display == "" and w.training.train_box.children[0] is w.table_html
-    assert len(w.training.train_box.children) == 2 and w.training.train_box.children[1].children == figures
+    assert box.layout.display == "" and box.children[1] is w.training.table_box
+    assert len(box.children) == 2 and box.children[0].children[:2] == figures
+    assert w.runs_panel.layout.display == "" and w.runs_panel.chart.figure in widget_tree(w)
 
 
 def test_a_second_widget_or_a_cell_cannot_run_on_a_busy_learner(w, learn):
@@ -789,20 +796,20 @@ def test_an_out_of_memory_error_shows_its_type_message_and_hint(learn):
 # -- seen in a browser: a long epoch table, an empty snap menu, the marker labels over each other ------------
 
 
-def test_the_epoch_table_scrolls_in_a_box_of_about_ten_rows_kept_at_the_newest():
-    from lrwidget.widget.training import epoch_table
+def test_the_epoch_table_scrolls_in_a_box_of_about_ten_rows_that_stays_as_rows_are_added(w):
+    from lrwidget.widget.training import ROW_PX, epoch_table
 
     names = ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
     table = epoch_table(names, [[1.0 / (i + 1), 0.5, 0.9] for i in range(30)], [1.0] * 30)
-    box = re.match(r"<div [^>]*style='([^']*)'>", table).group(1)
-    assert "overflow-y:auto" in box and "display:flex" in box
-    assert "flex-direction:column-reverse" in box, "a column-reverse box keeps its scroll at the end: the newest row"
-    row = int(re.search(r"<table [^>]*line-height:(\d+)px", table).group(1)) + 4  # and its cells' 2px padding
-    assert 9 <= int(re.search(r"max-height:(\d+)px", box).group(1)) / row <= 12, "about 10 rows and the header"
     assert table.count("<tr>") == 1 + 30 and all(f">{c}</th>" in table for c in names)
     assert re.findall(r"<tr><td[^>]*>(\d+)</td>", table) == [str(i) for i in range(30)], "the newest row is last"
     assert table.count("position:sticky;top:0") == len(names), "the header stays in view as the rows scroll"
-    assert table.endswith("</table></div>")
+    # the box that scrolls is a widget of its own, not part of the table's HTML: redrawing the table keeps where the
+    # user scrolled it (a column-reverse box sits at the newest row, unless scrolled up)
+    box = w.training.table_box
+    assert box.children == (w.table_html,) and "lrwidget-epochs" in box._dom_classes
+    assert 9 <= int(box.layout.max_height.removesuffix("px")) / ROW_PX <= 12, "about 10 rows and the header"
+    assert "flex-direction: column-reverse" in CSS and ".lrwidget-epochs" in CSS
 
 
 def test_the_snap_menu_shows_its_prompt_and_is_off_until_there_are_suggestions(w, learn):
@@ -825,16 +832,32 @@ def test_the_snap_menu_shows_its_prompt_and_is_off_until_there_are_suggestions(w
     assert menu.disabled and menu.label == SNAP_PROMPT and len(menu.options) == 1
 
 
-def test_the_two_markers_labels_sit_on_opposite_sides_of_their_lines(found):
+def test_a_markers_label_lies_toward_the_middle_and_says_when_it_is_beyond_the_chart(found):
     labels = {n: m.label for n, m in found.chart_view.markers.items()}
-    found.lr_min, found.lr_steep = 0.012, 0.0158  # close, as in the quick start
-    assert (labels["lr_min"].align, labels["lr_steep"].align) == ("end", "start"), "lr_min's left, lr_steep's right"
-    assert labels["lr_min"].x_offset < 0 < labels["lr_steep"].x_offset
-    assert labels["lr_min"].y[0] != labels["lr_steep"].y[0], "at different heights, as before"
-    lo, _ = found.chart_view.lr_range
-    found.lr_min = lo * 1.01  # at the axis' left end lr_min's label turns right rather than be cut off
-    assert labels["lr_min"].align == "start" and labels["lr_min"].x_offset > 0
-    found.lr_min = 0.012
-    assert labels["lr_min"].align == "end" and "lr_min 0.012" == labels["lr_min"].text[0]
-    with pytest.raises(ValueError, match="side"):
-        found.chart_view.add_marker("other", "#000", side="top")
+    lo, hi = found.chart_view.lr_range
+    found.lr_min, found.lr_steep = lo * 1.01, hi / 1.01  # at both ends: neither label runs off the chart
+    assert (labels["lr_min"].align, labels["lr_steep"].align) == ("start", "end"), "lr_min's right, lr_steep's left"
+    assert labels["lr_min"].x_offset > 0 > labels["lr_steep"].x_offset
+    assert labels["lr_min"].y[0] != labels["lr_steep"].y[0], "at different heights: two labels never cover each other"
+    found.lr_steep = 100.0  # beyond the chart: drawn at its end, its label says the value and points off the chart
+    m = found.chart_view.markers["lr_steep"]
+    assert m.handle.x.tolist() == [hi] and m.line.x.tolist() == [hi, hi]
+    assert labels["lr_steep"].text[0] == "lr_steep 100 →" and labels["lr_steep"].align == "end"
+    assert f"lr_steep is beyond the chart's right end ({hi:.3g})" in found.status
+    found.lr_min = lo / 100
+    assert labels["lr_min"].text[0] == f"← lr_min {lo / 100:.3g}" and labels["lr_min"].align == "start"
+    assert found.markers["lr_steep"].tooltip is None, "no tooltip: it showed the value where a drag began"
+
+
+def test_the_status_says_the_markers_as_they_are_now(found):
+    drag(found, "lr_steep", 0.05)
+    assert found.status.startswith("markers at lr_min=") and "lr_steep=0.05" in found.status
+    type_text(found.markers.texts["lr_min"], "0.002")
+    assert "markers at lr_min=0.002, lr_steep=0.05" in found.status, "a typed value: no stale 'markers at' left"
+    found.lr_min, found.lr_steep = 0.5, 100.0  # the first pushes lr_steep up to 0.5, the second moves it on
+    assert "pushed" not in found.status and "lr_steep=100" in found.status, "no stale push note"
+    found.lr_min, found.lr_steep = 1e-3, 1e-3
+    found.lr_min = 2e-3
+    assert "lr_steep pushed up to 0.002 with lr_min" in found.status, "a push is said while it holds"
+    found.snap("lr_min", "valley")
+    assert found.status.startswith("lr_min snapped to valley") and "lr_min is lr_find's valley" in found.status

@@ -3,8 +3,9 @@
     .venv/bin/python tests/widget_screenshots.py docs/screenshots [--prefix before-]
 
 The quick-start model on the digits: Find LR, a 3-epoch Fit from the start, then the default Sweep (1-epoch fits
-over a decade each side of lr_steep: its top rate usually diverges). Each picture is the browser's viewport; `-full`
-ones show the whole widget in a tall viewport. Every wait is for an event (the kernel's reply, an element).
+over a decade each side of lr_steep) and a 1-epoch fit at lr 3, which diverges. Each picture is the browser's
+viewport; `-full` ones show the whole widget in a tall viewport. Every wait is for an event (the kernel's reply, an
+element, the charts laid out).
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ CELLS = [
 JS_THEME = "(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})"
 JS_LEFT = """(open) => { const s = window.jupyterapp.shell;
   if (open) s.activateById('filebrowser'); else s.collapseLeft(); }"""
+# every chart drawn at its box's width: bqplot redraws a figure's inside a moment after its box is resized (its plot
+# area then ends within the right margin, at most 90 px, of the figure's box); one out of view waits until seen
+JS_LAID_OUT = """() => [...document.querySelectorAll('.lrw-root .bqplot')].every(f => {
+  const svg = f.querySelector('svg'), plot = f.querySelector('rect.plotarea_background');
+  if (!svg || !plot || f.offsetParent === null) return true;
+  const s = svg.getBoundingClientRect(), p = plot.getBoundingClientRect(), b = f.getBoundingClientRect();
+  if (b.bottom <= 0 || b.top >= window.innerHeight) return true;
+  return Math.abs(s.width - b.width) < 2 && p.right <= s.right + 1 && s.right - p.right < 90 && p.left >= s.left; })"""
 JS_OUTPUT_WIDTH = """() => { const o = document.querySelector('.jp-OutputArea-output .lrw-root')
   || document.querySelector('.jp-OutputArea-output .widget-vbox');
   return o ? o.getBoundingClientRect().width : null; }"""
@@ -38,15 +47,16 @@ def prepare(lab: Lab) -> None:
     lab.kernel("w.from_start = True; w.find(); w.wait()", timeout=180_000)
     lab.kernel("w.fit(); w.wait()", timeout=300_000)
     lab.kernel("w.sweep(); w.wait()", timeout=600_000)
+    lab.kernel("w.sweep(lrs=[3.0]); w.wait()", timeout=600_000)  # far past the minimum: it diverges
     lab.page.wait_for_function(
-        "() => document.querySelectorAll('.lrw-run-row').length >= 6", timeout=60_000, polling=250
+        "() => document.querySelectorAll('.lrw-run-row').length >= 7", timeout=60_000, polling=250
     )
 
 
 def shoot(lab: Lab, path: Path, width: int, height: int, full: bool = False) -> None:
     page = lab.page
     page.set_viewport_size({"width": width, "height": height})
-    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    page.wait_for_function(JS_LAID_OUT, timeout=30_000, polling=100)
     widget = page.locator(".jp-OutputArea-output .widget-vbox").first
     widget.scroll_into_view_if_needed()
     page.screenshot(path=str(path), full_page=full)

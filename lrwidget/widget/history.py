@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from ..core.interface import Driven
 from . import runs as runs_io
 from .charts import LRFindChart
 from .layout import ui
-from .runs import Run, best_index, outcome, thin
+from .runs import Run, outcome, ranked, thin
 from .runs_panel import RunsPanel, rate_colors, rate_names
 
 EARLIER = 5  # earlier lr_find curves drawn behind the current one
@@ -30,8 +31,11 @@ class History:
         self.finds: list[LRFindResult] = []
         self.panel = RunsPanel(on_pick)
 
-    def record_fit(self, learn: Driven, n: int, lo: float, hi: float, code: str, from_start: bool, sweep: bool) -> None:
-        """`learn.fit_one_cycle(n, lr_max=slice(lo, hi))`, recorded as a Run however it ends (in the run's thread)."""
+    def record_fit(
+        self, learn: Driven, n: int, lo: float, hi: float, code: str, from_start: bool, start: str, sweep: bool
+    ) -> None:
+        """`learn.fit_one_cycle(n, lr_max=slice(lo, hi))`, recorded as a Run however it ends (in the run's thread);
+        `start` names the start it began at ('' if it goes on from the weights as they are)."""
         before, t0 = learn.run, time.monotonic()
         try:
             learn.fit_one_cycle(n, lr_max=slice(lo, hi))
@@ -54,6 +58,7 @@ class History:
                 n_iter=run.n_iter if ran else 0,
                 iters=list(rec.iters) if ran else [],
                 sweep=sweep,
+                start=start,
             )
             with self._ui_lock:
                 self.runs.append(record)
@@ -74,6 +79,8 @@ class History:
         finds, runs = runs_io.load_history(path)  # every entry checked before anything is added
         for r in runs:
             r.loaded = True
+            if r.start:  # another kernel's start: comparable with the runs of its own file only
+                r.start = f"{r.start} of {Path(path).name}"
         with self._ui_lock:
             self.finds += finds
             self.runs += runs
@@ -83,10 +90,10 @@ class History:
     @ui
     def show(self) -> None:
         """Redraw the runs panel and the map of rates tried on the lr_find chart."""
-        self.panel.show(self.runs)
-        self.chart.show_rates(
-            [r.lr_steep for r in self.runs], rate_colors([outcome(r) for r in self.runs]), rate_names(self.runs)
-        )
+        members, best, ranked_as = ranked(self.runs)
+        self.panel.show(self.runs, best, ranked_as)
+        scores = [outcome(r) if i in members else math.nan for i, r in enumerate(self.runs)]  # grey: not ranked
+        self.chart.show_rates([r.lr_steep for r in self.runs], rate_colors(scores), rate_names(self.runs))
 
     @ui
     def show_earlier(self, current: LRFindResult | None) -> None:
@@ -94,11 +101,11 @@ class History:
         others = [f for f in self.finds if f is not current and len(f.lrs)][-EARLIER:]
         self.chart.show_earlier([(f.lrs, f.losses) for f in others])
 
-    def best_said(self, first: int = 0) -> str:
-        """Which of the runs from `first` on did best, by validation loss."""
-        j = best_index(self.runs[first:])
-        if j is None:
-            return "no run has a finite loss"
-        i = first + j
-        r = self.runs[i]
-        return f"best by validation loss: run #{i}, lr {r.lr_steep:.4g} ({r.label}, {outcome(r):.4f})"
+    def best_said(self) -> str:
+        """Which run did best, as the panel's title and star say: among runs of the same length from the same start."""
+        members, best, ranked_as = ranked(self.runs)
+        if best is None:
+            return f"no best: every one of {ranked_as} diverged" if members else "no best yet: one run of its kind"
+        r = self.runs[best]
+        by = "validation loss" if math.isfinite(r.valid_loss) else "training loss"
+        return f"best of {ranked_as} by {by}: run #{best}, lr {r.lr_steep:.4g} ({r.label}, {outcome(r):.4f})"

@@ -8,6 +8,8 @@ from typing import Any
 
 import ipywidgets as W
 
+from . import style
+
 
 def ui(method: Callable) -> Callable:
     """Run `method` holding its part's lock (`self._ui_lock`, one for all the parts of a widget), so the run's
@@ -37,20 +39,46 @@ def widget_tree(root: W.Widget) -> list[W.Widget]:
     return list(seen.values())
 
 
+def row(children: list[W.Widget]) -> W.HBox:
+    """A row of controls that wraps onto the next line where the output is narrow (none is squeezed or cut)."""
+    box = W.HBox(children)
+    box.add_class("lrw-row")
+    return box
+
+
+def column(children: list[W.Widget], *classes: str) -> W.VBox:
+    """One of the widget's columns: side by side where the output is wide enough, one under the other otherwise."""
+    box = W.VBox(children)
+    for c in ("lrw-col", *classes):
+        box.add_class(c)
+    return box
+
+
 def arrange(chart: W.Widget, markers: Any, controls: Any, messages: Any, training: Any, panel: W.Widget) -> list:
-    """The widget's rows, top to bottom: the lr_find chart, the markers' fields, the buttons, the messages, the
-    training view and the runs panel."""
+    """The widget's children: its stylesheet, then three columns that wrap (style.CSS): the lr_find chart with the
+    markers' fields and the buttons; what happens (status, error, progress, the call, the live training view); the
+    runs panel. An output of about 900 px or less shows them one under the other, 1,400 px two side by side (the runs
+    below), 1,920 px all three.
+
+    Room left for what comes next: a row of the first column for more buttons and their fields (a Search with its
+    budget), and the runs column for another chart (the outcome against the rate)."""
     c = controls
-    return [
-        chart,
-        W.HBox([markers.texts["lr_min"], markers.texts["lr_steep"], markers.snap_menu]),
-        W.HBox([c.find_button, c.start_text, c.end_text, c.steps_box]),
-        W.HBox([c.fit_button, c.epochs_box, c.stop_button]),
-        W.HBox([c.from_start_box, c.reset_button, c.sweep_button]),
-        messages.status_html,
-        messages.error_box,
-        training.progress_box,
-        messages.code_html,
-        training.train_box,
-        panel,
-    ]
+    find = column(
+        [
+            chart,
+            row([markers.texts["lr_min"], markers.texts["lr_steep"], markers.snap_menu]),
+            row([c.find_button, c.start_text, c.end_text, c.steps_box]),
+            row([c.fit_button, c.epochs_box, c.stop_button]),
+            row([c.from_start_box, c.reset_button, c.sweep_button]),
+        ],
+        "lrw-find-col",
+    )
+    happening = column(
+        [messages.status_html, messages.error_box, training.progress_box, messages.code_html, training.train_box],
+        "lrw-train-col",
+    )
+    for c_ in ("lrw-col", "lrw-runs-col"):
+        panel.add_class(c_)
+    top = W.HBox([find, happening, panel])
+    top.add_class("lrw-top")
+    return [style.stylesheet(), top]

@@ -16,6 +16,7 @@ from typing import Any
 import ipywidgets as W
 import traitlets as T
 
+from ..core import schedules
 from ..core.checks import whole
 from ..core.find_result import LRFindResult
 from ..core.interface import Driven
@@ -66,7 +67,8 @@ class LRWidget(W.VBox):
         self._ui_lock = threading.RLock()  # one for all the parts: the run's thread and the kernel's take turns
         self._find_range: tuple[float, float] | None = None
         self._phase = ""  # a sweep's "rate i of n · ", shown before the progress
-        self._sweep_plan = self._sweep_first = 0  # the running sweep's rates, and its first run's index
+        self._sweep_plan = 0  # the running sweep's rates
+        self._rates = DEFAULT_LRS  # the running fit's slice: its schedule is drawn in full as it starts
 
         # the parts
         self.chart_view = charts.LRFindChart()
@@ -89,6 +91,7 @@ class LRWidget(W.VBox):
         self.code_html, self.error_box, self.traceback_html = m.code_html, m.error_box, m.traceback_html
 
         super().__init__(children=arrange(self.chart, self.markers, c, m, t, self.history.panel), **kwargs)
+        self.add_class("lrw-root")
         self.epochs = epochs
         T.link((self, "epochs"), (c.epochs_box, "value"))
         T.link((self, "lr_min"), (self.markers, "lr_min"))
@@ -174,7 +177,9 @@ class LRWidget(W.VBox):
 
         def call() -> None:
             self.start.begin(restore=from_start)
-            self.history.record_fit(self.learn, n, lo, hi, code, from_start, sweep=False)
+            began_at = self.start.name if from_start or self.start.took else ""  # else: from the weights as they are
+            self._rates = (lo, hi)
+            self.history.record_fit(self.learn, n, lo, hi, code, from_start, began_at, sweep=False)
 
         return self._launch("fit", "fit_one_cycle", call, code, self._after_fit)
 
@@ -197,7 +202,8 @@ class LRWidget(W.VBox):
                     self._phase = f"sweep rate {i + 1} of {len(plan)} · "
                     fit_code = calls.fit_code(n, lo, hi, self.learn.accum_steps)
                     self._say(f"sweep: rate {i + 1} of {len(plan)}, lr {hi:.4g}: {fit_code}")
-                    self.history.record_fit(self.learn, n, lo, hi, fit_code, from_start=True, sweep=True)
+                    self._rates = (lo, hi)
+                    self.history.record_fit(self.learn, n, lo, hi, fit_code, True, self.start.name, sweep=True)
                     done += 1
                     if self.learn.run is not None and self.learn.run.end_reason in EARLY_ENDS:
                         break
@@ -206,7 +212,7 @@ class LRWidget(W.VBox):
                 self.start.restore()  # after a Stop or an error too
             return done
 
-        self._sweep_plan, self._sweep_first = len(plan), len(self.runs)
+        self._sweep_plan = len(plan)
         return self._launch("sweep", "sweep", call, code, self._after_sweep)
 
     def stop(self) -> None:
@@ -352,7 +358,7 @@ class LRWidget(W.VBox):
     @ui
     def _after_sweep(self, done: int) -> None:
         last = self.runs[-1] if self.runs else None
-        best = self.history.best_said(self._sweep_first)
+        best = self.history.best_said()
         self._say(reports.sweep_ended(done, self._sweep_plan, last, best, self.start.said()))
 
     # -- called on the training thread by LiveUpdates ---------------------------------------------------
@@ -364,7 +370,7 @@ class LRWidget(W.VBox):
         if run.kind == "lr_find" and run.snapshot:
             self._say(f"lr_find running: {self.code}; its copy of the state is {run.snapshot}")
         if run.kind == "fit":
-            self.training.open(learn.recorder.metric_names)
+            self.training.open(learn.recorder.metric_names, run.total, *self._planned(run.total))
         self._redraw(learn)
 
     @ui
@@ -376,6 +382,14 @@ class LRWidget(W.VBox):
                 self._say(f"fit running: {len(rec.values)}/{run.n_epoch} epochs done")
         elif rec.n_batches:
             self.chart_view.show_curve(rec.lrs, rec.losses, rec.raw_losses, self._find_range)
+
+    def _planned(self, total: int) -> tuple[Any, Any]:
+        """The one-cycle schedule the running fit follows (last parameter group): its lrs and momenta per step."""
+        try:
+            lrs, moms = schedules.one_cycle(total, self._rates[1])
+        except ValueError:
+            return (), ()
+        return lrs[:, -1], moms
 
     def _show_runs(self) -> None:
         """Redraw the runs panel and the map of rates (benchmarks/overhead.py fills `runs` then calls this)."""

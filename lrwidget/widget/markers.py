@@ -6,10 +6,11 @@ snap menu sets them; setting them moves the handles and the fields.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -18,14 +19,15 @@ import ipywidgets as W
 import traitlets as T
 
 from ..core.find_result import LRFindResult
-from .charts import SUGGESTION_COLORS, LRFindChart, Marker
+from .find_chart import LRFindChart, Marker
 from .formats import fmt_value, parse_lr
 from .layout import ui
+from .style import var
 
 NAMES = ("lr_min", "lr_steep")
 DEFAULT_LRS = (1e-4, 1e-2)
 SNAP_PROMPT = "snap a marker to a suggestion…"
-MARKER_COLORS = {n: SUGGESTION_COLORS[n] for n in NAMES}
+MARKER_COLORS = {n: var(n) for n in NAMES}
 
 
 class LearningRate(T.Float):
@@ -55,11 +57,10 @@ class Markers(T.HasTraits):
         self._ui_lock, self.chart, self.say = lock, chart, say
         self.result: LRFindResult | None = None  # the lr_find whose suggestions the snap menu offers
         self._placing: set[str] = set()
-        self._note = ""
-        # lr_min <= lr_steep: lr_min's label left of its line, lr_steep's right of its own, apart however close
-        self.on_chart: dict[str, Marker] = {
-            n: chart.add_marker(n, MARKER_COLORS[n], side="left" if n == "lr_min" else "right") for n in NAMES
-        }
+        self._note = ""  # how the last change pushed the other marker along ('' if it did not)
+        self._depth = 0  # trait changes under way (a push is a change inside a change)
+        self._quiet = 0  # > 0: the caller says what it did (a snap, a run's rates, lr_find's suggestions)
+        self.on_chart: dict[str, Marker] = {n: chart.add_marker(n, MARKER_COLORS[n]) for n in NAMES}
         self.handles: dict[str, bq.Scatter] = {n: m.handle for n, m in self.on_chart.items()}
         style = {"description_width": "initial"}
         self.texts = {
@@ -94,17 +95,44 @@ class Markers(T.HasTraits):
         v = None if self.result is None else self.result.suggestions.get(suggestion)
         if v is None:
             raise ValueError(f"no {suggestion!r} suggestion from the last lr_find")
-        self._note = ""
-        setattr(self, marker, v)
-        self.say(f"{marker} snapped to {suggestion} ({v:.4g})" + (f"; {self._note}" if self._note else ""))
+        with self.quiet():
+            setattr(self, marker, v)
+        self.say(f"{marker} snapped to {suggestion} ({v:.4g}); {self.describe()}")
 
     @ui
     def put(self, lo: float, hi: float) -> None:
-        """Both markers at once, in the order that keeps them an ordered slice on the way."""
-        if lo > self.lr_steep:
-            self.lr_steep, self.lr_min = hi, lo
-        else:
-            self.lr_min, self.lr_steep = lo, hi
+        """Both markers at once, in the order that keeps them an ordered slice on the way; the caller says it."""
+        with self.quiet():
+            if lo > self.lr_steep:
+                self.lr_steep, self.lr_min = hi, lo
+            else:
+                self.lr_min, self.lr_steep = lo, hi
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Changes that do not rewrite the status: the caller says what it did."""
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
+
+    def describe(self) -> str:
+        """The markers as they are now: values, the suggestions they sit on, beyond the chart, pushed together."""
+        lo, hi = self.chart.lr_range
+        said = [f"markers at lr_min={self.lr_min:.4g}, lr_steep={self.lr_steep:.4g}"]
+        sugg = {} if self.result is None else {k: v for k, v in self.result.suggestions.items() if v is not None}
+        for n in NAMES:
+            v = getattr(self, n)
+            k = n if sugg.get(n) == v else next((k for k, s in sugg.items() if s == v), None)
+            if k is not None:
+                said.append(f"{n} is lr_find's {'suggestion' if k == n else k}")
+            if v > hi or v < lo:
+                end = f"right end ({hi:.3g})" if v > hi else f"left end ({lo:.3g})"
+                said.append(f"{n} is beyond the chart's {end}")
+        if self._note and self.lr_min == self.lr_steep:
+            said.append(self._note)
+        return "; ".join(said)
 
     @ui
     def show_result(self, res: LRFindResult, lr_range: tuple[float, float] | None = None) -> None:
@@ -152,23 +180,29 @@ class Markers(T.HasTraits):
     @ui
     def _on_lr(self, change: T.Bunch) -> None:
         name, v = change["name"], change["new"]
-        self._place(name)
-        other = "lr_steep" if name == "lr_min" else "lr_min"
-        if (v > self.lr_steep) if name == "lr_min" else (v < self.lr_min):
-            self._note = (
-                f"{other} pushed {'up' if name == 'lr_min' else 'down'} to {v:.4g} with {name}: the pair stays an "
-                "ordered slice (lr_min <= lr_steep)"
-            )
-            self.say(self._note)
-            setattr(self, other, v)
+        if self._depth == 0:
+            self._note = ""
+        self._depth += 1
+        try:
+            self._place(name)
+            other = "lr_steep" if name == "lr_min" else "lr_min"
+            if (v > self.lr_steep) if name == "lr_min" else (v < self.lr_min):
+                self._note = (
+                    f"{other} pushed {'up' if name == 'lr_min' else 'down'} to {v:.4g} with {name}: the pair stays an "
+                    "ordered slice (lr_min <= lr_steep)"
+                )
+                setattr(self, other, v)
+        finally:
+            self._depth -= 1
+        if self._depth == 0 and not self._quiet:  # the status says the markers as they are now, not as they were
+            self.say(self.describe())
 
     def _place(self, name: str) -> None:
         """Draw marker `name` at its value (clamped into the chart) and show the value in its field."""
         v = getattr(self, name)
-        lo, hi = self.chart.lr_range
         self._placing.add(name)
         try:
-            self.on_chart[name].move(min(max(v, lo), hi), v)
+            self.on_chart[name].move(v)
             self.texts[name].value = fmt_value(v)
         finally:
             self._placing.discard(name)
@@ -200,8 +234,7 @@ class Markers(T.HasTraits):
     def _on_drag(self, name: str, _mark: Any, content: dict) -> None:
         x = parse_lr((content.get("point") or {}).get("x"))
         if x is not None:
-            lo, hi = self.chart.lr_range
-            self.on_chart[name].draw_at(min(max(x, lo), hi), x)
+            self.on_chart[name].draw_at(self.on_chart[name].clamp(x))
 
     @ui
     def _on_drag_end(self, name: str, _mark: Any, content: dict) -> None:

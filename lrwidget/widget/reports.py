@@ -52,7 +52,13 @@ def fit_ended(learn: Driven, from_start: bool, start_said: str) -> str:
 def sweep_ended(done: int, total: int, last: Any, best_said: str, start_said: str) -> str:
     """A sweep's end: how many rates ran, which did best, and that the weights are back at the start."""
     if last is not None and last.end_reason in EARLY_ENDS:
-        head = f"sweep {last.end_reason} at rate {done} of {total}; the {done} runs made are kept"
+        head = f"sweep {last.end_reason} at rate {done} of {total}; the {_n(done, 'run')} made are kept"
     else:
-        head = f"sweep done: {done} rates from the same start"
-    return f"{head}; {best_said}: click its row to put the markers there; the weights are back at the start{start_said}"
+        head = f"sweep done: {_n(done, 'rate')} from the same start"
+    click = ": click its row to put the markers there" if "run #" in best_said else ""
+    return f"{head}; {best_said}{click}; the weights are back at the start{start_said}"
+
+
+def _n(k: int, noun: str) -> str:
+    """'1 rate', '3 rates'."""
+    return f"{k} {noun}{'s' * (k != 1)}"
