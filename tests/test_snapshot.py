@@ -175,7 +175,7 @@ def test_auto_chooses_disk_when_little_memory_is_available_and_memory_when_much(
     monkeypatch.setattr(snapshots, "available_memory", lambda: 2 * n + 1)
     assert isinstance(learn.take_state(), dict)
     monkeypatch.setattr(snapshots, "available_memory", lambda: 3 * n)
-    learn._rank = type("Rank", (), {"world": 2})()  # two ranks of this machine, each with its copy: 2n of 3n
+    learn.rank = type("Rank", (), {"world": 2})()  # two ranks of this machine, each with its copy: 2n of 3n
     saved = learn.take_state()
     assert isinstance(saved, DiskCopy)
     saved.close()
@@ -456,7 +456,7 @@ def test_lr_find_in_two_processes_writes_each_ranks_copy_in_a_folder_that_goes_w
             learn.lr_find(num_it=20, show_plot=False)
         assert copies_in(tmp_path) == [], "the ranks' folder went with the workers"
         learn.loss_func = nn.functional.cross_entropy
-        res = learn.lr_find(num_it=20, show_plot=False)  # a fresh pool
+        res = learn.lr_find(num_it=20, stop_div=False, show_plot=False)  # a fresh pool
         assert len(res.lrs) == 20 and res.end_reason == "completed"
         (ranks,) = copies_in(tmp_path)
         assert ranks.startswith("lrwidget-ranks-") and os.listdir(tmp_path / ranks) == [], "each rank deleted its copy"

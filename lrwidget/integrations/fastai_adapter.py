@@ -34,7 +34,7 @@ import torch
 
 from ..core.events import Observer, RunInfo, emit
 from ..core.find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
-from ..core.hold import RunGuard, StopSignal
+from ..core.guard import RunGuard, StopSignal
 from ..core.recorder import Recorder
 from ..state import snapshot as snapshots
 
