@@ -517,3 +517,32 @@ def test_a_script_trains_in_two_processes_and_its_top_level_code_runs_once(tmp_p
     _, reason, acc, pid = line.split()
     assert reason == "completed" and float(acc) > 0.5
     assert ran.read_text().split() == [pid], "the top-level code ran once, in the main process, never in a worker"
+
+
+class Scaled(Learner):
+    """A subclass with its own __init__ and an override the loop calls: the workers must run it as written."""
+
+    def __init__(self, dls, model, factor, **kw):
+        super().__init__(dls, model, **kw)
+        self.factor = factor
+
+    def loss_for(self, y):
+        lf, on_logits = super().loss_for(y)
+        return (lambda out, target: self.factor * lf(out, target)), on_logits
+
+
+def test_a_subclass_of_learner_keeps_its_overrides_in_the_worker_processes():
+    torch.manual_seed(0)
+    learn = Scaled(digits(bs=32), Net(), 0.0, metrics=accuracy, wd=0.0, num_processes=2)
+    before = weights(learn)
+    try:
+        learn.fit(1, 1e-2)
+        assert learn.run.end_reason == "completed"
+        assert learn.recorder.values[-1][0] == 0.0, "rank 0 trained on the subclass's loss (scaled to 0)"
+        assert all(torch.equal(before[k], v) for k, v in weights(learn).items()), "no rank had a gradient"
+        learn.factor = 1.0  # its own attribute travels with it
+        learn.fit(1, 1e-2)
+        assert learn.recorder.values[-1][0] > 0.1
+        assert not all(torch.equal(before[k], v) for k, v in weights(learn).items())
+    finally:
+        learn.close()
