@@ -44,6 +44,15 @@ def oom_hint() -> Iterator[None]:
         raise
 
 
+def weights_unavailable(e: BaseException) -> bool:
+    """True for what fetching or reading pretrained weights raises: no network or file (OSError: urllib's, requests'
+    and huggingface_hub's errors are OSErrors), or a download that is corrupt (a bad hash, a broken archive)."""
+    if isinstance(e, OSError):
+        return True
+    msg = str(e)
+    return isinstance(e, RuntimeError) and any(m in msg for m in ("invalid hash", "PytorchStreamReader", "zip archive"))
+
+
 class RemoteTraceback(Exception):
     """The traceback of an error in a worker process, as text: the cause of that error, raised again here."""
 

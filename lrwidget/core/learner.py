@@ -16,6 +16,7 @@ from torch import nn
 from ..parallel.rank import Alone
 from ..state import snapshot as snapshots
 from ..state.copies import clone_cpu
+from ..state.disk import DiskCopy
 from . import checkpoint, checks, loop
 from .checks import positive, whole
 from .data import DataLoaders, default_device
@@ -371,7 +372,7 @@ class Learner:
 
     # -- exact state copies ----------------------------------------------------------------------------
 
-    def take_state(self) -> dict | snapshots.DiskCopy:
+    def take_state(self) -> dict | DiskCopy:
         """An exact copy of the weights, optimizer, module modes, grads and every random state: a dict in host memory,
         or a snapshot.DiskCopy (its tensors in files; `close()` deletes them), as `self.snapshot` says."""
         # every rank of this machine takes its own copy at once: "auto" counts them all against the memory
@@ -379,7 +380,7 @@ class Learner:
             self.model, self.opt, self.dls.train, self.device, self.snapshot, self.snapshot_dir, self.rank.world
         )
 
-    def restore_state(self, saved: dict | snapshots.DiskCopy) -> None:
+    def restore_state(self, saved: dict | DiskCopy) -> None:
         """Put back a copy made by `take_state` (which stays as it was: it can be put back again)."""
         snapshots.restore(saved, self.model, self.opt, self.dls.train)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..parallel.messages import Failed, Finished, Gone, Report
 from ..parallel.pool import Pool
-from ..state import snapshot as snapshots
+from ..state import disk
 from ..state.copies import load_opt_in_place
 from .checks import loaders_for_processes
 from .errors import RemoteTraceback, add_note
@@ -61,7 +61,7 @@ class InProcesses:
         pool, self.pool = self.pool, None
         if pool is not None:
             pool.close()
-        self.scratch = snapshots.ranks_folder(self.scratch, "memory", None)
+        self.scratch = disk.ranks_folder(self.scratch, "memory", None)
 
     def _pool_for(self, device: Any) -> Pool:
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -76,7 +76,7 @@ class InProcesses:
         """Run `call` in every worker; the kernel's learner gets rank 0's events as they come, then what it did."""
         loaders_for_processes(learn.dls)  # `learn.dls` may have been replaced since the learner was made
         pool = self._pool_for(learn.device)
-        self.scratch = snapshots.ranks_folder(self.scratch, learn.snapshot, learn.snapshot_dir)
+        self.scratch = disk.ranks_folder(self.scratch, learn.snapshot, learn.snapshot_dir)
         state = {**learn.__getstate__(), "snapshot_dir": self.scratch}  # a rank's copy goes where the pool cleans
         task = RankTask(type(learn), state, call, shuffle_seed(consume=call.changes_state))
         number = pool.submit(task, keep=(learn.dls.train, learn.dls.valid), what="the learner")  # data: sent once

@@ -37,6 +37,7 @@ from ..core.find_result import LRFindResult, apply_suggest_funcs, check_suggest_
 from ..core.guard import RunGuard, StopSignal
 from ..core.recorder import Recorder
 from ..state import snapshot as snapshots
+from ..state.disk import DiskCopy
 
 __all__ = ["FastaiLearner", "is_fastai_learner", "wrap"]
 
@@ -343,14 +344,14 @@ class FastaiLearner:
             self.note = ""
             self._run(cb, lambda: getattr(self.learn, method)(n_epoch, cbs=[*cbs, cb], **kwargs))
 
-    def take_state(self) -> dict | snapshots.DiskCopy:
+    def take_state(self) -> dict | DiskCopy:
         """An exact copy of the weights, fastai's optimizer (None before its first fit), modes, grads and every random
         state: in host memory, or in a temporary folder when memory is short (snapshot="auto", snapshot.py)."""
         fl = self.learn
         device = torch.device(getattr(fl.dls, "device", None) or "cpu")
         return snapshots.take(fl.model, fl.opt, fl.dls.train, device)
 
-    def restore_state(self, saved: dict | snapshots.DiskCopy) -> None:
+    def restore_state(self, saved: dict | DiskCopy) -> None:
         """Put back a copy made by `take_state` (which stays as it was)."""
         fl = self.learn
         if saved["opt"] is None:

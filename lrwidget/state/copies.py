@@ -38,6 +38,11 @@ class Source(Protocol):
         ...
 
 
+def tensor_key(t: torch.Tensor) -> tuple:
+    """The same key for the same tensor reached twice (tied weights): it is counted and written once."""
+    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+
+
 def _to_cpu(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True)
 
