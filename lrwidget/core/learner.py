@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -17,7 +16,7 @@ from ..parallel.rank import Alone
 from ..state import snapshot as snapshots
 from ..state.copies import clone_cpu
 from ..state.disk import DiskCopy
-from . import checkpoint, checks, loop
+from . import checkpoint, checks, loop, range_test
 from .checks import positive, whole
 from .data import DataLoaders, default_device
 from .errors import oom_hint
@@ -29,23 +28,19 @@ from .optim import (
     by_layer_group,
     default_opt_func,
     mom_key,
-    norm_bias_params,
     one_group,
     param_groups,
     set_wd,
 )
 from .optim import freeze_to as _freeze_to
 from .optim import split as split_groups
+from .range_test import MIN_NUM_IT
 from .recorder import Recorder
 from .runners import Call, runner_for
 from .schedules import check_moms, check_one_cycle, lr_per_group, lr_range, one_cycle
-from .suggest import suggest_lrs
 
-__all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "RunGuard", "MSELossFlat", "MIN_NUM_IT"]
-__all__ += ["default_opt_func", "norm_bias_params", "param_groups"]  # where they were before optim.py
+__all__ = ["Learner", "LRFindResult", "MSELossFlat", "MIN_NUM_IT"]
 
-# the smallest num_it whose curve keeps 2 points once the first num_it//10 and the last 5 are dropped
-MIN_NUM_IT = 7
 LR_FIND_RESTORES = "the model, optimizer and random state are as before it"
 
 
@@ -342,33 +337,7 @@ class Learner:
             return res
 
     def _lr_find(self, sig: StopSignal, lrs: np.ndarray, num_it: int, stop_div: bool) -> LRFindResult:
-        rec, best = self.recorder, math.inf
-
-        def check() -> str | None:
-            nonlocal best
-            s = rec.smooth_loss
-            if not math.isfinite(s):
-                return "non-finite loss"
-            best = min(best, s)
-            return "diverged" if stop_div and s > 4 * best else None
-
-        saved = self.take_state()
-        try:
-            n_epoch = math.ceil(num_it / loop.steps_per_epoch(len(self.dls.train), self.accum_steps))
-            per_group = np.repeat(lrs[:, None], len(self.layer_groups), axis=1)
-            said = snapshots.said(saved)
-            loop.train(self, "lr_find", n_epoch, per_group, None, sig, validate=False, check=check, snapshot=said)
-        finally:
-            try:
-                self.restore_state(saved)
-            finally:
-                snapshots.discard(saved)
-        end = self.run.end_reason
-        s = suggest_lrs(rec.lrs, rec.losses, num_it, end)
-        return LRFindResult(
-            rec.lrs, rec.losses, rec.raw_losses, s["lr_min"], s["lr_steep"], s["valley"], s["slide"],
-            s.reasons, s.points, num_it, end,
-        )  # fmt: skip
+        return range_test.run(self, sig, lrs, num_it, stop_div)
 
     # -- exact state copies ----------------------------------------------------------------------------
 
