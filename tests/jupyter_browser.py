@@ -188,8 +188,9 @@ class VoilaServer:
             "--show_tracebacks=True",
             f"--Voila.root_dir={self.root}",
             # Notebook 7's JupyterLab plugin, installed with notebook, fails to load in Voilà and logs an error
-            # (voila-dashboards/voila#1514): a Voilà deployment leaves it out
-            "--VoilaConfiguration.extension_denylist=@jupyter-notebook/lab-extension",
+            # (voila-dashboards/voila#1514), and so does jupytext's (installed with mkdocs-jupyter, the docs extra:
+            # it asks Voilà for @jupyterlab/docmanager, which Voilà does not share): a Voilà deployment leaves them out
+            "--VoilaConfiguration.extension_denylist=['@jupyter-notebook/lab-extension', 'jupyterlab-jupytext']",
         ]
         self.proc = subprocess.Popen(
             cmd,

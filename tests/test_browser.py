@@ -25,8 +25,9 @@ SETUP = [
     "learn = Learner(digits(), nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), metrics=accuracy)\n"
     "w = LRWidget(learn, epochs=2)\nw",
 ]
+pytestmark = pytest.mark.slow  # each test starts a Jupyter server, a kernel and Chromium
 APP_CORE = re.compile(r"/static/(notebook/notebook_core|lab/jlab_core)\.")
-COLORS = {"lr_min": "rgb(255, 127, 14)", "lr_steep": "rgb(214, 39, 40)"}
+COLORS = {"lr_min": "rgb(161, 74, 0)", "lr_steep": "rgb(196, 22, 28)"}  # style.COLORS, light theme
 
 # centre of a marker's handle: the diamond (no arcs, unlike the round suggestion points) of the marker's colour
 JS_HANDLE = """(color) => {
@@ -244,9 +245,9 @@ def test_lab_runs_from_the_same_start_sweep_and_row_click(browser, server, reque
     rows = page.locator(".lrw-runs .lrw-run-row")
     rows.nth(1).wait_for(timeout=30_000)
     assert rows.count() == 2
-    runs_chart = page.locator(".bqplot", has_text="runs: validation loss")
+    runs_chart = page.locator(".bqplot", has_text="runs: loss against epochs")
     page.wait_for_function(
-        """() => [...document.querySelectorAll('.bqplot')].filter(f => f.textContent.includes('runs: validation'))
+        """() => [...document.querySelectorAll('.bqplot')].filter(f => f.textContent.includes('runs: loss'))
              .some(f => [...f.querySelectorAll('path.line')].filter(p => (p.getAttribute('d') || '').length > 20)
              .length >= 4)""",
         timeout=30_000,

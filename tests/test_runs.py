@@ -13,8 +13,9 @@ from test_widget import TIMEOUT, click, make_learn, same, wait_for, weights
 
 from lrwidget import LRWidget
 from lrwidget.core.events import Observer
-from lrwidget.widget.runs import MAX_LOSSES, Run, best_index, outcome, sweep_rates, thin
-from lrwidget.widget.runs_panel import LEGEND_MAX, rate_colors
+from lrwidget.widget.runs import MAX_LOSSES, Run, best_index, outcome, ranked, sweep_rates, thin
+from lrwidget.widget.runs_panel import rate_colors, y_range
+from lrwidget.widget.style import PALETTE, mix
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -47,8 +48,17 @@ def fake_run(i: int, valid: float, **kw) -> Run:
     values = [[valid + 0.5, valid + 0.1, 0.8], [valid + 0.3, valid, 0.9]]
     d = dict(lr_min=1e-4 * (i + 1), lr_steep=1e-3 * (i + 1), epochs=2, code=f"run {i}", metric_names=names)
     d.update(values=values, losses=[1.0, 0.8, 0.6, 0.5], end_reason="completed", seconds=1.5, from_start=True)
-    d.update(batches=[0, 1, 2, 3], n_iter=2, iters=[2, 4])
+    d.update(batches=[0, 1, 2, 3], n_iter=2, iters=[2, 4], start="start 1")
     return Run(**{**d, **kw})
+
+
+def cells(panel) -> list:
+    """The table's cells, row by row (the header first)."""
+    return [c for row in panel.grid.children for c in row.children]
+
+
+def cell_texts(panel) -> str:
+    return " ".join(str(getattr(c, "value", "")) for c in cells(panel))
 
 
 # -- the pure parts ----------------------------------------------------------------------------------------------
@@ -81,7 +91,7 @@ def test_best_is_the_lowest_validation_loss_and_ignores_runs_without_one():
 
 def test_rate_colors_run_green_to_red_and_grey_for_no_outcome():
     c = rate_colors([0.5, 0.1, math.nan, 0.3])
-    assert c[1] == "#1a9850" and c[0] == "#8e0152" and c[2] == "#7f7f7f" and c[3] not in c[:3]
+    assert c[1] == mix(0.0) == "#218331" and c[0] == mix(1.0) == "#da2c3a" and c[2] == PALETTE[7] and c[3] not in c[:3]
 
 
 def test_a_run_round_trips_through_json_with_non_finite_values():
@@ -148,7 +158,7 @@ def test_from_start_gives_identical_runs_at_the_same_rates_and_other_runs_at_oth
     fit(w)  # continues nothing: the start is taken at this first Fit
     fit(w)  # goes on from the first
     w.from_start = True
-    assert w.from_start_box.value, "the checkbox shows the traitlet"
+    assert w.controls.from_start_box.value, "the checkbox shows the traitlet"
     fit(w)
     after_third = weights(learn)
     fit(w)
@@ -198,7 +208,7 @@ def test_mark_start_and_reset_are_refused_while_a_run_holds_the_learner(w, learn
 
 def test_the_start_is_one_host_copy_of_the_state(w, learn):
     fit(w)
-    s = w._start_state
+    s = w.start.state
     n_params = sum(p.numel() for p in learn.model.parameters())
     saved = sum(t.numel() for t in s["model"].values())
     assert saved == n_params and all(t.device.type == "cpu" for t in s["model"].values())
@@ -221,7 +231,9 @@ def test_a_sweep_of_three_rates_makes_three_runs_from_the_start_and_ends_there(w
     fresh.fit_one_cycle(1, lr_max=slice(runs[1].lr_min, runs[1].lr_steep))
     assert runs[1].values == fresh.recorder.values, "each rate trains from the very start, as a fresh learner"
     best = best_index(runs)
-    assert f"best by validation loss: run #{best}, lr {runs[best].lr_steep:.4g}" in w.status
+    assert ranked(runs) == ([0, 1, 2], best, "the 1-epoch runs from start 1")
+    said = f"best of the 1-epoch runs from start 1 by validation loss: run #{best}, lr {runs[best].lr_steep:.4g}"
+    assert said in w.status
     assert "sweep done: 3 rates" in w.status and "back at the start" in w.status
     click(w.runs_panel.rows[best])
     assert (w.lr_min, w.lr_steep) == (runs[best].lr_min, runs[best].lr_steep)
@@ -275,12 +287,13 @@ def test_a_sweep_refuses_rates_that_are_not_positive_finite_numbers(w, bad):
 
 def test_the_panel_shows_a_line_and_a_row_per_run_and_marks_the_best(w, learn):
     assert w.runs_panel.children == (w.runs_panel.title,) and not w.runs_panel.title.value, "nothing before a run"
+    w.from_start = True
     fit(w)
     first_row = w.runs_panel.rows[0]
     w.lr_steep = 3e-2
     fit(w)
     p = w.runs_panel
-    assert p.rows[0] is first_row and first_row in p.grid.children, "a new run adds its row; the others stay"
+    assert p.rows[0] is first_row and first_row in cells(p), "a new run adds its row; the others stay"
     assert (
         p.chart.figure in p.children
         and p.grid in p.children
@@ -288,12 +301,14 @@ def test_the_panel_shows_a_line_and_a_row_per_run_and_marks_the_best(w, learn):
         and p.rows[1].description == "slice(0.001, 0.03)"
     )
     assert p.chart.valid.labels == ["#0 slice(0.001, 0.01)", "#1 slice(0.001, 0.03)"]
-    assert np.asarray(p.chart.valid.y).shape[0] == 2 and p.chart.valid.display_legend
+    assert np.asarray(p.chart.valid.y).shape[0] == 2 and not p.chart.valid.display_legend, "the table is the legend"
     best = best_index(w.runs)
-    texts = [c.value for c in p.grid.children if hasattr(c, "value") and "best" in str(c.value)]
-    assert len(texts) == 1 and str(best) in p.title.value
+    texts = [c.value for c in cells(p) if "best" in str(getattr(c, "value", ""))]
+    assert len(texts) == 1 and f"best of the 1-epoch runs from start 1: #{best} " in p.title.value
+    assert [c.value for c in cells(p) if ">#1<" in str(getattr(c, "value", ""))], "a column of run numbers"
+    assert cell_texts(p).count("start 1") == 2, "both began at the start"
     rates = w.chart_view.rates
-    assert list(rates.x) == pytest.approx([1e-2, 3e-2]) and rates.colors[best] == "#1a9850"
+    assert list(rates.x) == pytest.approx([1e-2, 3e-2]) and rates.colors[best] == mix(0.0)
     w.lr_min, w.lr_steep = 5e-4, 5e-4
     click(p.rows[0])
     assert (w.lr_min, w.lr_steep) == (1e-3, 1e-2) and "markers at run #0" in w.status
@@ -307,10 +322,10 @@ def test_the_panel_stays_readable_with_twenty_runs(w, tmp_path):
     w.load_history(path)
     p = w.runs_panel
     assert len(p.rows) == 20 and len(set(p.chart.valid.colors)) == 20
-    assert not p.chart.valid.display_legend and 20 > LEGEND_MAX, "the table's swatches are the legend"
+    assert not p.chart.valid.display_legend, "the table's swatches and numbers are the legend"
     assert p.grid.layout.max_height and p.grid.layout.overflow == "auto", "the table scrolls"
     assert np.asarray(p.chart.train.x).shape == (20, 4)
-    assert sum("best" in str(getattr(c, "value", "")) for c in p.grid.children) == 1
+    assert sum("best" in str(getattr(c, "value", "")) for c in cells(p)) == 1
     assert p.rows[0].description == "slice(0.0001, 0.001)"
     lo, hi = p.chart.sy.min, p.chart.sy.max
     assert lo <= 0.1 and hi >= 0.29 + 0.5
@@ -339,7 +354,8 @@ def test_history_round_trip_and_loaded_runs_are_marked(w, learn, tmp_path):
         )
         assert a.from_start == b.from_start and a.end_reason == b.end_reason
     assert w2.result == w.finds[0], "a widget with no curve of its own shows the loaded one"
-    assert "(loaded)" in " ".join(str(getattr(c, "value", "")) for c in w2.runs_panel.grid.children)
+    assert "(loaded)" in cell_texts(w2.runs_panel)
+    assert w2.runs[1].start == "start 1 of h.json", "another kernel's start: comparable with its own file's runs"
 
 
 @pytest.mark.parametrize(
@@ -398,3 +414,82 @@ def test_fits_from_a_marked_start_begin_there_and_the_sweep_takes_the_start_when
     assert not fresh.from_start and fresh.sweep(lrs=[1e-2], epochs=1)
     fresh.wait(TIMEOUT)
     assert fresh.has_start and same(weights(fresh.learn), before) and fresh.runs[0].from_start
+
+
+# -- one best, a readable chart whatever the runs (issue #23) ------------------------------------------------------
+
+
+def test_best_is_ranked_among_runs_of_the_same_length_from_the_same_start():
+    long_fit = fake_run(0, 0.05, epochs=3)  # the lowest loss, but 3 epochs: not a rival of 2-epoch runs
+    runs = [long_fit, fake_run(1, 0.3), fake_run(2, 0.2), fake_run(3, 0.5)]
+    assert ranked(runs) == ([1, 2, 3], 2, "the 2-epoch runs from start 1")
+    went_on = fake_run(4, 0.01, start="")  # it went on from the weights the last run left: compared with nothing
+    assert ranked([*runs, went_on]) == ([1, 2, 3], 2, "the 2-epoch runs from start 1")
+    other_start = fake_run(5, 0.01, start="start 2")  # one run of its kind: the group before keeps the best
+    assert ranked([*runs, other_start])[1] == 2
+    assert ranked([*runs, other_start, fake_run(6, 0.02, start="start 2")]) == (
+        [4, 5],
+        4,
+        "the 2-epoch runs from start 2",
+    )
+    assert ranked([long_fit]) == ([], None, ""), "no best among one"
+
+
+def diverged_run(i: int) -> Run:
+    return fake_run(i, 12.0, values=[[9.0, 11.0, 0.1], [14.0, 12.0, 0.1]], losses=[1.0, 5.0, 11.0, 15.0])
+
+
+def test_a_diverged_run_is_marked_and_leaves_the_loss_axis_to_the_others(w, tmp_path):
+    runs = [fake_run(0, 0.3), fake_run(1, 0.2), diverged_run(2), fake_run(3, 0.4)]
+    assert [r.diverged for r in runs] == [False, False, True, False], "it ended above where it began"
+    lo, hi = y_range(runs)
+    assert 0.4 + 0.1 <= hi < 2.0, "the axis fits the runs that did not diverge (their losses reach 1.0)"
+    assert ranked(runs)[1] == 1, "a diverged run is never the best"
+    path = tmp_path / "runs.json"
+    other = LRWidget(make_learn())
+    other.runs = runs
+    other.save_history(path)
+    w.load_history(path)
+    chart = w.runs_panel.chart
+    assert chart.sy.max == pytest.approx(hi) and chart.off.names.tolist() == ["#2"], "an arrow at the top, numbered"
+    assert chart.off.x[0] <= 1.0 and chart.off.colors == [PALETTE[2]], "where it leaves the axis, in its colour"
+    assert "diverged" in cell_texts(w.runs_panel)
+    assert "(diverged)" in w.chart_view.rates.names[2], "the map of rates says so too"
+
+
+def test_one_epoch_runs_are_drawn_whole_and_ticks_never_repeat(w, learn):
+    w.from_start = True
+    assert w.sweep(lrs=[1e-3, 1e-2], epochs=1)
+    w.wait(TIMEOUT)
+    chart = w.runs_panel.chart
+    assert chart.sx.min == 0 and chart.sx.max > 1.0, "the validation point at epoch 1 is not cut in half"
+    assert np.asarray(chart.train.x).shape[1] > 2, "the training loss per batch, a line for a 1-epoch run"
+    assert len(chart.points.x) == 2 and set(chart.points.x) == {1.0}
+    for axis in (
+        chart.x_axis,
+        chart.y_axis,
+        w.chart_view.x_axis,
+        w.chart_view.y_axis,
+        w.loss_chart.x_axis,
+        w.loss_chart.y_axis,
+        w.training.sched_chart.x_axis,
+        w.training.sched_chart.lr_axis,
+        w.training.sched_chart.mom_axis,
+    ):
+        ticks = axis.axis.tick_values.tolist()
+        assert len(ticks) >= 2 and len({format(t, ".6g") for t in ticks}) == len(ticks), ticks
+        assert axis.axis.tick_format in ("~g", "~e")
+        if axis.whole:
+            assert all(t == int(t) for t in ticks), f"whole batches: {ticks}"
+
+
+def test_the_status_the_title_and_the_star_name_one_best_after_a_sweep_that_follows_a_longer_fit(w, learn):
+    w.from_start = True
+    fit(w, 3)
+    assert w.sweep(lrs=[1e-3, 1e-2, 1e-1], epochs=1)
+    w.wait(TIMEOUT)
+    members, best, what = ranked(w.runs)
+    assert members == [1, 2, 3] and what == "the 1-epoch runs from start 1"
+    assert f"run #{best}," in w.status and f"best of {what}: #{best} " in w.runs_panel.title.value
+    starred = [i for i, row in enumerate(w.runs_panel.grid.children[1:]) if "best" in row.children[-1].value]
+    assert starred == [best]

@@ -32,7 +32,7 @@ class StandInOutput:
 @pytest.fixture
 def colab(monkeypatch):
     """Make this process look like a Colab kernel to lrwidget, as a kernel that has not yet shown a widget."""
-    monkeypatch.setattr(colab_manager, "_colab_tried", None)
+    monkeypatch.setattr(colab_manager, "colab_tried", None)
 
     def install(output: StandInOutput) -> StandInOutput:
         google, colab = types.ModuleType("google"), types.ModuleType("google.colab")
@@ -81,13 +81,13 @@ def test_another_colab_module_is_enabled_again(colab):
 
 
 def test_no_colab_no_call(monkeypatch):
-    monkeypatch.setattr(colab_manager, "_colab_tried", None)
+    monkeypatch.setattr(colab_manager, "colab_tried", None)
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         shown(widget())
     assert not [w for w in caught if "Colab" in str(w.message)]
-    assert "google.colab" not in sys.modules and colab_manager._colab_tried is None
+    assert "google.colab" not in sys.modules and colab_manager.colab_tried is None
 
 
 def test_colab_failure_warns_once_and_the_widget_works(colab):

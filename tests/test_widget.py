@@ -20,6 +20,7 @@ from lrwidget import Learner, LRWidget, accuracy
 from lrwidget.core.events import Observer
 from lrwidget.data import digits
 from lrwidget.widget.layout import widget_tree
+from lrwidget.widget.style import CSS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
@@ -143,7 +144,7 @@ def found(w) -> LRWidget:
 
 
 def test_is_a_displayable_vbox_with_the_public_surface(w):
-    assert isinstance(w, W.VBox) and w.chart in w.children
+    assert isinstance(w, W.VBox) and w.chart in widget_tree(w)
     assert isinstance(w.chart, bq.Figure)
     assert all(isinstance(b, W.Button) for b in (w.find_button, w.fit_button, w.stop_button))
     assert (w.lr_min, w.lr_steep, w.epochs, w.busy) == (1e-4, 1e-2, 1, False)
@@ -161,7 +162,7 @@ def test_drag_each_marker_sets_its_traitlet(w):
     drag(w, "lr_min", 3.3e-4)
     drag(w, "lr_steep", 0.0456789, update_first=False)
     assert (w.lr_min, w.lr_steep) == (3.3e-4, 0.0456789)
-    assert w.texts["lr_min"].value == "0.00033" and w.texts["lr_steep"].value == "0.0456789"
+    assert w.markers.texts["lr_min"].value == "0.00033" and w.markers.texts["lr_steep"].value == "0.0456789"
     assert markers["lr_steep"].line.x.tolist() == [0.0456789, 0.0456789]
     assert "0.0457" in markers["lr_steep"].label.text[0]
 
@@ -179,12 +180,12 @@ def test_setting_traitlets_moves_markers_lines_labels_and_fields(w):
     for name, v in (("lr_min", 2e-3), ("lr_steep", 5e-2)):
         mk = w.chart_view.markers[name]
         assert mk.handle.x.tolist() == [v] and mk.line.x.tolist() == [v, v]
-        assert f"{v:.3g}" in mk.label.text[0] and float(w.texts[name].value) == v
+        assert f"{v:.3g}" in mk.label.text[0] and float(w.markers.texts[name].value) == v
 
 
 def test_typed_values_set_the_traitlets(w):
-    type_text(w.texts["lr_steep"], "3e-2")
-    type_text(w.texts["lr_min"], " 0.002 ")
+    type_text(w.markers.texts["lr_steep"], "3e-2")
+    type_text(w.markers.texts["lr_min"], " 0.002 ")
     assert (w.lr_min, w.lr_steep) == (0.002, 0.03)
     assert w.markers["lr_min"].x.tolist() == [0.002]
 
@@ -192,9 +193,9 @@ def test_typed_values_set_the_traitlets(w):
 @pytest.mark.parametrize("bad", ["abc", "-1", "0", "nan", "inf", "", "1e-3x"])
 def test_refused_typed_text_keeps_the_old_value_and_says_so(w, bad):
     w.lr_min = 2e-4
-    type_text(w.texts["lr_min"], bad)
+    type_text(w.markers.texts["lr_min"], bad)
     assert w.lr_min == 2e-4
-    assert w.texts["lr_min"].value == "0.0002", "the field shows the kept value again"
+    assert w.markers.texts["lr_min"].value == "0.0002", "the field shows the kept value again"
     assert "refused" in w.status and repr(bad) in w.status and "positive finite" in w.status
 
 
@@ -228,16 +229,16 @@ def test_a_bool_text_or_several_numbers_is_not_a_learning_rate(w, bad):
 def test_epochs_beyond_the_fields_range_are_refused(w, bad):
     with pytest.raises(traitlets.TraitError, match=r"epochs must be a whole number from 1 to 1,000,000"):
         w.epochs = bad
-    assert w.epochs == 1 and w.epochs_box.value == 1
+    assert w.epochs == 1 and w.controls.epochs_box.value == 1
     w.epochs = 1_000_000
-    assert w.epochs_box.value == 1_000_000
+    assert w.controls.epochs_box.value == 1_000_000
 
 
 def test_dragging_past_the_other_marker_pushes_it(w):
     drag(w, "lr_min", 0.05)
     assert w.lr_min == w.lr_steep == 0.05
     assert "lr_steep pushed up" in w.status
-    assert w.markers["lr_steep"].x.tolist() == [0.05] and w.texts["lr_steep"].value == "0.05"
+    assert w.markers["lr_steep"].x.tolist() == [0.05] and w.markers.texts["lr_steep"].value == "0.05"
     drag(w, "lr_steep", 1e-5)
     assert w.lr_min == w.lr_steep == 1e-5
     assert "lr_min pushed down" in w.status
@@ -290,16 +291,16 @@ def test_find_passes_suggest_funcs_and_writes_them_by_name(w, learn):
 
 
 def test_find_options_are_passed_and_shown_in_code(w, learn):
-    type_text(w.start_text, "1e-5")
+    type_text(w.controls.start_text, "1e-5")
     assert w.find(num_it=50, end_lr=1)
     w.wait(TIMEOUT)
     assert w.code == "learn.lr_find(start_lr=1e-05, end_lr=1, num_it=50)"
     assert learn.recorder.lr_find_result.lrs[0] == pytest.approx(1e-5)
-    assert w.steps_box.value == 50 and w.end_text.value == "1"
+    assert w.controls.steps_box.value == 50 and w.controls.end_text.value == "1"
 
 
 def test_find_with_refused_start_does_not_run(w):
-    type_text(w.start_text, "abc")
+    type_text(w.controls.start_text, "abc")
     assert not w.find()
     assert not w.busy and w.learn.run is None and "refused start_lr" in w.status
 
@@ -308,7 +309,9 @@ def test_a_reversed_range_from_code_fails_in_the_widget_and_leaves_the_fields(w)
     assert w.find(start_lr=1.0, end_lr=0.1)
     with pytest.raises(ValueError, match="start_lr must be below end_lr"):
         w.wait(TIMEOUT)
-    assert (w.start_text.value, w.end_text.value) == ("1e-07", "10"), "the next click runs the fields' range"
+    assert (w.controls.start_text.value, w.controls.end_text.value) == ("1e-07", "10"), (
+        "the next click runs the fields' range"
+    )
     assert w.find()
     w.wait(TIMEOUT)
     assert w.result.end_reason in ("completed", "diverged")
@@ -373,12 +376,14 @@ def test_clicking_a_suggestion_snaps_the_nearest_marker(found):
 
 def test_snap_menu_moves_a_marker_to_a_suggestion(found):
     res = found.result
-    labels = [label for label, _ in found.snap_menu.options]
-    idx = [i for i, (_, val) in enumerate(found.snap_menu.options) if val == ("lr_steep", "slide")][0]
+    labels = [label for label, _ in found.markers.snap_menu.options]
+    idx = [i for i, (_, val) in enumerate(found.markers.snap_menu.options) if val == ("lr_steep", "slide")][0]
     found.lr_min = found.lr_steep = 1e-6
-    update(found.snap_menu, index=idx)
+    update(found.markers.snap_menu, index=idx)
     assert found.lr_steep == res.slide and found.lr_min == 1e-6
-    assert found.snap_menu.index == 0 and "snapped" in found.status and "slide" in labels[idx]  # the prompt again
+    assert (
+        found.markers.snap_menu.index == 0 and "snapped" in found.status and "slide" in labels[idx]
+    )  # the prompt again
     with pytest.raises(ValueError):
         found.snap("lr_min", "nonsense")
 
@@ -509,26 +514,32 @@ def test_live_charts_and_epoch_table_after_a_fit(found, learn):
     assert n == 3 * len(learn.dls.train)
     assert np.array_equal(found.loss_chart.train.x, np.arange(n)) and len(found.loss_chart.train.y) == n
     assert np.array_equal(found.loss_chart.valid.y, [v[1] for v in rec.values]) and len(found.loss_chart.valid.x) == 3
-    assert np.array_equal(found.sched_chart.lr.y, rec.lrs) and len(found.sched_chart.mom.y) == n
+    assert np.array_equal(found.training.sched_chart.lr.y, rec.lrs) and len(found.training.sched_chart.mom.y) == n
+    sched = found.training.sched_chart
+    assert len(sched.lr_plan.y) == n and sched.lr_plan.y[-1] == pytest.approx(rec.lrs[-1]), "the planned cycle, whole"
+    assert np.allclose(sched.lr_plan.y, rec.lrs) and np.allclose(sched.mom_plan.y, rec.moms), "as it then ran"
     table = found.table_html.value
     assert table.count("<tr>") == 1 + 3
     assert all(f">{c}</th>" in table for c in rec.metric_names)
     assert found.progress.value == n == found.progress.max and "elapsed" in found.progress_label.value
-    assert found.train_box.layout.display == ""
-    table, charts = found.train_box.children
-    assert table is found.table_html and charts.children == (found.loss_chart.figure, found.sched_chart.figure)
+    assert found.training.train_box.layout.display == ""
+    charts, box = found.training.train_box.children
+    assert box.children == (found.table_html,) and charts.children[:2] == (found.loss_chart.figure, sched.figure)
     assert np.array_equal(found.chart_view.smooth.x, curve_x), "the lr_find chart keeps the lr_find curve"
 
 
 def test_the_training_charts_are_not_drawn_while_hidden(w):
     """bqplot draws a figure in a display:none box at zero width and logs SVG errors (negative widths)."""
-    figures = (w.loss_chart.figure, w.sched_chart.figure)
-    assert w.train_box.layout.display == "none" and w.train_box.children == (w.table_html,)
+    figures = (w.loss_chart.figure, w.training.sched_chart.figure)
+    box = w.training.train_box
+    assert box.layout.display == "none" and box.children == (w.training.table_box,)
     assert not any(f in widget_tree(w) for f in figures), "no chart is in the widget's tree while hidden"
+    assert w.runs_panel.layout.display == "none" and w.runs_panel.chart.figure not in widget_tree(w)
     assert w.fit(1)
     w.wait(TIMEOUT)
-    assert w.train_box.layout.display == "" and w.train_box.children[0] is w.table_html
-    assert len(w.train_box.children) == 2 and w.train_box.children[1].children == figures
+    assert box.layout.display == "" and box.children[1] is w.training.table_box
+    assert len(box.children) == 2 and box.children[0].children[:2] == figures
+    assert w.runs_panel.layout.display == "" and w.runs_panel.chart.figure in widget_tree(w)
 
 
 def test_a_second_widget_or_a_cell_cannot_run_on_a_busy_learner(w, learn):
@@ -580,10 +591,10 @@ def test_redraws_are_throttled_and_long_arrays_downsampled():
     elapsed = time.monotonic() - t
     n = learn.recorder.n_batches
     assert n > 1000
-    assert 2 <= w._redraws <= elapsed * 10 + 3 < n / 2
+    assert 2 <= w.live.redraws <= elapsed * 10 + 3 < n / 2
     x = w.loss_chart.train.x
     assert len(x) == 1000 and x[0] == 0 and x[-1] == n - 1
-    assert len(w.sched_chart.lr.x) == 1000
+    assert len(w.training.sched_chart.lr.x) == 1000
 
 
 # -- errors ------------------------------------------------------------------------------------------------
@@ -611,7 +622,7 @@ def test_an_error_in_the_loss_reaches_status_and_wait():
         w.wait(TIMEOUT)
     assert again.value is err.value, "the worker's own exception, not a copy"
     assert w.status.startswith("error") and "Boom" in w.status and "the loss blew up" in w.status
-    assert w.error_box.layout.display == "" and "the loss blew up" in w.error_html.value
+    assert w.error_box.layout.display == "" and "the loss blew up" in w.messages.error_html.value
     assert "bad_loss" in w.traceback_html.value and "Traceback" in w.traceback_html.value
     assert not w.busy and not w.fit_button.disabled and learn.observers == [], "the widget's observer is removed"
     with pytest.raises(Boom):
@@ -761,7 +772,7 @@ def test_worker_updates_and_kernel_handlers_never_interleave(w, learn):
     while time.monotonic() < end:
         i += 1
         drag(w, "lr_min", 1e-5 * (1 + i % 7))
-        type_text(w.texts["lr_steep"], f"{1e-3 * (1 + i % 5):g}")
+        type_text(w.markers.texts["lr_steep"], f"{1e-3 * (1 + i % 5):g}")
     w.stop()
     w.wait(TIMEOUT)
     assert calls["worker"] >= 5 and calls["kernel"] >= 20, calls
@@ -778,33 +789,33 @@ def test_an_out_of_memory_error_shows_its_type_message_and_hint(learn):
     with pytest.raises(torch.OutOfMemoryError, match="Tried to allocate"):
         w.wait(TIMEOUT)
     assert w.status.startswith("error") and "OutOfMemoryError" in w.status and "Tried to allocate 2.00 GiB" in w.status
-    assert "smaller batch size" in w.status and "mixed_precision" in w.error_html.value
+    assert "smaller batch size" in w.status and "mixed_precision" in w.messages.error_html.value
     learn.loss_func = nn.CrossEntropyLoss()
 
 
 # -- seen in a browser: a long epoch table, an empty snap menu, the marker labels over each other ------------
 
 
-def test_the_epoch_table_scrolls_in_a_box_of_about_ten_rows_kept_at_the_newest():
-    from lrwidget.widget.layout import epoch_table
+def test_the_epoch_table_scrolls_in_a_box_of_about_ten_rows_that_stays_as_rows_are_added(w):
+    from lrwidget.widget.training import ROW_PX, epoch_table
 
     names = ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
     table = epoch_table(names, [[1.0 / (i + 1), 0.5, 0.9] for i in range(30)], [1.0] * 30)
-    box = re.match(r"<div [^>]*style='([^']*)'>", table).group(1)
-    assert "overflow-y:auto" in box and "display:flex" in box
-    assert "flex-direction:column-reverse" in box, "a column-reverse box keeps its scroll at the end: the newest row"
-    row = int(re.search(r"<table [^>]*line-height:(\d+)px", table).group(1)) + 4  # and its cells' 2px padding
-    assert 9 <= int(re.search(r"max-height:(\d+)px", box).group(1)) / row <= 12, "about 10 rows and the header"
     assert table.count("<tr>") == 1 + 30 and all(f">{c}</th>" in table for c in names)
     assert re.findall(r"<tr><td[^>]*>(\d+)</td>", table) == [str(i) for i in range(30)], "the newest row is last"
     assert table.count("position:sticky;top:0") == len(names), "the header stays in view as the rows scroll"
-    assert table.endswith("</table></div>")
+    # the box that scrolls is a widget of its own, not part of the table's HTML: redrawing the table keeps where the
+    # user scrolled it (a column-reverse box sits at the newest row, unless scrolled up)
+    box = w.training.table_box
+    assert box.children == (w.table_html,) and "lrwidget-epochs" in box._dom_classes
+    assert 9 <= int(box.layout.max_height.removesuffix("px")) / ROW_PX <= 12, "about 10 rows and the header"
+    assert "flex-direction: column-reverse" in CSS and ".lrwidget-epochs" in CSS
 
 
 def test_the_snap_menu_shows_its_prompt_and_is_off_until_there_are_suggestions(w, learn):
-    from lrwidget.widget.layout import SNAP_PROMPT
+    from lrwidget.widget.markers import SNAP_PROMPT
 
-    menu = w.snap_menu
+    menu = w.markers.snap_menu
     assert menu.disabled and menu.label == SNAP_PROMPT and menu.value == SNAP_PROMPT
     assert menu.get_state()["index"] == 0, "the browser is told to show the prompt (no index: an empty box)"
     assert w.find()
@@ -821,16 +832,32 @@ def test_the_snap_menu_shows_its_prompt_and_is_off_until_there_are_suggestions(w
     assert menu.disabled and menu.label == SNAP_PROMPT and len(menu.options) == 1
 
 
-def test_the_two_markers_labels_sit_on_opposite_sides_of_their_lines(found):
+def test_a_markers_label_lies_toward_the_middle_and_says_when_it_is_beyond_the_chart(found):
     labels = {n: m.label for n, m in found.chart_view.markers.items()}
-    found.lr_min, found.lr_steep = 0.012, 0.0158  # close, as in the quick start
-    assert (labels["lr_min"].align, labels["lr_steep"].align) == ("end", "start"), "lr_min's left, lr_steep's right"
-    assert labels["lr_min"].x_offset < 0 < labels["lr_steep"].x_offset
-    assert labels["lr_min"].y[0] != labels["lr_steep"].y[0], "at different heights, as before"
-    lo, _ = found.chart_view.lr_range
-    found.lr_min = lo * 1.01  # at the axis' left end lr_min's label turns right rather than be cut off
-    assert labels["lr_min"].align == "start" and labels["lr_min"].x_offset > 0
-    found.lr_min = 0.012
-    assert labels["lr_min"].align == "end" and "lr_min 0.012" == labels["lr_min"].text[0]
-    with pytest.raises(ValueError, match="side"):
-        found.chart_view.add_marker("other", "#000", side="top")
+    lo, hi = found.chart_view.lr_range
+    found.lr_min, found.lr_steep = lo * 1.01, hi / 1.01  # at both ends: neither label runs off the chart
+    assert (labels["lr_min"].align, labels["lr_steep"].align) == ("start", "end"), "lr_min's right, lr_steep's left"
+    assert labels["lr_min"].x_offset > 0 > labels["lr_steep"].x_offset
+    assert labels["lr_min"].y[0] != labels["lr_steep"].y[0], "at different heights: two labels never cover each other"
+    found.lr_steep = 100.0  # beyond the chart: drawn at its end, its label says the value and points off the chart
+    m = found.chart_view.markers["lr_steep"]
+    assert m.handle.x.tolist() == [hi] and m.line.x.tolist() == [hi, hi]
+    assert labels["lr_steep"].text[0] == "lr_steep 100 →" and labels["lr_steep"].align == "end"
+    assert f"lr_steep is beyond the chart's right end ({hi:.3g})" in found.status
+    found.lr_min = lo / 100
+    assert labels["lr_min"].text[0] == f"← lr_min {lo / 100:.3g}" and labels["lr_min"].align == "start"
+    assert found.markers["lr_steep"].tooltip is None, "no tooltip: it showed the value where a drag began"
+
+
+def test_the_status_says_the_markers_as_they_are_now(found):
+    drag(found, "lr_steep", 0.05)
+    assert found.status.startswith("markers at lr_min=") and "lr_steep=0.05" in found.status
+    type_text(found.markers.texts["lr_min"], "0.002")
+    assert "markers at lr_min=0.002, lr_steep=0.05" in found.status, "a typed value: no stale 'markers at' left"
+    found.lr_min, found.lr_steep = 0.5, 100.0  # the first pushes lr_steep up to 0.5, the second moves it on
+    assert "pushed" not in found.status and "lr_steep=100" in found.status, "no stale push note"
+    found.lr_min, found.lr_steep = 1e-3, 1e-3
+    found.lr_min = 2e-3
+    assert "lr_steep pushed up to 0.002 with lr_min" in found.status, "a push is said while it holds"
+    found.snap("lr_min", "valley")
+    assert found.status.startswith("lr_min snapped to valley") and "lr_min is lr_find's valley" in found.status

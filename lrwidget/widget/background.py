@@ -1,4 +1,7 @@
-"""A widget's run in a background thread: start, Stop, interrupts, wait (with the worker's error), and the exit."""
+"""A widget's run in a background thread: start, Stop, interrupts, wait (with the run's error), and the exit.
+
+("Background", not "worker": in lrwidget a worker is one of the N processes of lrwidget/parallel.)
+"""
 
 from __future__ import annotations
 
@@ -14,10 +17,10 @@ from ..core.guard import StopSignal
 
 EXIT_TIMEOUT = 60.0  # seconds a run left going at exit gets to reach its next batch boundary
 
-_live: weakref.WeakSet[Worker] = weakref.WeakSet()
+_live: weakref.WeakSet[Background] = weakref.WeakSet()
 
 
-class Worker:
+class Background:
     """Runs one call at a time in a daemon thread, holding the learner reserved for it; the end is its own event."""
 
     def __init__(self) -> None:
@@ -103,7 +106,7 @@ class Worker:
 def _stop_all() -> None:
     """At the interpreter's exit, stop the runs still going and join their threads."""
     live = list(_live)  # a daemon thread left inside torch aborts the process: "terminate called without..."
-    for w in live:
-        w.stop()
-    for w in live:
-        w.join(EXIT_TIMEOUT)
+    for b in live:
+        b.stop()
+    for b in live:
+        b.join(EXIT_TIMEOUT)

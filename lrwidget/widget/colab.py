@@ -6,17 +6,17 @@ import sys
 import warnings
 from typing import Any
 
-_colab_tried: Any = None  # the google.colab module it was tried for: once per kernel, the manager stays on
+colab_tried: Any = None  # the google.colab module it was tried for: once per kernel, the manager stays on
 
 
 def enable_colab_widgets() -> None:
     """In Colab, turn on its custom widget manager (bqplot is a third-party widget), once; elsewhere do nothing."""
-    global _colab_tried
+    global colab_tried
     # Colab's kernel has imported google.colab before any cell runs; anywhere else it is not ours to import
     colab = sys.modules.get("google.colab")
-    if colab is None or colab is _colab_tried:
+    if colab is None or colab is colab_tried:
         return
-    _colab_tried = colab
+    colab_tried = colab
     try:
         from google.colab import output
 

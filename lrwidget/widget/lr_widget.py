@@ -1,80 +1,56 @@
-"""LRWidget: the lr_find chart with draggable lr_min/lr_steep markers, bound to Find LR and Fit one cycle buttons."""
+"""LRWidget: the lr_find chart with draggable lr_min/lr_steep markers, bound to Find LR and Fit one cycle buttons.
+
+It is made of parts, each with its own small interface: the markers (markers.py), the buttons and fields
+(controls.py), the messages (messages.py), the live training view (training.py), the runs and lr_find results
+(history.py) with their same start (start.py), and the background runner (background.py); layout.py arranges them.
+"""
 
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
-import time
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ..core.checks import is_real, whole
-from ..core.events import Observer
+import ipywidgets as W
+import traitlets as T
+
+from ..core import schedules
+from ..core.checks import whole
 from ..core.find_result import LRFindResult
 from ..core.interface import Driven
 from ..integrations import fastai_adapter
-from .background import Worker
-from .comparing import Comparing
-from .layout import epoch_table, fmt_time, parse_lr, ui, widget_tree
-from .runs import sweep_rates
+from . import calls, charts, reports
+from .background import Background
+from .colab import enable_colab_widgets
+from .controls import MAX_EPOCHS, Controls
+from .formats import parse_lr
+from .history import History
+from .layout import arrange, ui, widget_tree
+from .markers import DEFAULT_LRS, LearningRate, Markers
+from .messages import Messages
+from .reports import EARLY_ENDS
+from .runs import Run
+from .start import Start
+from .training import LiveUpdates, TrainingView
 
 __all__ = ["LRWidget"]
 
-REDRAW_INTERVAL = 0.1  # seconds: at most ~10 redraws a second
-REDRAW_COST_RATIO = 40  # and at most ~1/40 of the training thread's time spent redrawing
-FIND_ORDER = ("start_lr", "end_lr", "num_it", "stop_div")
-EARLY_ENDS = ("stopped", "interrupted")
 
-
-def _plain(v: Any) -> Any:
-    """numpy scalars as Python numbers, so that their repr is plain Python."""
-    if isinstance(v, (bool, str)) or v is None:
-        return v
-    if isinstance(v, numbers.Integral):
-        return int(v)
-    if isinstance(v, numbers.Real):
-        return float(v)
-    return v
-
-
-def _code(v: Any) -> str:
-    """A value as written in code: its repr, functions by name (suggest_funcs=(valley, slide))."""
-    if callable(v):
-        f = getattr(v, "func", v)
-        return getattr(f, "__name__", repr(v))
-    if isinstance(v, tuple):
-        return f"({', '.join(map(_code, v))}{',' if len(v) == 1 else ''})"
-    if isinstance(v, list):
-        return f"[{', '.join(map(_code, v))}]"
-    return repr(v)
-
-
-class _Watcher(Observer):
-    """Passes one run's events to the widget, redrawing at most every REDRAW_INTERVAL seconds (and at the end)."""
-
-    def __init__(self, widget: LRWidget):
-        self.widget, self.next = widget, 0.0
-
-    def fit_start(self, learn: Driven) -> None:
-        self.widget._on_run_start(learn)
-        self.next = time.monotonic() + REDRAW_INTERVAL
-
-    def batch_end(self, learn: Driven) -> None:
-        t = time.monotonic()
-        if t >= self.next:
-            self.widget._redraw(learn)
-            done = time.monotonic()
-            self.next = done + max(REDRAW_INTERVAL, (done - t) * REDRAW_COST_RATIO)
-
-    def fit_end(self, learn: Driven, error: BaseException | None) -> None:
-        self.widget._redraw(learn, final=True)
-
-
-class LRWidget(Comparing):
+class LRWidget(W.VBox):
     """lr_find chart with draggable lr_min/lr_steep markers, Find LR / Fit one cycle / Stop, live training view."""
 
+    lr_min = LearningRate(DEFAULT_LRS[0], help="lower end of the slice passed to fit_one_cycle (marker lr_min)")
+    lr_steep = LearningRate(DEFAULT_LRS[1], help="upper end of the slice passed to fit_one_cycle (marker lr_steep)")
+    epochs = T.Int(5, help="epochs for Fit one cycle")
+    from_start = T.Bool(False, help="each Fit first puts back the weights, optimizer and random state of the start")
+    busy = T.Bool(False, read_only=True, help="True while lr_find or fit runs in the background")
+    status = T.Unicode("", read_only=True, help="what happens now, or what just happened")
+    code = T.Unicode("", read_only=True, help="the Python call the last run made, values in full precision")
+
     _closed = False  # close() was called: a run still going drops the start as it ends
+    start: Start | None = None  # also for close() on a widget whose __init__ failed
 
     def __init__(self, learn: Driven, epochs: int = 5, **kwargs: Any):
         if fastai_adapter.is_fastai_learner(learn):
@@ -84,53 +60,109 @@ class LRWidget(Comparing):
                 f"LRWidget drives an lrwidget Learner or a fastai Learner, got {type(learn).__name__}: build one with "
                 "Learner(dls, model, ...)"
             )
+        # before any display, so also for a widget shown inside the user's own box: Colab marks each widget output
+        # for its manager as it is published
+        enable_colab_widgets()
         self.learn = learn
-        self._worker = Worker()
-        self._redraws = 0
-        self._table_rows = 0
+        self._ui_lock = threading.RLock()  # one for all the parts: the run's thread and the kernel's take turns
         self._find_range: tuple[float, float] | None = None
         self._phase = ""  # a sweep's "rate i of n · ", shown before the progress
-        self._sweep_plan = self._sweep_first = 0  # the running sweep's rates, and its first run's index
-        self._watcher = _Watcher(self)
-        super().__init__(epochs, **kwargs)
-        self.find_button.on_click(lambda _: self.find())
-        self.fit_button.on_click(lambda _: self.fit())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.sweep_button.on_click(lambda _: self.sweep())
+        self._sweep_plan = 0  # the running sweep's rates
+        self._rates = DEFAULT_LRS  # the running fit's slice: its schedule is drawn in full as it starts
+
+        # the parts
+        self.chart_view = charts.LRFindChart()
+        self.chart = self.chart_view.figure
+        self.markers = Markers(self.chart_view, self._ui_lock, self._say)
+        self.controls = Controls(epochs)
+        self.messages = Messages()
+        self.training = TrainingView()
+        self.history = History(self.chart_view, self._ui_lock, self.use_run)
+        self.start = Start(learn)
+        self.background = Background()
+        self.live = LiveUpdates(self._on_run_start, self._redraw)
+
+        c, t, m = self.controls, self.training, self.messages
+        self.find_button, self.fit_button, self.stop_button = c.find_button, c.fit_button, c.stop_button
+        self.sweep_button, self.reset_button = c.sweep_button, c.reset_button
+        # parts' widgets that the tests of other layers and notebooks read under these names
+        self.runs_panel, self.progress, self.progress_label = self.history.panel, t.progress, t.progress_label
+        self.table_html, self.loss_chart = t.table_html, t.loss_chart
+        self.code_html, self.error_box, self.traceback_html = m.code_html, m.error_box, m.traceback_html
+
+        super().__init__(children=arrange(self.chart, self.markers, c, m, t, self.history.panel), **kwargs)
+        self.add_class("lrw-root")
+        self.epochs = epochs
+        T.link((self, "epochs"), (c.epochs_box, "value"))
+        T.link((self, "lr_min"), (self.markers, "lr_min"))
+        T.link((self, "lr_steep"), (self.markers, "lr_steep"))
+        T.link((self, "from_start"), (c.from_start_box, "value"))
+        c.find_button.on_click(lambda _: self.find())
+        c.fit_button.on_click(lambda _: self.fit())
+        c.stop_button.on_click(lambda _: self.stop())
+        c.sweep_button.on_click(lambda _: self.sweep())
+        c.reset_button.on_click(lambda _: self._said(self.reset))
         last = learn.recorder.lr_find_result
         if last is not None:
-            self.finds.append(last)
-            self._show_result(last)
-            self._say("ready, from the last lr_find: " + self._markers_to_suggestions(last))
+            self.history.add_find(last)
+            self.markers.show_result(last)
+            self._say("ready, from the last lr_find: " + self.markers.to_suggestions(last))
         else:
             self._say("ready: click Find LR to run the learning-rate range test, or drag the markers")
 
     # -- public API ---------------------------------------------------------------------------------
 
+    @property
+    def runs(self) -> list[Run]:
+        """A Run per Fit of this widget (the button, `fit()` or a sweep), and those loaded from a history file."""
+        return self.history.runs
+
+    @runs.setter
+    def runs(self, runs: list[Run]) -> None:
+        self.history.runs = list(runs)
+
+    @property
+    def finds(self) -> list[LRFindResult]:
+        """The LRFindResults of this widget (and those loaded from a history file)."""
+        return self.history.finds
+
+    @property
+    def result(self) -> LRFindResult | None:
+        """The lr_find result the chart shows and the snap menu offers."""
+        return self.markers.result
+
+    @property
+    def has_start(self) -> bool:
+        """True once there is a start to go back to (the first Fit took it, or mark_start())."""
+        return self.start.exists
+
+    @property
+    def _start_state(self) -> Any:
+        """The start's copy, as tests of the state copies (tests/test_snapshot.py, test_fastai.py) and
+        benchmarks/memory.py read it: `w.start.state`."""
+        return self.start.state
+
+    def snap(self, marker: str, suggestion: str) -> None:
+        """Move marker 'lr_min' or 'lr_steep' to a suggestion of the last lr_find ('valley', 'slide', ...)."""
+        self.markers.snap(marker, suggestion)
+
     def find(self, **lr_find_kwargs: Any) -> bool:
         """Start `learn.lr_find` in the background (the fields give start, end, steps; kwargs win); False if busy."""
         if self.busy:
             return False
-        kw: dict[str, Any] = {}
-        for key, box in (("start_lr", self.start_text), ("end_lr", self.end_text)):
-            if key not in lr_find_kwargs:
-                v = parse_lr(box.value)
-                if v is None:
-                    self._say(f"refused {key} {box.value!r}: not a positive finite number; lr_find not started")
-                    return False
-                kw[key] = v
-        if "num_it" not in lr_find_kwargs:
-            kw["num_it"] = int(self.steps_box.value)
-        kw.update({k: _plain(v) for k, v in lr_find_kwargs.items() if k != "show_plot"})
-        kw = {k: kw[k] for k in sorted(kw, key=lambda k: FIND_ORDER.index(k) if k in FIND_ORDER else len(FIND_ORDER))}
+        fields, refused = self.controls.find_args(lr_find_kwargs)
+        if refused:
+            self._say(refused)
+            return False
+        kw = calls.find_kwargs(fields, lr_find_kwargs)
         inspect.signature(self.learn.lr_find).bind(**kw)  # a keyword lr_find lacks: TypeError now; a bad value: later
         lo, hi = parse_lr(kw.get("start_lr")), parse_lr(kw.get("end_lr"))
         self._find_range = (lo, hi) if lo is not None and hi is not None and lo < hi else None
         if self._find_range is not None:
-            self._show_find_options(kw)  # not a refused range: the next click would run it again
+            self.controls.show_find_args(kw)  # not a refused range: the next click would run it again
         extra = "" if "suggest_funcs" in kw else self.learn.lr_find_code_args  # unless the call names its own
-        code = f"learn.lr_find({', '.join(f'{k}={_code(v)}' for k, v in kw.items())}{extra})"
-        return self._start(
+        code = calls.find_code(kw, extra)
+        return self._launch(
             "lr_find", "lr_find", lambda: self.learn.lr_find(**kw, show_plot=False), code, self._after_find
         )
 
@@ -141,80 +173,134 @@ class LRWidget(Comparing):
         if epochs is not None:
             self.epochs = epochs
         n, lo, hi, from_start = self.epochs, self.lr_min, self.lr_steep, self.from_start
-        code = f"learn.fit_one_cycle({n!r}, lr_max=slice({lo!r}, {hi!r})){self._accum_said()}"
+        code = calls.fit_code(n, lo, hi, self.learn.accum_steps)
 
         def call() -> None:
-            self._at_start(restore=from_start)
-            self._fit_recorded(n, lo, hi, code, from_start)
+            self.start.begin(restore=from_start)
+            began_at = self.start.name if from_start or self.start.took else ""  # else: from the weights as they are
+            self._rates = (lo, hi)
+            self.history.record_fit(self.learn, n, lo, hi, code, from_start, began_at, sweep=False)
 
-        return self._start("fit", "fit_one_cycle", call, code, self._after_fit)
+        return self._launch("fit", "fit_one_cycle", call, code, self._after_fit)
 
     def sweep(self, lrs: Any = None, epochs: int = 1) -> bool:
         """Short fits from the same start at several rates (five over a decade each side of lr_steep), as runs."""
         if self.busy:
             return False
         n = whole("epochs", epochs)
-        if lrs is None:
-            rates = sweep_rates(self.lr_steep)
-        else:
-            rates = list(lrs) if isinstance(lrs, (list, tuple)) or hasattr(lrs, "__array__") else None
-            if not rates or not all(is_real(r) and math.isfinite(r) and r > 0 for r in rates):
-                raise ValueError(f"lrs must be a non-empty list of positive finite learning rates, got {lrs!r}")
-            rates = [float(r) for r in rates]
-        ratio = self.lr_min / self.lr_steep  # each slice keeps the markers' ratio: one group trains at the rate
-        plan = [(r * ratio, r) for r in rates]
+        rates, plan = calls.sweep_plan(lrs, self.lr_min, self.lr_steep)
         code = f"w.sweep(lrs={rates!r}, epochs={n!r})"
 
         def call() -> int:
-            self._at_start(restore=False)  # the start is taken now if there is none yet
+            self.start.begin(restore=False)  # the start is taken now if there is none yet
             done = 0
             try:
                 for i, (lo, hi) in enumerate(plan):
                     if self.learn.guard.signal is not None and self.learn.guard.signal.is_set():
                         break
-                    self.learn.restore_state(self._start_state)
+                    self.start.restore()
                     self._phase = f"sweep rate {i + 1} of {len(plan)} · "
-                    fit_code = f"learn.fit_one_cycle({n!r}, lr_max=slice({lo!r}, {hi!r})){self._accum_said()}"
+                    fit_code = calls.fit_code(n, lo, hi, self.learn.accum_steps)
                     self._say(f"sweep: rate {i + 1} of {len(plan)}, lr {hi:.4g}: {fit_code}")
-                    self._fit_recorded(n, lo, hi, fit_code, from_start=True, sweep=True)
+                    self._rates = (lo, hi)
+                    self.history.record_fit(self.learn, n, lo, hi, fit_code, True, self.start.name, sweep=True)
                     done += 1
                     if self.learn.run is not None and self.learn.run.end_reason in EARLY_ENDS:
                         break
             finally:
                 self._phase = ""
-                self.learn.restore_state(self._start_state)  # after a Stop or an error too
+                self.start.restore()  # after a Stop or an error too
             return done
 
-        self._sweep_plan, self._sweep_first = len(plan), len(self.runs)
-        return self._start("sweep", "sweep", call, code, self._after_sweep)
+        self._sweep_plan = len(plan)
+        return self._launch("sweep", "sweep", call, code, self._after_sweep)
 
     def stop(self) -> None:
         """End the running lr_find (state restored) or fit (weights kept) at the next batch."""
         if not self.busy:
             return
-        self._worker.stop()
-        self._say(f"stopping {self._worker.kind} at the next batch…")
+        self.background.stop()
+        self._say(f"stopping {self.background.kind} at the next batch…")
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run ends and re-raise its error; an interrupt here stops the run first, as Stop does."""
-        self._worker.wait(timeout)
+        self.background.wait(timeout)
+
+    def mark_start(self) -> None:
+        """Take the learner's state now as the start that Fits (with `from_start`), sweeps and reset() go back to."""
+        self.start.mark()  # RuntimeError while a run holds the learner
+        self._say(
+            "start marked: fits with 'each fit from the same start', sweeps and Reset begin from this state"
+            + self.start.said()
+        )
+
+    def reset(self) -> None:
+        """Put back the weights, optimizer and random state of the start."""
+        self.start.put_back()
+        self._say("reset: the weights, optimizer and random state are those of the start" + self.start.said())
+
+    def use_run(self, index: int) -> None:
+        """Put the markers at the rates of run `index` (what a click on its row does)."""
+        r = self.runs[index]
+        self.markers.put(r.lr_min, r.lr_steep)
+        self._say(f"markers at run #{index}'s rates: lr_min={r.lr_min:.4g}, lr_steep={r.lr_steep:.4g}")
+
+    def save_history(self, path: str | Path) -> Path:
+        """Write this widget's lr_find curves and runs to `path` as JSON."""
+        path, n_finds, n_runs = self.history.save(path)
+        self._say(f"history saved to {path}: {n_finds} lr_find curves, {n_runs} runs")
+        return path
+
+    def load_history(self, path: str | Path) -> None:
+        """Add the lr_find curves and runs of a history file, marked as loaded; a broken file changes nothing."""
+        with self._ui_lock:
+            added = self.history.load(path)
+            n_runs = len(self.history.runs)
+            if self.result is None and added:
+                self.markers.show_result(added[-1])
+            self.history.show_earlier(self.result)
+        self._say(f"loaded from {path}: {len(added)} lr_find curves, {n_runs} runs")
 
     def close(self) -> None:
         """Stop a running lr_find or fit (a closed widget could not), then close every widget it is made of; the start
         goes (a copy on disk deletes its files), at the run's end if one is still running."""
         self.stop()
         self._closed = True
-        if not self.busy:
-            self._drop_start()
+        if not self.busy and self.start is not None:
+            self.start.drop()
         for w in widget_tree(self):
             if w is not self:
                 w.close()
         super().close()
 
-    # -- the worker ---------------------------------------------------------------------------------
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        enable_colab_widgets()  # at the first display too: google.colab may be imported after the widget was made
+        # IPython's display protocol is ipywidgets' only hook at display time: the base class's own method
+        return super()._repr_mimebundle_(**kwargs)
 
-    def _start(self, kind: str, method: str, call: Callable[[], Any], code: str, done: Callable[[Any], None]) -> bool:
-        """Reserve the learner for `learn.method` (from now on a Stop counts) and run `call` in the worker."""
+    @T.validate("epochs")
+    def _valid_epochs(self, proposal: T.Bunch) -> int:
+        v = proposal["value"]
+        if isinstance(v, bool) or not 1 <= v <= MAX_EPOCHS:
+            raise T.TraitError(f"epochs must be a whole number from 1 to {MAX_EPOCHS:,}, got {v!r}")
+        return int(v)
+
+    @T.observe("busy")
+    def _on_busy(self, change: T.Bunch) -> None:
+        self.controls.set_busy(change["new"])
+
+    @T.observe("status")
+    def _on_status(self, change: T.Bunch) -> None:
+        self.messages.show_status(change["new"])
+
+    @T.observe("code")
+    def _on_code(self, change: T.Bunch) -> None:
+        self.messages.show_code(change["new"])
+
+    # -- the background run -------------------------------------------------------------------------
+
+    def _launch(self, kind: str, method: str, call: Callable[[], Any], code: str, done: Callable[[Any], None]) -> bool:
+        """Reserve the learner for `learn.method` (from now on a Stop counts) and run `call` in the background."""
         try:
             sig = self.learn.guard.reserve(method)
         except RuntimeError:
@@ -224,135 +310,87 @@ class LRWidget(Comparing):
             )
             return False
         self.set_trait("busy", True)
-        self._hide_error()
+        self.messages.hide_error()
         self.set_trait("code", code)
         self._say(f"{kind} running: {code}")
-        if self._watcher not in self.learn.observers:
-            self.learn.observers.append(self._watcher)
-        self._worker.start(kind, self.learn, sig, call, done, self._on_error, self._on_end)
+        if self.live not in self.learn.observers:
+            self.learn.observers.append(self.live)
+        self.background.start(kind, self.learn, sig, call, done, self._on_error, self._on_end)
         return True
 
+    @ui
+    def _say(self, msg: str) -> None:
+        self.set_trait("status", msg)
+
+    def _said(self, action: Callable[[], None]) -> None:
+        """Run a button's action; its refusal goes to the status, not to a traceback nobody sees."""
+        try:
+            action()
+        except RuntimeError as e:
+            self._say(str(e))
+
+    @ui
     def _on_error(self, e: BaseException, tb: str) -> None:
-        self._show_error(self._worker.kind, e, tb)
+        self._say("error: " + self.messages.show_error(self.background.kind, e, tb))
 
     def _on_end(self) -> None:
-        if self._watcher in self.learn.observers:
-            self.learn.observers.remove(self._watcher)
-        self._took_start = False
+        if self.live in self.learn.observers:
+            self.learn.observers.remove(self.live)
+        self.start.took = False
         self.set_trait("busy", False)
         if self._closed:  # closed while this run went (busy is False first: close() or this drops it, or both)
-            self._drop_start()
-
-    def _show_find_options(self, kw: dict) -> None:
-        for key, box in (("start_lr", self.start_text), ("end_lr", self.end_text)):
-            v = parse_lr(kw.get(key))
-            if v is not None:
-                box.value = f"{v:.6g}"
-        if isinstance(kw.get("num_it"), int) and self.steps_box.min <= kw["num_it"] <= self.steps_box.max:
-            self.steps_box.value = kw["num_it"]
+            self.start.drop()
 
     @ui
     def _after_find(self, res: LRFindResult) -> None:
-        steps, early = len(res.lrs), res.end_reason in EARLY_ENDS
-        self.finds.append(res)
-        self._show_result(res, self._find_range if early else None)
-        self._show_earlier()
-        note = f"; {self.learn.note}" if self.learn.note else ""  # what a fastai Learner cannot tell
-        run = self.learn.run
-        if run is not None and run.kind == "lr_find" and run.snapshot:
-            note += f"; its copy of the state was {run.snapshot} (deleted)"
-        if early:
-            restored = self.learn.lr_find_restores
-            self._say(f"lr_find {res.end_reason} after {steps} steps; {restored}; markers not moved{note}")
-        else:
-            self._say(f"lr_find done ({steps} steps, {res.end_reason}): " + self._markers_to_suggestions(res) + note)
-
-    @ui
-    def _after_sweep(self, done: int) -> None:
-        total, last = self._sweep_plan, self.runs[-1] if self.runs else None
-        if last is not None and last.end_reason in EARLY_ENDS:
-            head = f"sweep {last.end_reason} at rate {done} of {total}; the {done} runs made are kept"
-        else:
-            head = f"sweep done: {done} rates from the same start"
-        self._say(
-            f"{head}; {self._best_said(self._sweep_first)}: click its row to put the markers there; the weights are "
-            f"back at the start{self._start_said()}"
-        )
-
-    def _unit(self, plural: bool = False) -> str:
-        """What the progress counts: batches, or optimizer steps when a step sums several batches' gradients."""
-        if self.learn.accum_steps > 1:
-            return "steps" if plural else "step"
-        return "batches" if plural else "batch"
-
-    def _accum_said(self) -> str:
-        """What `w.code` adds for a learner that accumulates gradients (the call alone would not say it)."""
-        a = self.learn.accum_steps
-        return f"  # learn.accum_steps == {a}: one optimizer step every {a} batches" if a > 1 else ""
+        early = res.end_reason in EARLY_ENDS
+        self.history.add_find(res)
+        self.markers.show_result(res, self._find_range if early else None)
+        self.history.show_earlier(res)
+        self._say(reports.find_ended(res, self.learn, "" if early else self.markers.to_suggestions(res)))
 
     @ui
     def _after_fit(self, _: Any) -> None:
-        run, rec = self.learn.run, self.learn.recorder
-        if run.end_reason in EARLY_ENDS:
-            units = self._unit(plural=True)
-            where = (
-                f"in the last validation, after all {run.total} {units} trained (that epoch has no validation row)"
-                if rec.n_batches >= run.total
-                else f"after {rec.n_batches}/{run.total} {units}"
-            )
-            done = len(rec.values)
-            self._say(
-                f"fit {run.end_reason} {where}; {done} full epoch{'s' * (done != 1)}; the weights keep the training "
-                "done"
-            )
-            return
-        last = ""
-        if rec.values:
-            last = " · " + ", ".join(f"{n} {v:.4f}" for n, v in zip(rec.metric_names[1:-1], rec.values[-1]))
-        began = " from the start" if self.runs and self.runs[-1].from_start else ""
-        where = self._start_said() if began or self._took_start else ""
-        self._say(f"fit done{began}: {len(rec.values)} epochs in {fmt_time(run.elapsed)}{last}{where}")
+        began = bool(self.runs) and self.runs[-1].from_start
+        where = self.start.said() if began or self.start.took else ""
+        self._say(reports.fit_ended(self.learn, began, where))
 
-    # -- called on the training thread by _Watcher ----------------------------------------------------
+    @ui
+    def _after_sweep(self, done: int) -> None:
+        last = self.runs[-1] if self.runs else None
+        best = self.history.best_said()
+        self._say(reports.sweep_ended(done, self._sweep_plan, last, best, self.start.said()))
+
+    # -- called on the training thread by LiveUpdates ---------------------------------------------------
 
     @ui
     def _on_run_start(self, learn: Driven) -> None:
         run = learn.run
-        self._show_progress(run.total)
+        self.training.begin(run.total)
         if run.kind == "lr_find" and run.snapshot:
             self._say(f"lr_find running: {self.code}; its copy of the state is {run.snapshot}")
         if run.kind == "fit":
-            self._table_rows = 0
-            self._show_training(learn.recorder.metric_names)
+            self.training.open(learn.recorder.metric_names, run.total, *self._planned(run.total))
         self._redraw(learn)
 
     @ui
     def _redraw(self, learn: Driven, final: bool = False) -> None:
-        self._redraws += 1
         run, rec = learn.run, learn.recorder
-        k = rec.n_batches
-        self.progress.value = min(k, self.progress.max)
-        elapsed = run.elapsed
-        left = 0.0 if final else elapsed / k * (run.total - k) if k else math.nan
-        fit = run.kind == "fit"
-        where = (
-            f"epoch {min(run.epoch + 1, run.n_epoch)}/{run.n_epoch} · {self._unit()} {k}/{run.total}"
-            if fit
-            else f"step {k}/{run.total}"
-        )
-        if learn.accum_steps > 1:
-            where += f" · {learn.accum_steps} batches a step"
-        end = f" · {run.end_reason}" if final and run.end_reason else ""
-        self.progress_label.value = (
-            f"{self._phase}{run.kind} · {where} · {fmt_time(elapsed)} elapsed · {fmt_time(left)} left{end}"
-        )
-        if fit:
-            self.loss_chart.update(rec)
-            self.sched_chart.update(rec)
-            if len(rec.values) != self._table_rows:
-                self._table_rows = len(rec.values)
-                self.table_html.value = epoch_table(rec.metric_names, rec.values, rec.times)
-                if not final:
-                    self._say(f"fit running: {len(rec.values)}/{run.n_epoch} epochs done")
-        elif k:
+        new_row = self.training.update(learn, final, self._phase, reports.unit(learn.accum_steps))
+        if run.kind == "fit":
+            if new_row and not final:
+                self._say(f"fit running: {len(rec.values)}/{run.n_epoch} epochs done")
+        elif rec.n_batches:
             self.chart_view.show_curve(rec.lrs, rec.losses, rec.raw_losses, self._find_range)
+
+    def _planned(self, total: int) -> tuple[Any, Any]:
+        """The one-cycle schedule the running fit follows (last parameter group): its lrs and momenta per step."""
+        try:
+            lrs, moms = schedules.one_cycle(total, self._rates[1])
+        except ValueError:
+            return (), ()
+        return lrs[:, -1], moms
+
+    def _show_runs(self) -> None:
+        """Redraw the runs panel and the map of rates (benchmarks/overhead.py fills `runs` then calls this)."""
+        self.history.show()

@@ -13,11 +13,22 @@ import numpy as np
 from ..core.checks import is_real
 from ..core.find_result import LRFindResult, json_float, read_float
 
-__all__ = ["Run", "thin", "sweep_rates", "best_index", "outcome", "save_history", "load_history", "MAX_LOSSES"]
+__all__ = [
+    "Run",
+    "thin",
+    "sweep_rates",
+    "best_index",
+    "outcome",
+    "ranked",
+    "save_history",
+    "load_history",
+    "MAX_LOSSES",
+]
 
 MAX_LOSSES = 2000  # training-loss points kept per run: the panel draws a few hundred pixels
 HISTORY_FORMAT = "lrwidget.history"
-HISTORY_VERSION = 1
+HISTORY_VERSION = 1  # runs gained `start` (a file without it reads as before; older lrwidgets ignore it)
+DIVERGED_ENDS = ("diverged", "non-finite loss", "non-finite gradients")
 
 
 @dataclass
@@ -39,6 +50,7 @@ class Run:
     iters: list[int] = field(default_factory=list)  # batches done at each epoch end (recorder.iters)
     loaded: bool = False  # read from a history file, not run in this kernel
     sweep: bool = False  # one of a sweep's fits
+    start: str = ""  # the start it began at ('start 1'; a loaded run's names its file); '' if it went on
 
     @property
     def valid_loss(self) -> float:
@@ -56,6 +68,22 @@ class Run:
         names = self.metric_names[3:-1]
         last = self.values[-1] if self.values else []
         return {n: float(last[i + 2]) if len(last) > i + 2 else math.nan for i, n in enumerate(names)}
+
+    @property
+    def diverged(self) -> bool:
+        """It ended worse than it began (its outcome above its first training loss), or at a non-finite loss."""
+        if self.end_reason in DIVERGED_ENDS:
+            return True
+        out = outcome(self)
+        if self.values and not math.isfinite(out):
+            return True
+        first = next((v for v in self.losses if math.isfinite(v)), math.nan)
+        return math.isfinite(first) and math.isfinite(out) and out > first
+
+    @property
+    def group(self) -> tuple[int, str] | None:
+        """What makes runs comparable: the same length from the same start (None for a run that went on)."""
+        return (self.epochs, self.start) if self.start else None
 
     @property
     def label(self) -> str:
@@ -81,6 +109,8 @@ class Run:
                     raise ValueError(f"{where} has no {f.name!r}")
                 continue
             kw[f.name] = _field(f.name, d[f.name], where)
+        if "start" not in d and kw.get("from_start"):  # written before runs said which start: one unnamed start
+            kw["start"] = "the start"
         return cls(**kw)
 
 
@@ -119,7 +149,7 @@ def _field(name: str, v: Any, where: str) -> Any:
         if not is_real(v):
             raise ValueError(f"{what} must be a number, got {v!r}")
         return float(v)
-    if name in ("code", "end_reason"):
+    if name in ("code", "end_reason", "start"):
         if not isinstance(v, str):
             raise ValueError(f"{what} must be a string, got {v!r}")
         return v
@@ -166,6 +196,25 @@ def best_index(runs: list[Run]) -> int | None:
     """The index of the run with the lowest final validation loss (training loss without one); None if none has."""
     scored = [(outcome(r), i) for i, r in enumerate(runs) if math.isfinite(outcome(r))]
     return min(scored)[1] if scored else None
+
+
+def ranked(runs: list[Run]) -> tuple[list[int], int | None, str]:
+    """The runs a widget ranks, its one best, and what they are ('the 1-epoch runs from start 1').
+
+    Runs are ranked only among runs of the same length from the same start (a 3-epoch fit does not compete with
+    1-epoch sweep runs, nor a run that went on from earlier training): the most recent such group that has two runs
+    with an outcome. The best is the lowest outcome among its runs that did not diverge (None if all did)."""
+    for i in reversed(range(len(runs))):
+        g = runs[i].group
+        if g is None:
+            continue
+        members = [j for j, r in enumerate(runs) if r.group == g]
+        if sum(math.isfinite(outcome(runs[j])) for j in members) < 2:
+            continue
+        scored = [(outcome(runs[j]), j) for j in members if math.isfinite(outcome(runs[j])) and not runs[j].diverged]
+        epochs, start = g
+        return members, (min(scored)[1] if scored else None), f"the {epochs}-epoch runs from {start}"
+    return [], None, ""
 
 
 def save_history(path: str | Path, finds: list[LRFindResult], runs: list[Run]) -> Path:

@@ -1,4 +1,9 @@
-"""The runs panel: every run's losses overlaid in one chart, and a table of runs whose rows put the markers back."""
+"""The runs panel: every run's losses overlaid in one chart, and a table of runs whose rows put the markers back.
+
+The chart's loss axis fits the runs that did not diverge; a diverged run's line leaves through the top edge, where
+an arrow with its number marks it. The table is a grid of cells (each row a box that lends its cells to the grid);
+in a panel narrower than style.NARROW_RUNS each run becomes a card of labelled values instead.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,15 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
-from .charts import MARGIN, _set, downsample, fmt_lr, fmt_time, pad_lines
-from .runs import Run, best_index, outcome
+from .formats import fmt_lr, fmt_num, fmt_time
+from .plotting import Axis, downsample, figure, pad_lines, set_traits
+from .runs import Run, outcome
+from .style import PALETTE, mix
 
-# d3's category10, then its lighter halves: twenty colours that stay apart
-PALETTE = (
-    "#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf "
-    "#aec7e8 #ffbb78 #98df8a #ff9896 #c5b0d5 #c49c94 #f7b6d2 #c7c7c7 #dbdb8d #9edae5"
-).split()
-LEGEND_MAX = 8  # more runs than this: the table's colour swatches are the legend
+LEGEND_MAX = 8  # kept for callers: the table's colour swatches and run numbers are the chart's legend
 MAX_LINE_POINTS = 400  # per run and line: 20 runs stay a light redraw
-CELL = "padding:1px 8px;font-family:monospace;font-size:12px;white-space:nowrap"
+TITLE = "runs: loss against epochs"
+X_PAD = 0.04  # of the epochs shown, beyond the last epoch: its validation point is not cut in half
 
 
 def color(i: int) -> str:
@@ -29,9 +32,11 @@ def color(i: int) -> str:
 
 
 def y_range(runs: list[Run]) -> tuple[float, float]:
-    """A loss axis that shows every run's validation loss and the body of the training losses, not their spikes."""
-    finite = [v for r in runs for row in r.values for v in row[:2] if math.isfinite(v)]
-    train = np.array([v for r in runs for v in r.losses if math.isfinite(v)])
+    """A loss axis that shows every run's validation loss and the body of the training losses, not their spikes, of
+    the runs that did not diverge (all runs, when every one did)."""
+    kept = [r for r in runs if not r.diverged] or runs
+    finite = [v for r in kept for row in r.values for v in row[:2] if math.isfinite(v)]
+    train = np.array([v for r in kept for v in r.losses if math.isfinite(v)])
     if len(train):
         finite += [float(np.percentile(train, 2)), float(np.percentile(train, 98))]
     if not finite:
@@ -42,28 +47,34 @@ def y_range(runs: list[Run]) -> tuple[float, float]:
 
 
 class RunsChart:
-    """Validation loss per epoch (with points) and, fainter, training loss per batch, of every run, x in epochs."""
+    """Validation loss per epoch (points and lines) and training loss per batch of every run, x in epochs."""
 
     def __init__(self) -> None:
         self.sx, self.sy = bq.LinearScale(), bq.LinearScale()
         sc = {"x": self.sx, "y": self.sy}
-        self.train = bq.Lines(x=[], y=[], scales=sc, stroke_width=1, opacities=[0.3])
+        self.train = bq.Lines(x=[], y=[], scales=sc, stroke_width=1.2, opacities=[0.6])
         self.valid = bq.Lines(x=[], y=[], scales=sc, stroke_width=2)
         # the epochs' points apart from the lines: bqplot draws a Lines marker at a NaN (the padding) as an error
-        self.points = bq.Scatter(x=[], y=[], scales=sc, default_size=30, stroke="white", display_names=False)
-        axes = [bq.Axis(scale=self.sx, label="epochs"), bq.Axis(scale=self.sy, label="loss", side="left")]
-        self.figure = bq.Figure(
-            marks=[self.train, self.valid, self.points],
-            axes=axes,
-            title="runs: validation loss per epoch, training loss faint",
-            fig_margin=dict(MARGIN),
-            legend_location="top-right",
-            legend_text={"font-size": "11px"},
-            layout={"width": "100%", "height": "340px"},
+        self.points = bq.Scatter(x=[], y=[], scales=sc, default_size=40, stroke="white", display_names=False)
+        # diverged runs: an arrow at the top edge where the run leaves the axis, with its number
+        self.off = bq.Scatter(
+            x=[],
+            y=[],
+            names=[],
+            display_names=True,
+            scales={"x": self.sx, "y": bq.LinearScale(min=0.0, max=1.0)},
+            marker="triangle-up",
+            default_size=70,
+            stroke="var(--lrw-fg, #333)",
+            tooltip=bq.Tooltip(fields=["name"], labels=["diverged"]),
+        )
+        self.x_axis, self.y_axis = Axis(self.sx, "epochs"), Axis(self.sy, "loss", side="left", n=4)
+        self.figure = figure(
+            [self.train, self.valid, self.points, self.off], [self.x_axis.axis, self.y_axis.axis], TITLE, "300px"
         )
 
     def update(self, runs: list[Run]) -> None:
-        """Draw every run, a colour each, its slice in the legend."""
+        """Draw every run, a colour each; the loss axis fits the runs that did not diverge."""
         train, valid = [], []
         for r in runs:
             per = max(r.n_iter, 1)
@@ -73,22 +84,39 @@ class RunsChart:
             v = np.array([row[1] if len(row) > 1 else math.nan for row in r.values], dtype=float)
             ends = np.asarray(r.iters, dtype=float) / per if len(r.iters) == len(v) else np.arange(1, len(v) + 1)
             valid.append((ends, np.where(np.isfinite(v), v, np.nan)))
-        colors = [color(i) for i in range(len(runs))] or ["#1f77b4"]
+        colors = [color(i) for i in range(len(runs))] or [PALETTE[0]]
         labels = [f"#{i} {r.label}" for i, r in enumerate(runs)]
         lo, hi = y_range(runs)
+        last = max((float(np.nanmax(x)) for x, _ in [*train, *valid] if len(x)), default=1.0)
+        ox, oy, names = [], [], []
+        for i, r in enumerate(runs):
+            if not r.diverged:
+                continue
+            xs = np.concatenate([train[i][0], valid[i][0]])
+            ys = np.concatenate([train[i][1], valid[i][1]])
+            above = xs[~(ys <= hi)]  # where it is above the axis (or not a number)
+            ox.append(float(above.min()) if len(above) else last)
+            oy.append(0.97)
+            names.append(f"#{i}")
         with self.figure.hold_sync():
-            _set(self.sy, min=lo, max=hi)
+            self.y_axis.show(lo, hi)
+            self.x_axis.show(0.0, max(last, 1.0) * (1 + X_PAD))
             tx, ty = pad_lines(train) if runs else (np.empty(0), np.empty(0))
             vx, vy = pad_lines(valid) if runs else (np.empty(0), np.empty(0))
-            _set(self.train, x=tx, y=ty, colors=colors, opacities=[0.3] * len(colors))
-            _set(self.valid, x=vx, y=vy, colors=colors, labels=labels, display_legend=0 < len(runs) <= LEGEND_MAX)
+            set_traits(self.train, x=tx, y=ty, colors=colors, opacities=[0.6] * len(colors))
+            set_traits(self.valid, x=vx, y=vy, colors=colors, labels=labels)
             pts = [(x, y, colors[i]) for i, (xs, ys) in enumerate(valid) for x, y in zip(xs, ys) if math.isfinite(y)]
-            px, py, pc = zip(*pts) if pts else ((), (), ("#1f77b4",))
-            _set(self.points, x=np.array(px, dtype=float), y=np.array(py, dtype=float), colors=list(pc))
+            px, py, pc = zip(*pts) if pts else ((), (), (PALETTE[0],))
+            set_traits(self.points, x=np.array(px, dtype=float), y=np.array(py, dtype=float), colors=list(pc))
+            off_colors = [colors[int(n[1:])] for n in names] or [PALETTE[0]]
+            set_traits(self.off, x=np.array(ox), y=np.array(oy), names=np.array(names, dtype=str), colors=off_colors)
 
 
-def _cell(text: str, style: str = "") -> W.HTML:
-    return W.HTML(f"<div style='{CELL};{style}'>{text}</div>")
+def _cell(text: str, key: str = "", cls: str = "") -> W.HTML:
+    """A table cell; in a card (a narrow panel) it shows its column's name, `key`, before the value."""
+    k = f"<span class='lrw-k'>{html.escape(key)} </span>" if key else ""
+    c = W.HTML(f"<div class='lrw-cell {cls}'>{k}{text}</div>")
+    return c
 
 
 class RunsPanel(W.VBox):
@@ -98,100 +126,112 @@ class RunsPanel(W.VBox):
         self.on_pick = on_pick
         self.chart = RunsChart()
         self.title = W.HTML()
-        self.grid = W.GridBox(layout=W.Layout(max_height="330px", overflow="auto", grid_gap="0px 2px"))
+        self.grid = W.GridBox(layout=W.Layout(max_height="360px", overflow="auto", grid_gap="0px 2px"))
         self.grid.add_class("lrw-runs")
+        self.grid.add_class("lrw-runs-table")
         self.rows: list[W.Button] = []
         self._shown: list[Run] = []  # the runs the table's rows were made for, in order
         self._names: list[str] = []  # the metric columns those rows have
-        self._head: list[W.Widget] = []
-        self._cells: list[list[W.Widget]] = []  # per run: its row's widgets, the best mark last
+        self._head: W.Box | None = None
+        self._lines: list[W.Box] = []  # per run: its row, the best mark its last cell
         # the chart and table join the panel with the first run, into a box already shown: a figure drawn hidden (at
         # zero width) logs SVG errors
-        super().__init__([self.title])
+        super().__init__([self.title], layout=W.Layout(display="none"))  # shown with the first run
 
-    def show(self, runs: list[Run]) -> None:
-        """Redraw chart and table for `runs` (they show from the first run on); only new runs' rows are made."""
+    def show(self, runs: list[Run], best: int | None = None, ranked_as: str = "") -> None:
+        """Redraw chart and table for `runs`, marking run `best` (the best of `ranked_as`, 'the 1-epoch runs from
+        start 1'); only new runs' rows are made."""
         self.chart.update(runs)
-        best = best_index(runs)
         names = list(dict.fromkeys(n for r in runs for n in r.metric_names[3:-1]))
         n_old = len(self._shown)
         changed = len(runs) < n_old or any(a is not b for a, b in zip(runs, self._shown))
-        if names != self._names or changed:  # other columns, or other runs: start afresh
-            for w in [*self._head, *(c for row in self._cells for c in row)]:
-                w.close()  # the old rows' widgets would live on in the kernel
-            head = ["", "run", "epochs", "train_loss", "valid_loss", *names, "time", "ended", "start", ""]
-            self._head = [_cell(f"<b>{html.escape(h)}</b>") for h in head]
-            self._shown, self._names, self._cells, self.rows, n_old = [], names, [], [], 0
+        if names != self._names or changed or self._head is None:  # other columns or runs: start afresh
+            for w in [self._head, *self._lines]:
+                if w is not None:
+                    for c in w.children:
+                        c.close()  # the old rows' widgets would live on in the kernel
+                    w.close()
+            head = ["", "#", "run", "epochs", "train_loss", "valid_loss", *names, "time", "ended", "began at", ""]
+            self._head = W.Box([_cell(f"<b>{html.escape(h)}</b>") for h in head])
+            self._head.add_class("lrw-run-head")
+            self._shown, self._names, self._lines, self.rows, n_old = [], names, [], [], 0
             self.grid.layout.grid_template_columns = f"repeat({len(head)}, auto)"
         for i, r in enumerate(runs[n_old:], n_old):
-            self._cells.append(self._row(i, r, names))
+            self._lines.append(self._row(i, r, names))
             self._shown.append(r)
-        for i, row in enumerate(self._cells):
-            mark = "★ best" if i == best else ""
-            if row[-1].value != _mark(mark):
-                row[-1].value = _mark(mark)
-        self.grid.children = [*self._head, *(c for row in self._cells for c in row)]
-        said = (
-            f" · best: #{best} {runs[best].label}, valid_loss {_num(outcome(runs[best]))}" if best is not None else ""
-        )
+        for i, row in enumerate(self._lines):
+            mark = _mark("★ best" if i == best else "")
+            if row.children[-1].value != mark:
+                row.children[-1].value = mark
+        self.grid.children = [self._head, *self._lines]
+        said = f" · best of {ranked_as}: #{best} {runs[best].label}, {_judged(runs[best])}" if best is not None else ""
         self.title.value = f"<b>runs</b> ({len(runs)}){html.escape(said)}" if runs else ""
+        self.layout.display = "" if runs else "none"
         self.children = (self.title, self.chart.figure, self.grid) if runs else (self.title,)
 
-    def _row(self, i: int, r: Run, names: list[str]) -> list[W.Widget]:
-        """The table's row for run `i`: its colour, its slice as the button that picks it, its figures, its mark."""
+    def _row(self, i: int, r: Run, names: list[str]) -> W.Box:
+        """The table's row for run `i`: its colour and number, its slice as the button that picks it, its figures, its
+        mark."""
         b = W.Button(
             description=r.label,
             tooltip=f"put the markers at this run's rates: lr_min={r.lr_min!r}, lr_steep={r.lr_steep!r}",
-            layout=W.Layout(width="auto", height="24px"),
+            layout=W.Layout(width="auto"),
         )
         b.add_class("lrw-run-row")
         b.on_click(lambda _, i=i: self.on_pick and self.on_pick(i))
         self.rows.append(b)
         metrics = r.metrics
-        return [
-            _cell("&#9632;", f"color:{color(i)};font-size:16px"),
+        ended = "diverged" if r.diverged and r.end_reason == "completed" else r.end_reason
+        cells = [
+            _cell(f"<span style='color:{color(i)};font-size:16px'>&#9632;</span>"),
+            _cell(f"#{i}"),
             b,
-            _cell(str(r.epochs)),
-            _cell(_num(r.train_loss)),
-            _cell(_num(r.valid_loss)),
-            *(_cell(_num(metrics.get(n, math.nan))) for n in names),
+            _cell(str(r.epochs), "epochs"),
+            _cell(fmt_num(r.train_loss), "train"),
+            _cell(fmt_num(r.valid_loss), "valid"),
+            *(_cell(fmt_num(metrics.get(n, math.nan)), n) for n in names),
             _cell(f"{r.seconds:.1f} s" if r.seconds < 60 else fmt_time(r.seconds)),
-            _cell(html.escape(r.end_reason + (" (loaded)" if r.loaded else ""))),
-            _cell("same" if r.from_start else "went on"),
+            _cell(html.escape(ended + (" (loaded)" if r.loaded else ""))),
+            _cell(html.escape(r.start or "last weights"), "began at"),
             W.HTML(_mark("")),
         ]
+        row = W.Box(cells)
+        row.add_class("lrw-run")
+        return row
 
 
 def _mark(text: str) -> str:
-    return f"<div style='{CELL};color:#1a9850;font-weight:bold'>{text}</div>"
+    return f"<div class='lrw-cell lrw-best'>{text}</div>" if text else "<div class='lrw-cell lrw-cell-empty'></div>"
+
+
+def _judged(r: Run) -> str:
+    """What the run is judged by, and its value."""
+    return (
+        f"valid_loss {fmt_num(r.valid_loss)}" if math.isfinite(r.valid_loss) else f"train_loss {fmt_num(r.train_loss)}"
+    )
 
 
 def _num(v: float) -> str:
-    return f"{v:.4f}" if math.isfinite(v) else "—"
+    return fmt_num(v)
 
 
 def rate_colors(scores: list[float]) -> list[str]:
-    """A colour per outcome (lower is better): green for the best, crimson for the worst, grey for none."""
+    """A colour per outcome (lower is better): green for the best, red for the worst, grey for none."""
     finite = [s for s in scores if math.isfinite(s)]
     lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
     out = []
     for s in scores:
         if not math.isfinite(s):
-            out.append("#7f7f7f")
+            out.append(PALETTE[7])  # grey
             continue
         t = 0.0 if hi == lo else (s - lo) / (hi - lo)  # 0 best .. 1 worst
-        out.append(_mix(t))
+        out.append(mix(t))
     return out
 
 
-def _mix(t: float) -> str:
-    """Green (t=0) through amber to red (t=1): not the markers' orange and red."""
-    stops = [(0x1A, 0x98, 0x50), (0xE6, 0xC2, 0x29), (0x8E, 0x01, 0x52)]
-    a, f = (0, t * 2) if t <= 0.5 else (1, t * 2 - 1)
-    c = [round(x + (y - x) * f) for x, y in zip(stops[a], stops[a + 1])]
-    return "#{:02x}{:02x}{:02x}".format(*c)
-
-
 def rate_names(runs: list[Run]) -> list[str]:
-    """What the map says of each run's rate: its lr_steep and outcome."""
-    return [f"#{i} lr {fmt_lr(r.lr_steep)}: {_num(outcome(r))}" for i, r in enumerate(runs)]
+    """What the map says of each run's rate: its number, lr_steep and outcome (diverged: said so)."""
+    return [
+        f"#{i} lr {fmt_lr(r.lr_steep)}: {_num(outcome(r))}{' (diverged)' if r.diverged else ''}"
+        for i, r in enumerate(runs)
+    ]

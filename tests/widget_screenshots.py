@@ -1,0 +1,105 @@
+"""Screenshots of the widget as a person sees it in JupyterLab: light, dark, narrow (a ~470 px output area) and wide.
+
+    .venv/bin/python tests/widget_screenshots.py docs/screenshots [--prefix before-]
+
+The quick-start model on the digits: Find LR, a 3-epoch Fit from the start, then the default Sweep (1-epoch fits
+over a decade each side of lr_steep) and a 1-epoch fit at lr 3, which diverges. Each picture is the browser's
+viewport; `-full` ones show the whole widget in a tall viewport. Every wait is for an event (the kernel's reply, an
+element, the charts laid out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from jupyter_browser import Lab, jupyter_server, launch_chromium, write_notebook  # noqa: E402
+
+CELLS = [
+    "import torch\nfrom torch import nn\nfrom lrwidget import Learner, LRWidget, accuracy\n"
+    "from lrwidget.data import digits\n"
+    "torch.manual_seed(0)\n"
+    "learn = Learner(digits(), nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)), metrics=accuracy)",
+    "w = LRWidget(learn, epochs=3)\nw",
+]
+JS_THEME = "(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})"
+JS_LEFT = """(open) => { const s = window.jupyterapp.shell;
+  if (open) s.activateById('filebrowser'); else s.collapseLeft(); }"""
+# every chart drawn at its box's width: bqplot redraws a figure's inside a moment after its box is resized (its plot
+# area then ends within the right margin, at most 90 px, of the figure's box); one out of view waits until seen
+JS_LAID_OUT = """() => [...document.querySelectorAll('.lrw-root .bqplot')].every(f => {
+  const svg = f.querySelector('svg'), plot = f.querySelector('rect.plotarea_background');
+  if (!svg || !plot || f.offsetParent === null) return true;
+  const s = svg.getBoundingClientRect(), p = plot.getBoundingClientRect(), b = f.getBoundingClientRect();
+  if (b.bottom <= 0 || b.top >= window.innerHeight) return true;
+  return Math.abs(s.width - b.width) < 2 && p.right <= s.right + 1 && s.right - p.right < 90 && p.left >= s.left; })"""
+JS_OUTPUT_WIDTH = """() => { const o = document.querySelector('.jp-OutputArea-output .lrw-root')
+  || document.querySelector('.jp-OutputArea-output .widget-vbox');
+  return o ? o.getBoundingClientRect().width : null; }"""
+
+
+def prepare(lab: Lab) -> None:
+    """Find LR, one 3-epoch fit from the start, the default sweep; wait for each in the kernel."""
+    lab.kernel("w.from_start = True; w.find(); w.wait()", timeout=180_000)
+    lab.kernel("w.fit(); w.wait()", timeout=300_000)
+    lab.kernel("w.sweep(); w.wait()", timeout=600_000)
+    lab.kernel("w.sweep(lrs=[3.0]); w.wait()", timeout=600_000)  # far past the minimum: it diverges
+    lab.page.wait_for_function(
+        "() => document.querySelectorAll('.lrw-run-row').length >= 7", timeout=60_000, polling=250
+    )
+
+
+def shoot(lab: Lab, path: Path, width: int, height: int, full: bool = False) -> None:
+    page = lab.page
+    page.set_viewport_size({"width": width, "height": height})
+    page.wait_for_function(JS_LAID_OUT, timeout=30_000, polling=100)
+    widget = page.locator(".jp-OutputArea-output .widget-vbox").first
+    widget.scroll_into_view_if_needed()
+    page.screenshot(path=str(path), full_page=full)
+    print(path, "output width", page.evaluate(JS_OUTPUT_WIDTH))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("--prefix", default="")
+    a = p.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
+        root = Path(tmp) / "root"
+        root.mkdir()
+        write_notebook(root / "widget.ipynb", CELLS)
+        with jupyter_server(root) as server:
+            browser = launch_chromium(pw)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            lab = Lab(page, server)
+            lab.open("widget.ipynb")
+            page.evaluate(JS_LEFT, False)
+            lab.run_all()
+            page.wait_for_selector("text=Find LR", timeout=120_000)
+            lab.wait_kernel("'w' in globals()", timeout=120)
+            prepare(lab)
+            out = a.out
+            shoot(lab, out / f"{a.prefix}light.png", 1400, 1000)
+            shoot(lab, out / f"{a.prefix}light-full.png", 1400, 2800)
+            shoot(lab, out / f"{a.prefix}wide.png", 1920, 1080)
+            page.evaluate(JS_LEFT, True)
+            shoot(lab, out / f"{a.prefix}narrow.png", 900, 1000)
+            shoot(lab, out / f"{a.prefix}narrow-full.png", 900, 3200)
+            page.evaluate(JS_LEFT, False)
+            shoot(lab, out / f"{a.prefix}narrow-no-sidebar.png", 900, 1000)
+            page.evaluate(JS_THEME, "JupyterLab Dark")
+            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+            shoot(lab, out / f"{a.prefix}dark.png", 1400, 1000)
+            shoot(lab, out / f"{a.prefix}dark-full.png", 1400, 2800)
+            browser.close()
+
+
+if __name__ == "__main__":
+    main()
