@@ -42,10 +42,11 @@ chromium:
 lab: $(VENV)/.lab
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/quickstart.ipynb
 
-# lint, format and the docs build are checked first: CI fails on any of them
+# lint, format, the import contracts and the docs build are checked first: CI fails on any of them
 test: $(VENV)/.test chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m mkdocs build --strict
 	LRWIDGET_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
 

@@ -1,4 +1,4 @@
-"""num_processes=2: DDP in two spawned gloo processes on CPU, driven from this process as from a notebook kernel."""
+"""num_processes=2: DDP in two gloo worker processes on CPU, driven from this process as from a notebook kernel."""
 
 from __future__ import annotations
 
@@ -45,12 +45,12 @@ def children() -> set[int]:
 
 
 def workers(pids: set[int]) -> set[int]:
-    """The spawned workers among `pids`."""
+    """lrwidget's worker processes among `pids`."""
     found = set()
     for pid in pids:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if b"spawn_main" in fh.read():
+                if b"lrwidget.parallel.worker" in fh.read():
                     found.add(pid)
         except FileNotFoundError:
             continue
@@ -118,9 +118,10 @@ def test_stop_ends_every_rank_at_the_same_batch_and_the_weights_come_back(learn)
 
 
 def test_lr_find_runs_in_the_processes_and_leaves_the_kernels_learner_as_it_was(learn):
+    learn.model.load_state_dict(make(n=1).model.state_dict())  # untrained again: a curve that falls, then rises
     before, opt, rng = weights(learn), learn.opt.state_dict(), torch.get_rng_state()
     res = learn.lr_find(num_it=60, show_plot=False)
-    assert len(res.lrs) >= 20 and res.lr_steep is not None and learn.recorder.lr_find_result is res
+    assert len(res.lrs) >= 20 and res.lr_steep is not None and learn.recorder.lr_find_result is res, res.reasons
     assert all(torch.equal(before[k], v) for k, v in weights(learn).items())
     assert torch.equal(torch.get_rng_state(), rng)
     assert learn.opt.state_dict()["param_groups"] == opt["param_groups"]
@@ -207,7 +208,7 @@ def test_num_processes_is_checked_against_the_device_and_the_data_before_any_pro
         learn.fit(1, 1e-3)
     with pytest.raises(ValueError, match="num_processes must be a whole number >= 1"):
         learn.num_processes = 0
-    assert learn.num_processes == 2 and learn._pool is None and children() == others
+    assert learn.num_processes == 2 and learn.worker_pids == [] and children() == others
 
 
 def test_changing_num_processes_between_runs_takes_effect():
@@ -215,10 +216,11 @@ def test_changing_num_processes_between_runs_takes_effect():
     learn = make()
     try:
         learn.fit(1, 1e-3)
-        old = learn._pool
+        old = learn.worker_pids
         learn.num_processes = 3
+        assert not [p for p in old if os.path.exists(f"/proc/{p}")], "the two workers ended"
         learn.fit(1, 1e-3)
-        assert learn.run.end_reason == "completed" and learn._pool.n == 3 and not old.alive
+        assert learn.run.end_reason == "completed" and len(learn.worker_pids) == 3
         assert len(workers(children() - others)) == 3
         learn.num_processes = 1
         learn.fit(1, 1e-3)  # in this process
@@ -336,7 +338,7 @@ def test_the_workers_end_with_the_process_that_started_them(tmp_path):
         "if __name__ == '__main__':\n"
         "    learn = Learner(digits(bs=32), nn.Linear(64, 10), num_processes=2)\n"
         "    learn.fit(1, 1e-3)\n"
-        "    print('PIDS', *learn._pool.pids(), flush=True)\n"  # no close(): the interpreter just exits
+        "    print('PIDS', *learn.worker_pids, flush=True)\n"  # no close(): the interpreter just exits
     )
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -344,7 +346,7 @@ def test_the_workers_end_with_the_process_that_started_them(tmp_path):
     assert len(pids) == 2 and not [p for p in pids if os.path.exists(f"/proc/{p}")], "a worker outlived its kernel"
 
 
-def test_no_child_process_is_left_after_close_or_an_error_not_even_multiprocessings_resource_tracker(tmp_path):
+def test_no_child_process_is_left_after_close_or_an_error(tmp_path):
     import subprocess
     import sys
 
@@ -378,7 +380,7 @@ def test_no_child_process_is_left_after_close_or_an_error_not_even_multiprocessi
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     said = dict(line.split(" ", 1) for line in r.stdout.splitlines())
-    assert said == {"RUNNING": "3", "CLOSED": "[]", "ERROR": "[]", "AGAIN": "[]"}, (said, r.stderr[-2000:])
+    assert said == {"RUNNING": "2", "CLOSED": "[]", "ERROR": "[]", "AGAIN": "[]"}, (said, r.stderr[-2000:])
     assert "leaked" not in r.stderr, "the resource tracker ended with nothing left to clean up"
 
 
@@ -394,7 +396,7 @@ def test_a_worker_killed_mid_run_ends_the_run_and_leaves_no_process():
         def batch_end(self, lrn):
             if lrn.recorder.n_batches >= 5 and not self.done:
                 self.done = True
-                os.kill(lrn._pool.procs[1].pid, signal.SIGKILL)  # as the OOM killer would
+                os.kill(lrn.worker_pids[1], signal.SIGKILL)  # as the OOM killer would
 
     learn.observers.append(Kill())
     with pytest.raises(RuntimeError) as e:  # gloo's own "Connection reset by peer" in rank 0, or rank 1 found gone
@@ -473,3 +475,74 @@ def test_a_start_on_disk_gives_identical_fits_and_an_exact_reset_with_two_proces
     finally:
         learn.close()
     assert list(tmp_path.iterdir()) == [], "and the workers' folder went with them"
+
+
+SCRIPT = """\
+import os
+import torch
+from torch import nn
+from lrwidget import Learner, accuracy
+from lrwidget.data import digits
+
+with open(os.environ["RAN"], "a") as f:  # top-level code with a side effect: it must run once
+    f.write(f"{os.getpid()}\\n")
+
+
+def main():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    learn = Learner(digits(bs=32), model, metrics=accuracy, num_processes=2)
+    learn.fit_one_cycle(1, 1e-2)
+    print("DONE", learn.run.end_reason, learn.recorder.values[-1][2], os.getpid(), flush=True)
+
+
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["top-level", "main-guard"])
+def test_a_script_trains_in_two_processes_and_its_top_level_code_runs_once(tmp_path, guarded):
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    # as the article's code is written (the calls at the top level), or behind the main guard
+    script.write_text(SCRIPT + ("if __name__ == '__main__':\n    main()\n" if guarded else "main()\n"))
+    ran = tmp_path / "ran.txt"
+    env = {**os.environ, "RAN": str(ran)}
+    r = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    (line,) = [ln for ln in r.stdout.splitlines() if ln.startswith("DONE")]
+    _, reason, acc, pid = line.split()
+    assert reason == "completed" and float(acc) > 0.5
+    assert ran.read_text().split() == [pid], "the top-level code ran once, in the main process, never in a worker"
+
+
+class Scaled(Learner):
+    """A subclass with its own __init__ and an override the loop calls: the workers must run it as written."""
+
+    def __init__(self, dls, model, factor, **kw):
+        super().__init__(dls, model, **kw)
+        self.factor = factor
+
+    def loss_for(self, y):
+        lf, on_logits = super().loss_for(y)
+        return (lambda out, target: self.factor * lf(out, target)), on_logits
+
+
+def test_a_subclass_of_learner_keeps_its_overrides_in_the_worker_processes():
+    torch.manual_seed(0)
+    learn = Scaled(digits(bs=32), Net(), 0.0, metrics=accuracy, wd=0.0, num_processes=2)
+    before = weights(learn)
+    try:
+        learn.fit(1, 1e-2)
+        assert learn.run.end_reason == "completed"
+        assert learn.recorder.values[-1][0] == 0.0, "rank 0 trained on the subclass's loss (scaled to 0)"
+        assert all(torch.equal(before[k], v) for k, v in weights(learn).items()), "no rank had a gradient"
+        learn.factor = 1.0  # its own attribute travels with it
+        learn.fit(1, 1e-2)
+        assert learn.recorder.values[-1][0] > 0.1
+        assert not all(torch.equal(before[k], v) for k, v in weights(learn).items())
+    finally:
+        learn.close()

@@ -511,12 +511,12 @@ def test_fits_from_the_same_start_on_a_fastai_learner_are_identical_and_reset_pu
 
 
 def test_the_start_of_a_fastai_learner_goes_to_disk_when_memory_is_short(learn, monkeypatch, tmp_path):
-    import lrwidget.state.snapshot as snapshots
+    from lrwidget.state import disk, memory
 
     folder = tmp_path / "copies"
-    monkeypatch.setattr(snapshots, "available_memory", lambda: 1)  # "auto": disk
-    monkeypatch.setattr(snapshots, "default_dir", lambda: folder)
-    monkeypatch.setattr(snapshots, "SMALL", -1)  # every tensor in a file, fastai's optimizer state too
+    monkeypatch.setattr(memory, "available_memory", lambda: 1)  # "auto": disk
+    monkeypatch.setattr(disk, "default_dir", lambda: folder)
+    monkeypatch.setattr(disk, "SMALL", -1)  # every tensor in a file, fastai's optimizer state too
     w = LRWidget(learn, epochs=1)
     w.lr_min, w.lr_steep, w.from_start = 1e-3, 1e-2, True
     assert w.fit(1)
@@ -527,7 +527,7 @@ def test_the_start_of_a_fastai_learner_goes_to_disk_when_memory_is_short(learn, 
         assert w.fit(1)
         w.wait(TIMEOUT)
     a, b = w.runs[-2:]
-    assert isinstance(w._start_state, snapshots.DiskCopy) and len(list(w._start_state.folder.iterdir())) > 4
+    assert isinstance(w._start_state, disk.DiskCopy) and len(list(w._start_state.folder.iterdir())) > 4
     assert a.values == b.values and w.status.endswith(f"on disk in {w._start_state.folder}")
     w.reset()
     assert same(weights(w.learn), start) and learn.opt.state

@@ -15,7 +15,8 @@ import lrwidget.state.snapshot as snapshots
 from lrwidget import Learner, LRWidget, accuracy
 from lrwidget.core.events import Observer
 from lrwidget.data import digits
-from lrwidget.state.snapshot import DiskCopy
+from lrwidget.state import disk, memory
+from lrwidget.state.disk import DiskCopy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 120
@@ -31,7 +32,7 @@ def make(seed: int = 0, **kw) -> Learner:
 @pytest.fixture
 def pieces(monkeypatch):
     """Files of 40 kB: each large tensor is written as several pieces."""
-    monkeypatch.setattr(snapshots, "PIECE", 40_000)
+    monkeypatch.setattr(disk, "PIECE", 40_000)
 
 
 @pytest.fixture
@@ -106,7 +107,7 @@ def test_a_copy_on_disk_puts_back_everything_and_again(tmp_path, pieces):
     opt_tensors = [t for s in learn.opt.state.values() for t in s.values() if torch.is_tensor(t)]
     saved = learn.take_state()
     assert isinstance(saved, DiskCopy) and saved.folder.parent == tmp_path and len(os.listdir(saved.folder)) > 0
-    assert snapshots.said(saved) == f"{snapshots.fmt_bytes(saved.nbytes)} on disk in {saved.folder}"
+    assert snapshots.said(saved) == f"{memory.fmt_bytes(saved.nbytes)} on disk in {saved.folder}"
     in_memory = sum(t.numel() * t.element_size() for t in _tensors(saved.small))
     assert in_memory < saved.nbytes / 4, "the large tensors are in files, not in memory"
     for _ in range(2):  # a reset, another fit, a reset again: the copy stays as it was
@@ -168,14 +169,14 @@ def test_auto_chooses_disk_when_little_memory_is_available_and_memory_when_much(
     learn = trained(snapshot_dir=tmp_path)
     assert learn.snapshot == "auto", "the default"
     n = snapshots.state_bytes(learn.model, learn.opt)
-    monkeypatch.setattr(snapshots, "available_memory", lambda: 2 * n - 1)
+    monkeypatch.setattr(memory, "available_memory", lambda: 2 * n - 1)
     saved = learn.take_state()
     assert isinstance(saved, DiskCopy) and saved.nbytes == n
     saved.close()
-    monkeypatch.setattr(snapshots, "available_memory", lambda: 2 * n + 1)
+    monkeypatch.setattr(memory, "available_memory", lambda: 2 * n + 1)
     assert isinstance(learn.take_state(), dict)
-    monkeypatch.setattr(snapshots, "available_memory", lambda: 3 * n)
-    learn._rank = type("Rank", (), {"world": 2})()  # two ranks of this machine, each with its copy: 2n of 3n
+    monkeypatch.setattr(memory, "available_memory", lambda: 3 * n)
+    learn.rank = type("Rank", (), {"world": 2})()  # two ranks of this machine, each with its copy: 2n of 3n
     saved = learn.take_state()
     assert isinstance(saved, DiskCopy)
     saved.close()
@@ -202,17 +203,17 @@ def test_available_memory_reads_the_cgroup_limits_above_the_process(tmp_path):
     (v2 / "a" / "b").mkdir()
     (v2 / "a" / "b" / "cgroup.procs").write_text("")  # no limit of its own: its parent's binds
     (tmp_path / "cg2").write_text("0::/a/b\n")
-    assert snapshots._cgroup_room(str(tmp_path / "cg2"), str(v2)) == [500_000]
+    assert memory._cgroup_room(str(tmp_path / "cg2"), str(v2)) == [500_000]
     v1 = tmp_path / "v1" / "memory"
     v1.mkdir(parents=True)
     (v1 / "cgroup.procs").write_text("")
     (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
     (v1 / "memory.usage_in_bytes").write_text("5\n")
     (tmp_path / "cg1").write_text("4:memory:/elsewhere\n1:cpu:/\n")
-    assert snapshots._cgroup_room(str(tmp_path / "cg1"), str(tmp_path / "v1")) == []
+    assert memory._cgroup_room(str(tmp_path / "cg1"), str(tmp_path / "v1")) == []
     (v1 / "memory.limit_in_bytes").write_text("2000\n")
-    assert snapshots._cgroup_room(str(tmp_path / "cg1"), str(tmp_path / "v1")) == [1995]
-    n = snapshots.available_memory()
+    assert memory._cgroup_room(str(tmp_path / "cg1"), str(tmp_path / "v1")) == [1995]
+    n = memory.available_memory()
     with open("/proc/meminfo") as f:
         avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
     assert n is not None and 0 < n <= avail
@@ -336,7 +337,7 @@ def test_a_snapshot_dir_that_is_a_file_is_refused_before_anything_changes(tmp_pa
 
 
 def test_a_full_disk_is_refused_before_anything_changes(tmp_path, monkeypatch):
-    monkeypatch.setattr(snapshots, "free_space", lambda folder: 1000)
+    monkeypatch.setattr(memory, "free_space", lambda folder: 1000)
     _refused(trained(snapshot="disk", snapshot_dir=tmp_path), r"its disk has 1000 B free, [\d.]+ MiB needed", tmp_path)
 
 
@@ -363,10 +364,10 @@ def test_bad_snapshot_arguments_are_refused():
 def test_the_default_folder_is_the_temporary_one_unless_it_lives_in_memory(monkeypatch, tmp_path):
     import tempfile
 
-    assert snapshots.default_dir() == Path(tempfile.gettempdir())  # /tmp here is on a disk
-    monkeypatch.setattr(snapshots, "_fs_type", lambda path: "tmpfs")
+    assert disk.default_dir() == Path(tempfile.gettempdir())  # /tmp here is on a disk
+    monkeypatch.setattr(disk, "_fs_type", lambda path: "tmpfs")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert snapshots.default_dir() == tmp_path / "lrwidget"
+    assert disk.default_dir() == tmp_path / "lrwidget"
 
 
 # -- the widget's start ----------------------------------------------------------------------------------------
@@ -399,7 +400,7 @@ def test_the_widgets_start_on_disk_gives_the_runs_and_resets_of_memory_and_says_
     assert vm == vd and vm[0] == vm[1], "two fits from the same start, the same in memory and on disk"
     assert_same(wm, wd)
     assert disk_m == [] and len(disk_d) == 1
-    where = f"the start is {snapshots.fmt_bytes(w_d._start_state.nbytes)} on disk in {tmp_path / disk_d[0]}"
+    where = f"the start is {memory.fmt_bytes(w_d._start_state.nbytes)} on disk in {tmp_path / disk_d[0]}"
     assert said_d.startswith("fit done") and said_d.endswith(where) and "on disk" not in said_m
     assert reset_d.startswith("reset:") and reset_d.endswith(where) and "on disk" not in reset_m
     old = w_d._start_state
@@ -456,7 +457,7 @@ def test_lr_find_in_two_processes_writes_each_ranks_copy_in_a_folder_that_goes_w
             learn.lr_find(num_it=20, show_plot=False)
         assert copies_in(tmp_path) == [], "the ranks' folder went with the workers"
         learn.loss_func = nn.functional.cross_entropy
-        res = learn.lr_find(num_it=20, show_plot=False)  # a fresh pool
+        res = learn.lr_find(num_it=20, stop_div=False, show_plot=False)  # a fresh pool
         assert len(res.lrs) == 20 and res.end_reason == "completed"
         (ranks,) = copies_in(tmp_path)
         assert ranks.startswith("lrwidget-ranks-") and os.listdir(tmp_path / ranks) == [], "each rank deleted its copy"
@@ -473,7 +474,7 @@ def test_a_new_start_refused_by_the_disk_keeps_the_old_one(tmp_path, monkeypatch
     w.mark_start()
     old, start = w._start_state, weights(learn)
     learn.fit(1, 1e-2)
-    monkeypatch.setattr(snapshots, "free_space", lambda folder: 0)
+    monkeypatch.setattr(memory, "free_space", lambda folder: 0)
     with pytest.raises(OSError, match="its disk has 0 B free"):
         w.mark_start()
     assert w._start_state is old and not old.closed and copies_in(tmp_path) == [old.folder.name]

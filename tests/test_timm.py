@@ -90,8 +90,20 @@ def test_pretrained_without_network_says_to_pass_pretrained_false(monkeypatch):
         raise OSError("We couldn't connect to 'https://huggingface.co'")  # what huggingface_hub says offline
 
     monkeypatch.setattr(timm.models._builder, "load_pretrained", offline)
-    with pytest.raises(RuntimeError, match=r"timm's resnet10t.*couldn't connect.*pass pretrained=False"):
+    with pytest.raises(OSError, match="couldn't connect") as e:
         vision_learner(small_image_dls(n=64, size=32), "resnet10t", pretrained=True)
+    (note,) = e.value.__notes__
+    assert "timm's resnet10t" in note and "pass pretrained=False" in note
+
+
+def test_an_error_of_timm_that_is_not_about_weights_keeps_its_type_without_a_note(monkeypatch):
+    def bug(*a, **k):
+        raise KeyError("a bug in the model config")
+
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", bug)
+    with pytest.raises(KeyError, match="a bug in the model config") as e:
+        vision_learner(small_image_dls(n=64, size=32), "resnet10t", pretrained=True)
+    assert not getattr(e.value, "__notes__", None)
 
 
 def test_parameters_forward_features_never_uses_are_dropped_so_every_parameter_trains():

@@ -75,8 +75,39 @@ def test_pretrained_without_network_says_to_pass_pretrained_false(monkeypatch):
         raise urllib.error.URLError("Temporary failure in name resolution")  # what an offline machine sees
 
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="pass pretrained=False"):
+    with pytest.raises(urllib.error.URLError, match="Temporary failure in name resolution") as e:
         vision_learner(small_image_dls(), resnet18, pretrained=True)
+    (note,) = e.value.__notes__  # the error as raised, with what to do
+    assert "could not load the pretrained weights of resnet18" in note and "pass pretrained=False" in note
+
+
+class ArchBug(Exception):
+    pass
+
+
+def test_an_error_of_the_model_function_is_not_called_a_weights_problem():
+    def arch(weights=None):
+        raise ArchBug("a typo in the model's own code")
+
+    with pytest.raises(ArchBug, match="a typo in the model's own code") as e:
+        vision_learner(small_image_dls(), arch, pretrained=True)
+    assert not getattr(e.value, "__notes__", None), "nothing about weights or networks is added"
+
+
+class BrokenImages(torch.utils.data.Dataset):
+    """A dataset whose items cannot be read (a missing file, say): its own error must reach the user."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        raise FileNotFoundError(f"images/{i}.png")
+
+
+def test_a_dataset_that_fails_keeps_its_error_instead_of_a_channels_guess():
+    broken = DataLoader(BrokenImages(), batch_size=4)
+    with pytest.raises(FileNotFoundError, match="images/0.png"):
+        vision_learner(DataLoaders(broken, broken), resnet18, n_out=10, pretrained=False)
 
 
 def test_pretrained_freezes_the_body_but_not_batchnorm(monkeypatch):

@@ -99,3 +99,15 @@ def num_processes(n: Any, device: Any) -> int:
             "num_processes=1, or device='cpu'"
         )
     return n
+
+
+def loaders_for_processes(dls: Any) -> None:
+    """TypeError unless the data are torch DataLoaders, which the worker processes can shard."""
+    from torch.utils.data import DataLoader
+
+    for name, dl in (("training", dls.train), ("validation", dls.valid)):
+        if dl is not None and not isinstance(dl, DataLoader):
+            raise TypeError(
+                f"num_processes > 1 shards the data with a DistributedSampler, so the {name} data must be a "
+                f"torch.utils.data.DataLoader over a Dataset, got {type(dl).__name__}"
+            )

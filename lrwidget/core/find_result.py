@@ -103,7 +103,7 @@ class LRFindResult(tuple):
             return extra[name]
         raise AttributeError(f"LRFindResult has no suggestion or attribute {name!r}")
 
-    def _fields_dict(self) -> dict[str, Any]:
+    def fields(self) -> dict[str, Any]:
         """Every field as the constructor takes it (plain dicts)."""
         d = {k: self.__dict__[k] for k in ALL_FIELDS}
         d.update({k: dict(d[k]) for k in ("reasons", "points", "extra")})
@@ -114,10 +114,10 @@ class LRFindResult(tuple):
         unknown = set(changes) - set(ALL_FIELDS)
         if unknown:
             raise TypeError(f"LRFindResult has no field {sorted(unknown)[0]!r}")
-        return type(self)(**{**self._fields_dict(), **changes})
+        return type(self)(**{**self.fields(), **changes})
 
     def __reduce__(self) -> tuple:
-        return _rebuild, (self._fields_dict(),)
+        return _rebuild, (self.fields(),)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON takes it (allow_nan=False): nan, inf, -inf as the strings "nan", "inf", "-inf"."""
@@ -289,13 +289,13 @@ def apply_suggest_funcs(res: LRFindResult, funcs: tuple[Callable, ...]) -> LRFin
     """A new result answering as fastai's SuggestedLRs for `funcs`, called as fastai calls them."""
     lrs, losses = suggest.trim(res.lrs, res.losses, res.num_it)
     curve = torch.tensor(lrs.tolist()), torch.tensor(losses.tolist())  # float32, as fastai builds them
-    fields = res._fields_dict()
+    fields = res.fields()
     for f in funcs:
         if f in OURS:
             continue
         key = _key(f)
         if len(losses) < 2:
-            value, point, why = None, None, res.reasons.get(key) or suggest._short(len(losses))
+            value, point, why = None, None, res.reasons.get(key) or suggest.too_short(len(losses))
         else:
             out = f(*curve, res.num_it)
             value, point = out if isinstance(out, tuple) else (out, None)

@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .events import Observer, RunInfo
 from .find_result import LRFindResult
-from .hold import RunGuard
+from .guard import RunGuard
 from .recorder import Recorder
 
 

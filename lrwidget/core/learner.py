@@ -1,8 +1,8 @@
-"""Learner: a model, its data, loss and optimizer, its public methods, and the one training loop."""
+"""Learner: a model, its data, loss and optimizer, and its public methods; how its runs go is its runner's business."""
 
 from __future__ import annotations
 
-import math
+import copy
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -12,35 +12,35 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..parallel.rank import Alone
 from ..state import snapshot as snapshots
-from . import checkpoint, checks, loop
-from . import ranks as distributed
+from ..state.copies import clone_cpu
+from ..state.disk import DiskCopy
+from . import checkpoint, checks, loop, range_test
 from .checks import positive, whole
 from .data import DataLoaders, default_device
+from .errors import oom_hint
 from .events import Observer, RunInfo
 from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs, warn_missing
-from .hold import RunGuard, StopSignal
-from .losses import MSELossFlat, oom_hint
+from .guard import RunGuard, StopSignal
+from .losses import MSELossFlat, default_loss_for
 from .optim import (
     by_layer_group,
     default_opt_func,
     mom_key,
-    norm_bias_params,
     one_group,
     param_groups,
     set_wd,
 )
 from .optim import freeze_to as _freeze_to
 from .optim import split as split_groups
+from .range_test import MIN_NUM_IT
 from .recorder import Recorder
+from .runners import Call, runner_for
 from .schedules import check_moms, check_one_cycle, lr_per_group, lr_range, one_cycle
-from .suggest import suggest_lrs
 
-__all__ = ["Learner", "LRFindResult", "Observer", "RunInfo", "RunGuard", "MSELossFlat", "MIN_NUM_IT"]
-__all__ += ["default_opt_func", "norm_bias_params", "param_groups"]  # where they were before optim.py
+__all__ = ["Learner", "LRFindResult", "MSELossFlat", "MIN_NUM_IT"]
 
-# the smallest num_it whose curve keeps 2 points once the first num_it//10 and the last 5 are dropped
-MIN_NUM_IT = 7
 LR_FIND_RESTORES = "the model, optimizer and random state are as before it"
 
 
@@ -83,35 +83,65 @@ class Learner:
         # where exact copies of the state go (lr_find's, a widget's start): snapshot.py says how "auto" chooses
         self.snapshot, self.snapshot_dir = snapshots.check_mode(snapshot), snapshots.check_dir(snapshot_dir)
         self.loss_func = checks.loss_func(loss_func)
-        self._default_loss = False  # True once the loop chose the loss (it then gets the logits of an HF output)
+        self._default_loss = False  # True once lrwidget chose the loss (it then gets the logits of an HF output)
         check_moms(moms)
         self.dls = dls
         self.device = torch.device(device) if device is not None else default_device()
-        self.num_processes = num_processes
-        if self.num_processes > 1:
-            distributed.check_loaders(dls)
+        self._runner: Any = None  # how the runs go: here, or in N worker processes (set by num_processes)
+        self.num_processes = num_processes  # checked before the model moves
         self.model = model.to(self.device)
         self.metrics = checks.metrics(metrics)
         self.splitter = splitter or one_group
         self.lr, self.moms = lr, moms
-        self._default_opt = opt_func is None  # the workers of num_processes > 1 make it for their own device
+        self._default_opt = opt_func is None  # made again for another device (a worker's GPU)
         self.opt_func = opt_func or partial(default_opt_func, device=self.device)
         self.wd_bn_bias, self.train_bn = wd_bn_bias, train_bn
-        self.opt = self.opt_func(param_groups(self.model, split_groups(self.splitter(self.model)), wd_bn_bias))
+        self.opt = self._make_opt()
         set_wd(self.opt, None if wd is None else positive("wd", wd, allow_zero=True))
+        self._local()
+
+    def _local(self) -> None:
+        """What belongs to this process only: its runs, their record and observers, its place among processes."""
         self.recorder = Recorder()
         self.observers: list[Observer] = []
         self.run: RunInfo | None = None
         self.guard = RunGuard()
-        self._pool: Any = None  # num_processes > 1: the worker processes, kept between runs (distributed.Workers)
-        self._rank: Any = None  # in a worker: this process's place in the group (distributed.Rank)
-        self._seeds = 0  # runs in worker processes so far: each shuffles from its own seed
+        self.rank: Any = Alone()  # this process's place among those that train the model (a worker's: one of N)
+
+    def _make_opt(self) -> torch.optim.Optimizer:
+        return self.opt_func(param_groups(self.model, split_groups(self.splitter(self.model)), self.wd_bn_bias))
+
+    def __getstate__(self) -> dict:
+        """What travels to the worker processes (and what copy.deepcopy copies): the model (on the CPU), the
+        optimizer's state, the settings and the data, and a subclass's own attributes; not this process's runs."""
+        state = {k: v for k, v in self.__dict__.items() if k not in _LOCAL}
+        if self.device.type != "cpu":
+            state["model"] = copy.deepcopy(self.model).cpu()
+        state["opt"] = clone_cpu(self.opt.state_dict())  # made again for the model over there, then loaded
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """A learner of this class from `__getstate__`'s state, on `state['device']`, its runs its own."""
+        state = dict(state)
+        opt_state = state.pop("opt")
+        self.__dict__.update(state)
+        if self._default_opt:
+            self.opt_func = partial(default_opt_func, device=self.device)
+        self.model = self.model.to(self.device)
+        self.opt = self._make_opt()
+        self.opt.load_state_dict(opt_state)
+        self._local()
+        self._runner = None
+        self.num_processes = self._num_processes
 
     def close(self) -> None:
         """End the worker processes kept between runs (num_processes > 1); nothing for one process."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+        self._runner.close()
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The process ids of the worker processes running now (none for one process, or before the first run)."""
+        return self._runner.pids()
 
     @property
     def num_processes(self) -> int:
@@ -120,7 +150,14 @@ class Learner:
 
     @num_processes.setter
     def num_processes(self, n: int) -> None:
-        self._num_processes = checks.num_processes(n, self.device)
+        n = checks.num_processes(n, self.device)
+        if n > 1:
+            checks.loaders_for_processes(self.dls)
+        if self._runner is None or n != self._num_processes:
+            if self._runner is not None:
+                self._runner.close()
+            self._runner = runner_for(n)
+        self._num_processes = n
 
     @property
     def accum_steps(self) -> int:
@@ -170,11 +207,13 @@ class Learner:
     def fit(self, n_epoch: int, lr: float | slice | None = None, wd: float | None = None) -> None:
         """Train `n_epoch` epochs at a constant learning rate (float, slice or one per layer group)."""
         with self.guard("fit") as sig:
-            n_epoch, per_group, total = self._plan(n_epoch, lr, "lr", wd)
-            if self.num_processes > 1:
-                return distributed.run(self, "fit", (n_epoch, lr, wd), sig)
-            set_wd(self.opt, wd)
-            loop.train(self, "fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None, sig)
+            n_epoch, per_group = self._plan(n_epoch, lr, "lr", wd)
+            self._runner.run(self, sig, Call("fit", type(self)._fit, (n_epoch, per_group, wd)))
+
+    def _fit(self, sig: StopSignal, n_epoch: int, per_group: np.ndarray, wd: float | None) -> None:
+        total = self._total(n_epoch)
+        set_wd(self.opt, wd)
+        loop.train(self, "fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None, sig)
 
     def fit_one_cycle(
         self,
@@ -188,34 +227,25 @@ class Learner:
     ) -> None:
         """Train with fastai's one-cycle policy: cosine lr warm-up to `lr_max` then annealing, momentum inverse."""
         with self.guard("fit_one_cycle") as sig:
-            if self.num_processes > 1:
-                self._plan(n_epoch, lr_max, "lr_max", wd, stacklevel=4)
-                check_one_cycle(div, div_final, pct_start, self.moms if moms is None else moms)
-                return distributed.run(
-                    self, "fit_one_cycle", (n_epoch, lr_max, div, div_final, pct_start, wd, moms), sig
-                )
-            self._one_cycle(n_epoch, lr_max, div, div_final, pct_start, wd, moms, sig)
+            n_epoch, per_group = self._plan(n_epoch, lr_max, "lr_max", wd)
+            moms = self.moms if moms is None else moms
+            check_one_cycle(div, div_final, pct_start, moms)
+            args = (n_epoch, per_group, div, div_final, pct_start, wd, moms)
+            self._runner.run(self, sig, Call("fit", type(self)._one_cycle, args))
 
     def _one_cycle(
         self,
+        sig: StopSignal,
         n_epoch: int,
-        lr_max: Any,
+        per_group: np.ndarray,
         div: float,
         div_final: float,
         pct_start: float,
         wd: float | None,
-        moms: tuple[float, float, float] | None,
-        sig: StopSignal,
+        moms: tuple[float, float, float],
     ) -> None:
-        """One cycle in the run that holds `sig`; every argument is checked before anything changes."""
-        n_epoch, per_group, total = self._plan(n_epoch, lr_max, "lr_max", wd, stacklevel=5)
         lrs, mom = one_cycle(
-            total,
-            per_group,
-            div=div,
-            div_final=div_final,
-            pct_start=pct_start,
-            moms=self.moms if moms is None else moms,
+            self._total(n_epoch), per_group, div=div, div_final=div_final, pct_start=pct_start, moms=moms
         )
         set_wd(self.opt, wd)
         loop.train(self, "fit", n_epoch, lrs, mom if mom_key(self.opt) else None, sig)
@@ -241,15 +271,30 @@ class Learner:
             check_one_cycle(div, div_final, pct_start, moms)  # the first phase's own div and pct_start are fixed
             if wd is not None:
                 positive("wd", wd, allow_zero=True)
-            if self.num_processes > 1:
-                args = (epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, div_final, wd, moms)
-                return distributed.run(self, "fine_tune", args, sig)
-            self.freeze()
-            self._one_cycle(freeze_epochs, slice(base_lr), 25.0, div_final, 0.99, wd, moms, sig)
-            if self.run.end_reason != "completed" or sig.is_set():  # a Stop after the first phase's last batch too
-                return
-            self.unfreeze()
-            self._one_cycle(epochs, slice(base_lr / 2 / lr_mult, base_lr / 2), div, div_final, pct_start, wd, moms, sig)
+            args = (epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, div_final, wd, moms)
+            self._runner.run(self, sig, Call("fit", type(self)._fine_tune, args))
+
+    def _fine_tune(
+        self,
+        sig: StopSignal,
+        epochs: int,
+        base_lr: float,
+        freeze_epochs: int,
+        lr_mult: float,
+        pct_start: float,
+        div: float,
+        div_final: float,
+        wd: float | None,
+        moms: tuple[float, float, float],
+    ) -> None:
+        self.freeze()
+        head = lr_per_group(slice(base_lr), len(self.layer_groups))
+        self._one_cycle(sig, freeze_epochs, head, 25.0, div_final, 0.99, wd, moms)
+        if self.run.end_reason != "completed" or sig.is_set():  # a Stop after the first phase's last batch too
+            return
+        self.unfreeze()
+        body = lr_per_group(slice(base_lr / 2 / lr_mult, base_lr / 2), len(self.layer_groups))
+        self._one_cycle(sig, epochs, body, div, div_final, pct_start, wd, moms)
 
     def validate(self) -> list[float]:
         """The validation loss and metrics of the model as it is, as fastai's: [valid_loss, *metrics]."""
@@ -281,65 +326,39 @@ class Learner:
             )
             num_it = whole("num_it", num_it, MIN_NUM_IT, hint)
             lrs = lr_range(start_lr, end_lr, num_it)
-            if self.num_processes > 1:  # the kernel's learner is untouched: the workers ran on copies
-                res = distributed.run(self, "lr_find", (start_lr, end_lr, num_it, stop_div, False, suggest_funcs), sig)
-                self.recorder.lr_find_result = res
-                if show_plot:
-                    self.recorder.show_lr_find()
-                    warn_missing(res, self.lr, stacklevel=3)
-                return res
-            rec, best = self.recorder, math.inf
-
-            def check() -> str | None:
-                nonlocal best
-                s = rec.smooth_loss
-                if not math.isfinite(s):
-                    return "non-finite loss"
-                best = min(best, s)
-                return "diverged" if stop_div and s > 4 * best else None
-
-            saved = self.take_state()
-            try:
-                n_epoch = math.ceil(num_it / loop.steps_per_epoch(len(self.dls.train), self.accum_steps))
-                per_group = np.repeat(lrs[:, None], len(self.layer_groups), axis=1)
-                said = snapshots.said(saved)
-                loop.train(self, "lr_find", n_epoch, per_group, None, sig, validate=False, check=check, snapshot=said)
-            finally:
-                try:
-                    self.restore_state(saved)
-                finally:
-                    snapshots.discard(saved)
-            end = self.run.end_reason
-            s = suggest_lrs(rec.lrs, rec.losses, num_it, end)
-            res = LRFindResult(
-                rec.lrs, rec.losses, rec.raw_losses, s["lr_min"], s["lr_steep"], s["valley"], s["slide"],
-                s.reasons, s.points, num_it, end,
-            )  # fmt: skip
+            call = Call("lr_find", type(self)._lr_find, (lrs, num_it, bool(stop_div)), changes_state=False)
+            res = self._runner.run(self, sig, call)
             if funcs is not None:
                 res = apply_suggest_funcs(res, funcs)
-            rec.lr_find_result = res
+            self.recorder.lr_find_result = res
             if show_plot:  # the curve in a notebook, and a warning of each suggestion that came out None
-                rec.show_lr_find()
+                self.recorder.show_lr_find()
                 warn_missing(res, self.lr, stacklevel=3)
             return res
 
+    def _lr_find(self, sig: StopSignal, lrs: np.ndarray, num_it: int, stop_div: bool) -> LRFindResult:
+        return range_test.run(self, sig, lrs, num_it, stop_div)
+
     # -- exact state copies ----------------------------------------------------------------------------
 
-    def take_state(self) -> dict | snapshots.DiskCopy:
+    def take_state(self) -> dict | DiskCopy:
         """An exact copy of the weights, optimizer, module modes, grads and every random state: a dict in host memory,
         or a snapshot.DiskCopy (its tensors in files; `close()` deletes them), as `self.snapshot` says."""
-        copies = 1 if self._rank is None else self._rank.world  # every rank of this machine takes its own at once
-        saved = snapshots.take(
-            self.model, self.opt, self.dls.train, self.device, self.snapshot, self.snapshot_dir, copies
+        # every rank of this machine takes its own copy at once: "auto" counts them all against the memory
+        return snapshots.take(
+            self.model, self.opt, self.dls.train, self.device, self.snapshot, self.snapshot_dir, self.rank.world
         )
-        # with num_processes > 1 the workers' shuffle comes from the learner's run count: part of its random state
-        saved["seeds"] = self._seeds
-        return saved
 
-    def restore_state(self, saved: dict | snapshots.DiskCopy) -> None:
+    def restore_state(self, saved: dict | DiskCopy) -> None:
         """Put back a copy made by `take_state` (which stays as it was: it can be put back again)."""
         snapshots.restore(saved, self.model, self.opt, self.dls.train)
-        self._seeds = saved["seeds"]
+
+    def loss_for(self, y: Any) -> tuple[Callable, bool]:
+        """The loss function for targets like `y`, and whether it gets the model's logits (lrwidget chose it: a
+        Hugging Face output's `logits`) rather than the output as the model made it (the user's loss_func)."""
+        if self.loss_func is None:
+            self.loss_func, self._default_loss = default_loss_for(y), True
+        return self.loss_func, self._default_loss
 
     # -- saving -----------------------------------------------------------------------------------
 
@@ -355,13 +374,19 @@ class Learner:
 
     # -- the training loop -------------------------------------------------------------------------
 
-    def _plan(self, n_epoch: int, lr: Any, name: str, wd: float | None, stacklevel: int = 4) -> tuple:
-        """Check a fit's arguments, changing nothing: the epochs, one lr per layer group, the batches in all."""
+    def _plan(self, n_epoch: int, lr: Any, name: str, wd: float | None) -> tuple[int, np.ndarray]:
+        """Check a fit's arguments, changing nothing: the epochs, and one lr per layer group."""
         n_epoch = whole("n_epoch", n_epoch)
-        # stacklevel: the warning for a reversed slice names the user's line that called fit or fit_one_cycle
-        per_group = lr_per_group(
-            self.lr if lr is None else lr, len(self.layer_groups), name=name, stacklevel=stacklevel
-        )
+        # stacklevel 4: the warning for a reversed slice names the user's line that called fit or fit_one_cycle
+        per_group = lr_per_group(self.lr if lr is None else lr, len(self.layer_groups), name=name, stacklevel=4)
         if wd is not None:
             positive("wd", wd, allow_zero=True)
-        return n_epoch, per_group, n_epoch * loop.steps_per_epoch(len(self.dls.train), self.accum_steps)
+        return n_epoch, per_group
+
+    def _total(self, n_epoch: int) -> int:
+        """The optimizer steps of `n_epoch` epochs of this process's training data."""
+        return n_epoch * loop.steps_per_epoch(len(self.dls.train), self.accum_steps)
+
+
+# this process's own: its runs, their record and observers, where they run (made afresh by __setstate__)
+_LOCAL = ("recorder", "observers", "run", "guard", "rank", "_runner")

@@ -15,9 +15,10 @@ import torch
 
 from .checks import callable_name
 from .data import split_batch, to_device
+from .errors import oom_hint
 from .events import RunInfo, emit
-from .hold import StopSignal
-from .losses import check_loss_value, check_shapes, default_loss_for, one_number, oom_hint, output_loss, prediction
+from .guard import StopSignal
+from .losses import check_loss_value, check_shapes, one_number, output_loss, prediction
 from .optim import layer_index, mom_key
 
 MAX_SKIPS = 50  # lr_find with fp16: steps in a row the grad scaler may skip before the gradients count as non-finite
@@ -64,9 +65,8 @@ def train(
     watch_skips = scaler is not None and check is not None  # lr_find: a step the scaler skips is run again
     own = _own_loss(learn)
     k, b, skips, win, error, non_blocking = 0, 0, 0, None, None, dev.type != "cpu"
-    rk = learn._rank  # in a worker of num_processes > 1: the ranks agree on a Stop, lr_find averages its loss
-    if rk is not None:
-        from .ranks import STOP_EVERY, agreed_stop, all_mean
+    rank = learn.rank  # one of N processes: the ranks agree on a Stop, lr_find averages its loss
+    together = rank.world > 1
     sampler = getattr(dl, "sampler", None)
     opt.zero_grad(set_to_none=True)
     emit(learn.observers, "fit_start", learn)
@@ -81,7 +81,7 @@ def train(
                 for i, batch in enumerate(dl):
                     if sig.is_set():
                         raise Stop(sig.reason)
-                    if rk is not None and b % STOP_EVERY == 0 and (why := agreed_stop(rk, dev)):
+                    if together and b % rank.stop_every == 0 and (why := rank.agreed_stop()):
                         raise Stop(why)
                     b += 1
                     if i % acc == 0:  # a window starts: its step's lr and momentum, its size
@@ -100,7 +100,7 @@ def train(
                         win = None
                     last = size == 1 or (i + 1) % acc == 0 or i + 1 == n_batches
                     # inside a window DDP keeps the gradients local: one all-reduce per step, at its last batch
-                    sync = model.no_sync() if rk is not None and not last else contextlib.nullcontext()
+                    sync = model.no_sync() if together and not last else contextlib.nullcontext()
                     with sync:
                         with autocast:
                             loss = batch_loss(learn, model, to_device(batch, dev, non_blocking), own, b == 1)[0]
@@ -120,8 +120,8 @@ def train(
                         scaler.update()
                     opt.zero_grad(set_to_none=True)
                     step_loss, win = (win / size if size > 1 else win), None
-                    if rk is not None and check is not None:
-                        step_loss = all_mean(step_loss, rk)  # lr_find: every rank decides on the same curve
+                    if together and check is not None:
+                        step_loss = rank.mean(step_loss)  # lr_find: every rank decides on the same curve
                     if watch_skips and scaler.get_scale() < scale and torch.isfinite(step_loss):
                         skips, run.skipped = skips + 1, run.skipped + 1  # fp16 overflow: the same lr again
                         if skips >= MAX_SKIPS:
@@ -191,12 +191,9 @@ def batch_loss(learn: Any, model: Any, b: Any, own: bool, first: bool) -> tuple[
         return loss, pred, b["labels"]
     xs, kw, y = split_batch(b)
     out = model(*xs, **kw)
-    lf = learn.loss_func
-    if lf is None:  # lrwidget's choice, applied to the logits of a Hugging Face output
-        lf = learn.loss_func = default_loss_for(y)
-        learn._default_loss = True
+    lf, on_logits = learn.loss_for(y)  # lrwidget's own choice gets the logits of a Hugging Face output
     pred = prediction(out)
-    arg = pred if learn._default_loss else out  # a loss_func the user gave gets the output as the model made it
+    arg = pred if on_logits else out  # a loss_func the user gave gets the output as the model made it
     if first:
         check_shapes(lf, arg, y)
     loss = lf(arg, y)  # the loss function's own errors reach the user as it raised them
@@ -210,7 +207,8 @@ def evaluate(learn: Any, sig: StopSignal | None) -> list[float]:
     if learn.dls.valid is None:
         return [math.nan] * (1 + len(learn.metrics))
     model, dev, own = learn.model, learn.device, _own_loss(learn)
-    if learn._rank is not None:  # not through DDP: the ranks' shards differ in length, DDP's forward syncs
+    together = learn.rank.world > 1
+    if together:  # not through DDP: the ranks' shards differ in length, DDP's forward syncs
         model = model.module
     model.eval()
     sums, n = None, 0
@@ -225,11 +223,9 @@ def evaluate(learn: Any, sig: StopSignal | None) -> list[float]:
             vals = torch.stack(vals) * bs
             sums = vals if sums is None else sums + vals
             n += bs
-    if learn._rank is not None:  # sample-weighted over every rank's shard, as one process on all the data
-        from .ranks import all_sum
-
-        sums = all_sum(sums if sums is not None else torch.zeros(1 + len(learn.metrics), device=dev))
-        n = int(all_sum(torch.tensor([n], device=dev)).item())
+    if together:  # sample-weighted over every rank's shard, as one process on all the data
+        sums = learn.rank.sum(sums if sums is not None else torch.zeros(1 + len(learn.metrics), device=dev))
+        n = int(learn.rank.sum(torch.tensor([n], device=dev)).item())
     if sums is None or n == 0:
         raise ValueError("the validation data produced no batches")
     return (sums.cpu().double() / n).tolist()

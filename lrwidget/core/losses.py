@@ -1,21 +1,15 @@
-"""Losses and metrics: the default loss, shape checks made before the loss is called, one number per batch, and
-the hint an out-of-memory error gains. The user's own errors keep their type and message."""
+"""Losses and metrics: the default loss, shape checks made before the loss is called, one number per batch. The
+user's own errors keep their type and message."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from .checks import callable_name
-
-OOM_HINT = (
-    "lrwidget: the device ran out of memory. Use a smaller batch size (the DataLoader's batch_size), "
-    "Learner(..., mixed_precision='bf16') (or 'fp16'), or a smaller model"
-)
 
 
 class MSELossFlat(nn.MSELoss):
@@ -119,33 +113,3 @@ def one_number(f: Callable, v: Any, dev: torch.device) -> torch.Tensor:
             "batch (e.g. average it with .mean())"
         )
     return t.float().reshape(())
-
-
-def is_out_of_memory(e: BaseException) -> bool:
-    """True for torch's out-of-memory error, and the RuntimeError that MPS and the CPU allocator raise instead."""
-    if isinstance(e, torch.OutOfMemoryError):
-        return True
-    msg = str(e)
-    return isinstance(e, RuntimeError) and ("out of memory" in msg or "not enough memory" in msg)
-
-
-def add_note(e: BaseException, note: str) -> None:
-    """Add `note` to the exception's notes once (Python 3.11's add_note; the same list on 3.10)."""
-    notes = getattr(e, "__notes__", None)
-    if notes is not None and note in notes:
-        return
-    if hasattr(e, "add_note"):
-        e.add_note(note)
-    else:
-        e.__notes__ = [*(notes or []), note]
-
-
-@contextlib.contextmanager
-def oom_hint() -> Iterator[None]:
-    """An out-of-memory error raised in the block keeps its type and message, and gains what to do about it."""
-    try:
-        yield
-    except BaseException as e:
-        if is_out_of_memory(e):
-            add_note(e, OOM_HINT)
-        raise

@@ -11,6 +11,7 @@ from torch import nn
 
 from .checks import is_int
 
+# torch's private bases: it has no public class that every BatchNorm*d (or InstanceNorm*d) derives from
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm)
 
 

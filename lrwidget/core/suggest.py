@@ -19,7 +19,8 @@ FLAT = "the loss is flat: it does not change over this lr range; check that the 
 NEVER_DECREASES = "the loss never decreases; lower start_lr"
 
 
-def _short(n: int) -> str:
+def too_short(n: int) -> str:
+    """Why a curve of `n` usable points gives no suggestion."""
     return f"the curve has only {n} usable point{'' if n == 1 else 's'}; run lr_find with more steps (num_it)"
 
 
@@ -58,7 +59,7 @@ def minimum(lrs: ArrayLike, losses: ArrayLike) -> Result:
     """One tenth of the lr at the minimum loss (fastai's lr_min): safely below where the loss stops improving."""
     lrs, losses = _np(lrs), _np(losses)
     if len(losses) < 2:
-        return None, None, _short(len(losses))
+        return None, None, too_short(len(losses))
     i = int(np.argmin(losses))
     if i == 0:
         return None, None, NEVER_DECREASES
@@ -72,7 +73,7 @@ def steep(lrs: ArrayLike, losses: ArrayLike) -> Result:
     """The lr where the loss falls fastest against log(lr), on the descent into the minimum loss."""
     lrs, losses = _np(lrs), _np(losses)
     if len(losses) < 2:
-        return None, None, _short(len(losses))
+        return None, None, too_short(len(losses))
     end = int(np.argmin(losses)) + 1
     # only the STEEP_DECADES decades below the minimum: fastai searches the whole curve and can land past a
     # divergence, or on a blip of the noisy first steps (the smoothed loss averages few batches) far before the descent
@@ -89,7 +90,7 @@ def valley(lrs: ArrayLike, losses: ArrayLike) -> Result:
     lrs, losses = _np(lrs), _np(losses)
     n = len(losses)
     if n < 3:
-        return None, None, _short(n)
+        return None, None, too_short(n)
     # lds[i]: longest strictly decreasing subsequence ending at i. fastai's O(n^2) double loop, inner loop as numpy;
     # its running max_end is the first index with the largest lds, i.e. argmax.
     lds = np.ones(n, dtype=np.int64)
@@ -168,7 +169,7 @@ def _unusable(x: np.ndarray, y: np.ndarray, n_run: int, num_it: int | None) -> s
             )
         return "the loss is not finite from the first usable point on; lower start_lr"
     if len(y) < 2:
-        return _short(len(y))
+        return too_short(len(y))
     if np.ptp(y) <= 1e-12 * max(1.0, abs(float(y.mean()))):
         return FLAT
     if np.argmin(y) == 0:

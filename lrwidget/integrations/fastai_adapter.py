@@ -34,9 +34,10 @@ import torch
 
 from ..core.events import Observer, RunInfo, emit
 from ..core.find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
-from ..core.hold import RunGuard, StopSignal
+from ..core.guard import RunGuard, StopSignal
 from ..core.recorder import Recorder
 from ..state import snapshot as snapshots
+from ..state.disk import DiskCopy
 
 __all__ = ["FastaiLearner", "is_fastai_learner", "wrap"]
 
@@ -99,7 +100,7 @@ def _callback_class() -> type:
             self._adapter, self._sig, self._kind, self._n_epoch, self._total = adapter, sig, kind, n_epoch, total
             self._started = self._ended = self._stopped = False
             self._t0 = 0.0
-            self._lr_finder = None
+            self.lr_finder = None
 
         # -- fastai events --------------------------------------------------------------------
         def before_fit(self) -> None:
@@ -115,7 +116,7 @@ def _callback_class() -> type:
             a.run = RunInfo(self._kind, n_epoch, n_iter, self._total or n_epoch * n_iter)
             for cb in learn.cbs:
                 if type(cb).__name__ == "LRFinder":
-                    self._lr_finder = cb
+                    self.lr_finder = cb
             self._started = True
             emit(a.observers, "fit_start", a)
 
@@ -155,10 +156,10 @@ def _callback_class() -> type:
             emit(a.observers, "epoch_end", a)
 
         def after_fit(self) -> None:
-            self._finish(None)
+            self.finish(None)
 
         # -- the end of a run, also after an error (fastai calls no after_fit then) -------------
-        def _finish(self, error: BaseException | None) -> None:
+        def finish(self, error: BaseException | None) -> None:
             if not self._started or self._ended:
                 return
             self._ended = True
@@ -171,7 +172,7 @@ def _callback_class() -> type:
             elif self._stopped:
                 reason = self._sig.reason
             elif self._kind == "lr_find":
-                reason = a._find_end_reason()
+                reason = a.find_end_reason()
             else:
                 reason = "completed"
             a.run.end_reason = reason
@@ -289,7 +290,7 @@ class FastaiLearner:
                 sugg = self._run(cb, call)
             except BaseException:
                 try:
-                    self._reload_after_error(cb._lr_finder)
+                    self._reload_after_error(cb.lr_finder)
                 except Exception as e:
                     self.note = (
                         f"fastai's lr_find could not reload the weights after the error ({type(e).__name__}: {e})"
@@ -343,14 +344,14 @@ class FastaiLearner:
             self.note = ""
             self._run(cb, lambda: getattr(self.learn, method)(n_epoch, cbs=[*cbs, cb], **kwargs))
 
-    def take_state(self) -> dict | snapshots.DiskCopy:
+    def take_state(self) -> dict | DiskCopy:
         """An exact copy of the weights, fastai's optimizer (None before its first fit), modes, grads and every random
         state: in host memory, or in a temporary folder when memory is short (snapshot="auto", snapshot.py)."""
         fl = self.learn
         device = torch.device(getattr(fl.dls, "device", None) or "cpu")
         return snapshots.take(fl.model, fl.opt, fl.dls.train, device)
 
-    def restore_state(self, saved: dict | snapshots.DiskCopy) -> None:
+    def restore_state(self, saved: dict | DiskCopy) -> None:
         """Put back a copy made by `take_state` (which stays as it was)."""
         fl = self.learn
         if saved["opt"] is None:
@@ -371,7 +372,7 @@ class FastaiLearner:
             with no_bar() if no_bar is not None else contextlib.nullcontext(), fl.no_logging():
                 return call()
         except BaseException as e:
-            cb._finish(e)
+            cb.finish(e)
             raise
 
     def _reload_after_error(self, lrf: Any) -> None:
@@ -385,7 +386,7 @@ class FastaiLearner:
         finally:
             lrf.learn = old
 
-    def _find_end_reason(self) -> str:
+    def find_end_reason(self) -> str:
         """Why fastai's lr_find ended, read off its recorder: fastai does not say."""
         frec = self.learn.recorder
         losses = np.array([_float(v) for v in frec.losses], dtype=float)

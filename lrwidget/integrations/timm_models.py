@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.errors import add_note, weights_unavailable
+
 PIP_HINT = "pip install timm (or pip install 'lrwidget[timm]')"
 
 
@@ -95,13 +97,14 @@ def _create(timm: ModuleType, name: str, pretrained: bool, n_in: int, kwargs: di
             f"vision_learner passes {bad[0]}= on to timm.create_model({name!r}), which does not take it ({e})"
         ) from e
     except Exception as e:
-        if not pretrained:
-            raise
-        raise RuntimeError(
-            f"could not load the pretrained weights of timm's {name} ({type(e).__name__}: {e}). Without internet "
-            "access, pass pretrained=False to train from scratch, or put the weights in Hugging Face's cache "
-            "(HF_HOME, ~/.cache/huggingface by default)"
-        ) from e
+        if pretrained and weights_unavailable(e):
+            add_note(
+                e,
+                f"lrwidget: could not load the pretrained weights of timm's {name}. Without internet access, pass "
+                "pretrained=False to train from scratch, or put the weights in Hugging Face's cache (HF_HOME, "
+                "~/.cache/huggingface by default)",
+            )
+        raise
 
 
 def _drop_unused(model: nn.Module, unused: set[int]) -> None:

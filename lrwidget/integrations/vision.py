@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import IterableDataset
 
 from ..core.data import DataLoaders
+from ..core.errors import add_note, weights_unavailable
 from ..core.learner import Learner
 from .timm_models import resolve_arch, timm_body
 
@@ -115,12 +117,13 @@ def _load_arch(arch: Callable, pretrained: bool) -> nn.Module:
             f"{name}(pretrained=weights is not None)"
         ) from e
     except Exception as e:
-        if pretrained:
-            raise RuntimeError(
-                f"could not load the pretrained weights of {name} ({type(e).__name__}: {e}). Without internet "
-                f"access, pass pretrained=False to train from scratch, or put the weights in torch's hub cache "
-                f"({torch.hub.get_dir()}/checkpoints)"
-            ) from e
+        if pretrained and weights_unavailable(e):
+            add_note(
+                e,
+                f"lrwidget: could not load the pretrained weights of {name}. Without internet access, pass "
+                f"pretrained=False to train from scratch, or put the weights in torch's hub cache "
+                f"({torch.hub.get_dir()}/checkpoints)",
+            )
         raise
 
 
@@ -183,12 +186,18 @@ def _adapt_input(body: nn.Module, n_in: int, pretrained: bool) -> None:
 
 
 def _first_image(dls: DataLoaders) -> torch.Tensor | None:
-    """The first training image, (channels, height, width), read without touching any random state; None if none."""
+    """The first training image, (channels, height, width), read without touching any random state; None where the
+    data have no first item to read that way (the dataset's own errors reach the user as it raised them)."""
     ds = getattr(dls.train, "dataset", None)
-    try:
-        x = ds[0][0]
-    except Exception:
+    if ds is None or isinstance(ds, IterableDataset) or not hasattr(ds, "__getitem__"):
         return None
+    try:
+        if len(ds) == 0:
+            return None
+    except TypeError:  # a map-style dataset without __len__
+        return None
+    item = ds[0]
+    x = item[0] if isinstance(item, (tuple, list)) and item else None
     return x if isinstance(x, torch.Tensor) and x.ndim == 3 else None
 
 

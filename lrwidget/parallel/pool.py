@@ -1,177 +1,175 @@
-"""The worker processes of num_processes > 1: spawned with torch.multiprocessing, kept between runs, talked to through
-pipes, and ended so that no process is left, multiprocessing's resource tracker included.
+"""N worker processes, started as fresh Pythons (the user's main module never runs in them), joined in one
+torch.distributed group, kept between jobs, talked to through a pipe each way, and all ended by `close()`.
 
-No queue, lock or semaphore: those are named semaphores, which multiprocessing has its resource tracker keep, and
-a pipe each way per worker is all a run needs.
+The launcher is `subprocess` with lrwidget's own entry point (`worker.main`, run by `python -c`), not
+multiprocessing's spawn: spawn imports the parent's `__main__` again in each child, so a script's top-level code
+ran N + 1 times, and a script without the `if __name__ == "__main__":` guard failed. What the workers need travels
+by value (pickling.py), so they never need the main module. No queue, lock or semaphore either: a pipe each way per
+worker is all a job needs, and nothing (not even multiprocessing's resource tracker) outlives `close()`.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import json
 import os
-import threading
+import socket
+import subprocess
+import sys
 import time
 import weakref
-from collections.abc import Callable
-from multiprocessing import connection, resource_tracker
+from collections.abc import Iterable
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
-import torch.multiprocessing as mp
+from . import pickling
+from .messages import Close, Gone, Job, Ready, Stop
+from .worker import BOOT
 
-LIVE: weakref.WeakSet = weakref.WeakSet()  # the pools whose workers run
-_tracker: dict[str, int | None] = {"pid": None}  # the resource tracker that spawning lrwidget's workers started
-
-
-class Inbox:
-    """A worker's end of the kernel's pipe: the jobs, as bytes."""
-
-    def __init__(self, conn: connection.Connection):
-        self.conn = conn
-
-    def get(self) -> bytes | None:
-        """The next job; None when the kernel says to end, or has gone."""
-        try:
-            return self.conn.recv_bytes() or None
-        except (EOFError, OSError):
-            return None
+LIVE: weakref.WeakSet[Pool] = weakref.WeakSet()  # the pools whose workers run
 
 
-class Outbox:
-    """A worker's end of its pipe to the kernel: each message goes with the time it was sent."""
-
-    def __init__(self, conn: connection.Connection):
-        self.conn = conn
-
-    def put(self, msg: tuple) -> None:
-        """Send `msg` (pickled first: one that does not pickle raises here, and nothing is sent)."""
-        self.conn.send((time.monotonic(), msg))  # CLOCK_MONOTONIC: one clock for every process of the machine
-
-
-def _main(target: Callable, rank: int, down: connection.Connection, up: connection.Connection, *args: Any) -> None:
-    target(rank, Inbox(down), Outbox(up), *args)
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Pool:
-    """N spawned processes running `target(rank, Inbox, Outbox, stop, *args)`, a pipe each way per process."""
+    """N worker processes in one process group (gloo on CPU, NCCL on CUDA), running one job at a time."""
 
-    def __init__(self, n: int, target: Callable, args: tuple):
-        ctx = mp.get_context("spawn")
-        self.n = n
-        self.stop = ctx.Value("i", 0, lock=False)  # the kernel writes, the workers read: one int, no lock
-        down = [ctx.Pipe(duplex=False) for _ in range(n)]  # kernel -> rank r: the jobs
-        up = [ctx.Pipe(duplex=False) for _ in range(n)]  # rank r -> kernel: its events
-        self.cmds = [w for _, w in down]
-        self.events = [r for r, _ in up]
-        self._early: dict[int, tuple] = {}  # a message read from rank r while an earlier one of another was taken
-        self.procs = [
-            ctx.Process(
-                target=_main,
-                args=(target, r, down[r][0], up[r][1], self.stop, *args),
-                daemon=True,  # a kernel that exits takes them with it
-                name=f"lrwidget-rank{r}",
-            )
-            for r in range(n)
-        ]
-        tracker_before = _tracker_pid()
+    def __init__(self, n: int, backend: str):
+        if os.name == "nt":
+            raise OSError("num_processes > 1 starts its workers with inherited pipes, which Windows lacks: use 1")
+        self.n, self.backend = n, backend
+        self.ready = 0  # workers that joined the group
+        self.number = 0  # the last job's number
+        self.held: dict[int, Any] = {}  # the objects the workers keep, by id (kept alive here: ids stay theirs)
+        self._queued: list[bytes] = []  # messages for every worker, sent once all of them read their pipes
+        self._early: dict[int, Any] = {}  # a message read from rank r while an earlier one of another was taken
+        self.cmds: list[Connection] = []
+        self.events: list[Connection] = []
+        self.procs: list[subprocess.Popen] = []
+        port = free_port()
         try:
-            for p in self.procs:
-                p.start()
-        finally:
-            # the workers hold their ends now: with ours closed, a worker that dies is an EOF, not a silent hang
-            for c in [r for r, _ in down] + [w for _, w in up]:
-                c.close()
-            if tracker_before is None and _tracker_pid() is not None:
-                _tracker["pid"] = _tracker_pid()
-            LIVE.add(self)
+            for r in range(n):
+                down_r, down_w = os.pipe()  # kernel -> rank r: jobs, Stop, Close
+                up_r, up_w = os.pipe()  # rank r -> kernel: its messages
+                args = {"rank": r, "world": n, "port": port, "backend": backend, "inbox": down_r, "outbox": up_w}
+                try:
+                    self.procs.append(
+                        subprocess.Popen(
+                            [sys.executable, "-c", BOOT, json.dumps(sys.path), json.dumps(args)],
+                            pass_fds=(down_r, up_w),
+                            stdin=subprocess.DEVNULL,
+                        )
+                    )
+                finally:
+                    os.close(down_r)  # the worker holds these ends now: its death is an EOF, not a silent hang
+                    os.close(up_w)
+                self.cmds.append(Connection(down_w, readable=False))
+                self.events.append(Connection(up_r, writable=False))
+        except BaseException:
+            self.close(timeout=0.0)
+            raise
+        LIVE.add(self)
 
     @property
     def alive(self) -> bool:
         """True while every worker runs."""
-        return all(p.is_alive() for p in self.procs)
+        return bool(self.procs) and all(p.poll() is None for p in self.procs)
 
-    def send(self, blob: bytes) -> None:
-        """The same job to every worker (a worker gone: RuntimeError naming it)."""
-        for r, c in enumerate(self.cmds):
-            try:
-                c.send_bytes(blob)
-            except OSError:  # its end of the pipe closed: it died
-                raise RuntimeError(f"worker rank {r} ended before it took the run ({self.exit_codes()})") from None
+    def submit(self, task: Any, keep: Iterable[Any] = (), what: str = "the job") -> int:
+        """Send `task(rank)` to every worker (by value; TypeError, before anything is sent, if it cannot be); the
+        objects of `keep` stay in the workers for later jobs, which then send only their ids; `what` names the task in
+        that TypeError. Returns the job's number."""
+        want = pickling.with_held(keep)
+        fresh = want.keys() != self.held.keys()
+        blob = pickling.dumps(task, want, what)
+        kept = pickling.dumps(want) if fresh else None
+        self.number += 1
+        self.held = want
+        self._post(Job(self.number, blob, kept))
+        return self.number
 
-    def receive(self, timeout: float) -> tuple | None:
-        """The next message of any worker within `timeout` seconds, else None; RuntimeError if a worker ended.
+    def request_stop(self, reason: str) -> None:
+        """Ask the running job to end at its ranks' next agreement."""
+        self._post(Stop(self.number, reason))
+
+    def _post(self, msg: Any) -> None:
+        self._queued.append(pickling.dumps(msg))
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.ready < self.n:  # a worker still importing torch does not read: a big job would block this send
+            return
+        for blob in self._queued:
+            for r, c in enumerate(self.cmds):
+                try:
+                    c.send_bytes(blob)
+                except OSError:  # its end of the pipe closed: it died
+                    raise RuntimeError(f"worker rank {r} ended before it took the job ({self.exit_codes()})") from None
+        self._queued.clear()
+
+    def receive(self, timeout: float) -> Any:
+        """The next message of any worker within `timeout` seconds (Gone for one whose pipe closed), else None.
         Messages of several workers come in the order they were sent (rank 1's error before the error rank 0 then
-        raised because rank 1 left its collective)."""
-        waiting = [c for r, c in enumerate(self.events) if r not in self._early]
-        for c in connection.wait(waiting, 0 if self._early else timeout):
-            r = self.events.index(c)
-            try:
-                self._early[r] = c.recv()
-            except (EOFError, OSError):
-                self._early[r] = (time.monotonic(), None)
-        if not self._early:
-            return None
-        r = min(self._early, key=lambda r: self._early[r][0])
-        if self._early[r][1] is None:  # its pipe closed: it ended (and stays so, for a next call)
-            self.procs[r].join(2.0)  # its exit code, once it is reaped
-            raise RuntimeError(f"a worker process ended without a word ({self.exit_codes()})")
-        return self._early.pop(r)[1]
+        raised because rank 1 left its collective). Ready messages are counted here, not returned."""
+        while True:
+            waiting = [c for r, c in enumerate(self.events) if r not in self._early]
+            for c in wait(waiting, 0 if self._early else timeout):
+                r = self.events.index(c)
+                try:
+                    self._early[r] = pickling.receive(c)
+                except (EOFError, OSError):
+                    self._early[r] = Gone(r)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.procs[r].wait(2.0)  # its exit code, once it is reaped
+            if not self._early:
+                return None
+            r = min(self._early, key=lambda r: self._early[r].sent)
+            msg = self._early[r] if isinstance(self._early[r], Gone) else self._early.pop(r)  # Gone stays: it ended
+            if not isinstance(msg, Ready):
+                return msg
+            self.ready += 1
+            self._flush()
 
     def exit_codes(self) -> str:
         """The exit codes of the workers that have ended, as said in errors."""
-        codes = {p.name: p.exitcode for p in self.procs if not p.is_alive()}
+        codes = {f"lrwidget-rank{r}": p.poll() for r, p in enumerate(self.procs) if p.poll() is not None}
         return f"exit codes {codes}"
-
-    def close(self, timeout: float = 5.0) -> None:
-        """End every worker: asked first, then terminated, then killed; none is left."""
-        for c in self.cmds:
-            with contextlib.suppress(Exception):
-                os.set_blocking(c.fileno(), False)  # a worker that does not read never holds this up
-                c.send_bytes(b"")
-        deadline = time.monotonic() + timeout
-        for p in self.procs:
-            p.join(max(deadline - time.monotonic(), 0.0))
-        for p in self.procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(2.0)
-            if p.is_alive():
-                p.kill()
-                p.join(2.0)
-        for c in (*self.cmds, *self.events):
-            c.close()
-        LIVE.discard(self)
-        if not LIVE:
-            end_tracker()
 
     def pids(self) -> list[int]:
         """The workers' process ids."""
-        return [p.pid for p in self.procs if p.pid is not None]
+        return [p.pid for p in self.procs]
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End every worker: asked first, then terminated, then killed; none is left."""
+        close = pickling.dumps(Close())
+        for c in self.cmds:
+            with contextlib.suppress(Exception):
+                os.set_blocking(c.fileno(), False)  # a worker that does not read never holds this up
+                c.send_bytes(close)
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(max(deadline - time.monotonic(), 0.0))
+        for p in self.procs:
+            for end in (p.terminate, p.kill):
+                if p.poll() is None:
+                    end()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        p.wait(2.0)
+        for c in (*self.cmds, *self.events):
+            c.close()
+        self.cmds, self.events, self.held = [], [], {}
+        LIVE.discard(self)
 
 
-def _tracker_pid() -> int | None:
-    return getattr(resource_tracker._resource_tracker, "_pid", None)
-
-
-def end_tracker() -> None:
-    """End multiprocessing's resource tracker if spawning lrwidget's workers started it (every spawn starts one, and
-    it would stay a child of the kernel for good); the next spawn starts it again."""
-    t, pid = resource_tracker._resource_tracker, _tracker["pid"]
-    if pid is None or getattr(t, "_pid", None) != pid or getattr(t, "_fd", None) is None:
-        return
-    _tracker["pid"] = None
-    with t._lock:
-        os.close(t._fd)  # its pipe closed: it ends
-        t._fd = t._pid = None
-    for _ in range(100):
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                time.sleep(0.01)
-                continue
-        return
-    # a process forked from the kernel (a DataLoader's worker) holds a copy of its pipe: it ends with that one
-    threading.Thread(target=_reap, args=(pid,), name="lrwidget-reap-tracker", daemon=True).start()
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+@atexit.register
+def _close_all() -> None:
+    """At the interpreter's exit, end the workers still running (they would otherwise outlive it)."""
+    for pool in list(LIVE):
+        pool.close(timeout=2.0)

@@ -38,6 +38,11 @@ class Source(Protocol):
         ...
 
 
+def tensor_key(t: torch.Tensor) -> tuple:
+    """The same key for the same tensor reached twice (tied weights): it is counted and written once."""
+    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+
+
 def _to_cpu(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True)
 
@@ -127,9 +132,10 @@ def restore(s: dict, model: nn.Module, opt: Any, train_dl: Any, source: Source |
         g.set_state(state)
     if s["loader_rng"] is not None and isinstance(getattr(train_dl, "rng", None), random.Random):
         train_dl.rng.setstate(s["loader_rng"])
+    # the run started the loader's persistent worker processes, whose random state has moved on: end them, so that
+    # the next epoch starts them afresh from the restored generators, as it would have without the run (torch's
+    # DataLoader has no public way to end its persistent workers: its _iterator and _shutdown_workers)
     if getattr(train_dl, "persistent_workers", False) and s["workers"] is None and train_dl._iterator is not None:
-        # the run started the loader's worker processes, whose random state has moved on: end them, so that the
-        # next epoch starts them afresh from the restored generators, as it would have without the run
         it, train_dl._iterator = train_dl._iterator, None
         it._shutdown_workers()
 

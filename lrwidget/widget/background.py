@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core import interrupts
-from ..core.hold import StopSignal
+from ..core.guard import StopSignal
 
 EXIT_TIMEOUT = 60.0  # seconds a run left going at exit gets to reach its next batch boundary
 
