@@ -29,14 +29,19 @@ CELLS = [
 JS_THEME = "(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})"
 JS_LEFT = """(open) => { const s = window.jupyterapp.shell;
   if (open) s.activateById('filebrowser'); else s.collapseLeft(); }"""
-# every chart drawn at its box's width: bqplot redraws a figure's inside a moment after its box is resized (its plot
-# area then ends within the right margin, at most 90 px, of the figure's box); one out of view waits until seen
+# every chart drawn at its box's width: bqplot redraws a figure's inside a moment after its box is resized (until
+# then its axes and plot area keep the old size); one out of view (of the notebook's scroller) is redrawn when seen
 JS_LAID_OUT = """() => [...document.querySelectorAll('.lrw-root .bqplot')].every(f => {
-  const svg = f.querySelector('svg'), plot = f.querySelector('rect.plotarea_background');
-  if (!svg || !plot || f.offsetParent === null) return true;
-  const s = svg.getBoundingClientRect(), p = plot.getBoundingClientRect(), b = f.getBoundingClientRect();
-  if (b.bottom <= 0 || b.top >= window.innerHeight) return true;
-  return Math.abs(s.width - b.width) < 2 && p.right <= s.right + 1 && s.right - p.right < 90 && p.left >= s.left; })"""
+  const b = f.getBoundingClientRect(), col = f.parentElement.getBoundingClientRect();
+  let v = f.parentElement;
+  while (v && !(/(auto|scroll)/.test(getComputedStyle(v).overflowY) && v.scrollHeight > v.clientHeight + 1))
+    v = v.parentElement;
+  const view = v ? v.getBoundingClientRect() : {top: 0, bottom: window.innerHeight};
+  if (f.offsetParent === null || b.bottom <= Math.max(view.top, 0) || b.top >= Math.min(view.bottom, innerHeight))
+    return true;
+  const inside = e => { const r = e.getBoundingClientRect(); return r.left >= b.left - 1 && r.right <= b.right + 1; };
+  const parts = [...f.querySelectorAll('svg, rect.plotarea_background, g.axis path.domain')];
+  return b.right <= col.right + 1 && parts.length >= 3 && parts.every(inside); })"""
 JS_OUTPUT_WIDTH = """() => { const o = document.querySelector('.jp-OutputArea-output .lrw-root')
   || document.querySelector('.jp-OutputArea-output .widget-vbox');
   return o ? o.getBoundingClientRect().width : null; }"""
