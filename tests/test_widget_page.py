@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from jupyter_browser import Lab, jupyter_server, launch_chromium, require_browser, write_notebook
 from test_browser import drag, handle, page_errors, watch_errors
-from widget_screenshots import CELLS, JS_LAID_OUT, JS_LEFT, JS_THEME, prepare
+from widget_screenshots import CELLS, JS_LEFT, JS_THEME, prepare, settle
 
 pytestmark = pytest.mark.slow  # a Jupyter server, a kernel and Chromium
 
@@ -119,9 +119,7 @@ def figure_js(title: str) -> str:
 def lay_out(lab: Lab, layout: str, height: int = 3000) -> None:
     """The window and file browser of `layout`; tall, so that every chart is in view and laid out."""
     width, sidebar = LAYOUTS[layout]
-    lab.page.set_viewport_size({"width": width, "height": height})
-    lab.page.evaluate(JS_LEFT, sidebar)
-    lab.page.wait_for_function(JS_LAID_OUT, timeout=30_000, polling=100)
+    settle(lab.page, width, height, sidebar, output=int(layout))
 
 
 def to_top(lab: Lab) -> None:
@@ -384,8 +382,7 @@ def test_notebook7_lays_the_widget_out_without_cutting_anything(lab, tmp_path):
             nb.wait_kernel("'w' in globals()", timeout=120)
             prepare(nb)
             for width in (900, 1920):
-                page.set_viewport_size({"width": width, "height": 3000})
-                page.wait_for_function(JS_LAID_OUT, timeout=30_000, polling=100)
+                settle(page, width, 3000)
                 got = page.evaluate(JS_CUT)
                 assert not got["bad"], f"{width} px window:\n" + "\n".join(got["bad"])
             assert not page_errors(nb), "the page logged errors:\n" + "\n".join(page_errors(nb))

@@ -52,7 +52,7 @@ class RunsChart:
     def __init__(self) -> None:
         self.sx, self.sy = bq.LinearScale(), bq.LinearScale()
         sc = {"x": self.sx, "y": self.sy}
-        self.train = bq.Lines(x=[], y=[], scales=sc, stroke_width=1.2, opacities=[0.6])
+        self.train = bq.Lines(x=[], y=[], scales=sc, stroke_width=1.2, opacities=[0.85])  # thinner, not faint
         self.valid = bq.Lines(x=[], y=[], scales=sc, stroke_width=2)
         # the epochs' points apart from the lines: bqplot draws a Lines marker at a NaN (the padding) as an error
         self.points = bq.Scatter(x=[], y=[], scales=sc, default_size=40, stroke="white", display_names=False)
@@ -103,7 +103,7 @@ class RunsChart:
             self.x_axis.show(0.0, max(last, 1.0) * (1 + X_PAD))
             tx, ty = pad_lines(train) if runs else (np.empty(0), np.empty(0))
             vx, vy = pad_lines(valid) if runs else (np.empty(0), np.empty(0))
-            set_traits(self.train, x=tx, y=ty, colors=colors, opacities=[0.6] * len(colors))
+            set_traits(self.train, x=tx, y=ty, colors=colors, opacities=[0.85] * len(colors))
             set_traits(self.valid, x=vx, y=vy, colors=colors, labels=labels)
             # a point above the axis is not drawn (over the title): the diverged run's arrow stands for it
             pts = [(x, y, colors[i]) for i, (xs, ys) in enumerate(valid) for x, y in zip(xs, ys) if y <= hi]

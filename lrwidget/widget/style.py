@@ -21,6 +21,7 @@ COLORS = {
     "valley": ("#1a7f37", "#56d364"),
     "slide": ("#8250df", "#d2a8ff"),
     "curve": ("#1f6fb4", "#58a6ff"),  # the smoothed lr_find curve, the training loss
+    "raw": ("#7fa7d1", "#3f6fa5"),  # the raw lr_find loss: fainter than the curve, >= 2.5:1 on both backgrounds
     "valid": ("#a14a00", "#ffa657"),  # the validation loss
     "lr": ("#1a7f37", "#56d364"),  # the schedule's learning rate
     "mom": ("#8250df", "#d2a8ff"),  # the schedule's momentum
