@@ -493,3 +493,15 @@ def test_the_status_the_title_and_the_star_name_one_best_after_a_sweep_that_foll
     assert f"run #{best}," in w.status and f"best of {what}: #{best} " in w.runs_panel.title.value
     starred = [i for i, row in enumerate(w.runs_panel.grid.children[1:]) if "best" in row.children[-1].value]
     assert starred == [best]
+
+
+def test_runs_at_the_same_rate_get_their_own_number_and_stacked_triangles(w, tmp_path):
+    path = tmp_path / "same.json"
+    other = LRWidget(make_learn())
+    other.runs = [fake_run(0, 0.3), fake_run(0, 0.2), fake_run(1, 0.4)]  # #0 and #1 at the same slice
+    other.save_history(path)
+    w.load_history(path)
+    assert w.runs_panel.chart.valid.labels[:2] == ["#0 slice(0.0001, 0.001)", "#1 slice(0.0001, 0.001)"]
+    rates = w.chart_view.rates
+    assert rates.x[0] == rates.x[1] and rates.y[1] > rates.y[0] and rates.y[2] == rates.y[0], "stacked, not hidden"
+    assert [str(n).split(" lr")[0] for n in rates.names] == ["#0", "#1", "#2"]

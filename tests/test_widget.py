@@ -818,6 +818,7 @@ def test_the_epoch_table_scrolls_in_a_box_of_about_ten_rows_that_stays_as_rows_a
     # the box that scrolls is a widget of its own, not part of the table's HTML: redrawing the table keeps where the
     # user scrolled it (a column-reverse box sits at the newest row, unless scrolled up)
     box = w.training.table_box
+    # ipywidgets keeps a widget's CSS classes in `_dom_classes`, with add_class/remove_class and no public getter
     assert box.children == (w.table_html,) and "lrwidget-epochs" in box._dom_classes
     assert 9 <= int(box.layout.max_height.removesuffix("px")) / ROW_PX <= 12, "about 10 rows and the header"
     assert "flex-direction: column-reverse" in CSS and ".lrwidget-epochs" in CSS

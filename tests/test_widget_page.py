@@ -380,6 +380,18 @@ def test_notebook7_lays_the_widget_out_without_cutting_anything(lab, tmp_path):
             nb.run_all()
             page.wait_for_selector("text=Find LR", timeout=120_000)
             nb.wait_kernel("'w' in globals()", timeout=120)
+            settle(page, 900, 3000)
+            # the empty chart: its "loss" label clear of its ticks (it sat over "0.500")
+            overlaps = page.evaluate(
+                """() => { const f = document.querySelector('.lrw-root .bqplot');
+                  const a = [...f.querySelectorAll('g.axis')].find(g => (g.querySelector('.axislabel') || {})
+                      .textContent === 'loss');
+                  const label = a.querySelector('.axislabel').getBoundingClientRect();
+                  return [...a.querySelectorAll('g.tick text')].map(t => t.getBoundingClientRect())
+                    .filter(r => r.right > label.left && r.left < label.right && r.bottom > label.top
+                                 && r.top < label.bottom).length; }"""
+            )
+            assert overlaps == 0, "the y axis label covers a tick label"
             prepare(nb)
             for width in (900, 1920):
                 settle(page, width, 3000)
