@@ -217,6 +217,7 @@ def test_importing_lrwidget_imports_neither_transformers_nor_timm():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow  # two processes
 def test_bert_in_two_processes(one_torch_thread):
     learn = Learner(halves(bs=16), bert(), metrics=accuracy, num_processes=2)  # 2 x 16: the batch of 32 above
     try:

@@ -426,8 +426,8 @@ def test_the_widgets_status_says_where_lr_finds_copy_was(tmp_path, held):
     assert w.find(num_it=20)
     w.wait(TIMEOUT)
     assert said and all(s.startswith("lr_find running: learn.lr_find(") for s in said)
-    assert f"; its copy of the state is {learn.run.snapshot}" in said[0] and f"on disk in {tmp_path}" in said[0]
-    assert w.status.startswith("lr_find done") and w.status.endswith(f"was {learn.run.snapshot} (deleted)")
+    assert f"; its copy of the state is {learn.run.copy_on_disk}" in said[0] and f"on disk in {tmp_path}" in said[0]
+    assert w.status.startswith("lr_find done") and w.status.endswith(f"was {learn.run.copy_on_disk} (deleted)")
     assert copies_in(tmp_path) == [] and held[0].closed
     w.close()
 
@@ -448,6 +448,7 @@ def fail_in_rank_one_at_step_3(out, y):
     return nn.functional.cross_entropy(out, y)
 
 
+@pytest.mark.slow  # two processes
 def test_lr_find_in_two_processes_writes_each_ranks_copy_in_a_folder_that_goes_with_the_workers(tmp_path):
     learn = make(num_processes=2, snapshot="disk", snapshot_dir=tmp_path, loss_func=fail_in_rank_one_at_step_3)
     before = weights(learn)
@@ -461,7 +462,9 @@ def test_lr_find_in_two_processes_writes_each_ranks_copy_in_a_folder_that_goes_w
         assert len(res.lrs) == 20 and res.end_reason == "completed"
         (ranks,) = copies_in(tmp_path)
         assert ranks.startswith("lrwidget-ranks-") and os.listdir(tmp_path / ranks) == [], "each rank deleted its copy"
-        assert f"on disk in {tmp_path / ranks}/lrwidget-" in learn.run.snapshot, "rank 0's copy, as the kernel heard"
+        assert f"on disk in {tmp_path / ranks}/lrwidget-" in learn.run.copy_on_disk, (
+            "rank 0's copy, as the kernel heard"
+        )
         assert_same(before, weights(learn))
     finally:
         learn.close()

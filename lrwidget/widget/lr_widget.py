@@ -367,8 +367,8 @@ class LRWidget(W.VBox):
     def _on_run_start(self, learn: Driven) -> None:
         run = learn.run
         self.training.begin(run.total)
-        if run.kind == "lr_find" and run.snapshot:
-            self._say(f"lr_find running: {self.code}; its copy of the state is {run.snapshot}")
+        if run.kind == "lr_find" and run.copy_on_disk:
+            self._say(f"lr_find running: {self.code}; its copy of the state is {run.copy_on_disk}")
         if run.kind == "fit":
             self.training.open(learn.recorder.metric_names, run.total, *self._planned(run.total))
         self._redraw(learn)
