@@ -20,10 +20,17 @@ from lrwidget import Learner, LRWidget, accuracy
 from lrwidget.core.events import Observer
 from lrwidget.data import digits
 from lrwidget.widget.layout import widget_tree
-from lrwidget.widget.style import CSS
+from lrwidget.widget.style import COLORS, CSS, var
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TIMEOUT = 60
+
+
+def lum(color: str) -> float:
+    """WCAG's relative luminance of '#rrggbb'."""
+    c = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in c)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
 # -- the browser, as it talks to the kernel ------------------------------------------------------------
@@ -643,7 +650,11 @@ def test_recorder_plots_are_bqplot_figures(learn):
     assert fig.axes[0].label.startswith("learning rate") and fig.axes[1].label == "loss"
     lines = [m for m in fig.marks if isinstance(m, bq.Lines)]
     assert len(lines) == 2 and all(len(m.x) == len(res.lrs) - 5 for m in lines)
-    assert min(m.opacities[0] if m.opacities else 1 for m in lines) < 1, "the raw loss is fainter"
+    raw, smooth = lines
+    assert raw.colors == [var("raw")] and smooth.colors == [var("curve")] and raw.stroke_width < smooth.stroke_width
+    for light, dark in (COLORS["raw"], COLORS["curve"]):  # the raw loss is fainter, in both themes
+        assert lum(light) > lum(COLORS["curve"][0]) or light == COLORS["curve"][0]
+        assert lum(dark) < lum(COLORS["curve"][1]) or dark == COLORS["curve"][1]
     pts = [m for m in fig.marks if isinstance(m, bq.Scatter)][0]
     assert pts.display_names and len(pts.names) == len(pts.x) == sum(v is not None for v in res.suggestions.values())
     learn.fit_one_cycle(1, lr_max=1e-2)
@@ -861,3 +872,20 @@ def test_the_status_says_the_markers_as_they_are_now(found):
     assert "lr_steep pushed up to 0.002 with lr_min" in found.status, "a push is said while it holds"
     found.snap("lr_min", "valley")
     assert found.status.startswith("lr_min snapped to valley") and "lr_min is lr_find's valley" in found.status
+
+
+def contrast(a: str, b: str) -> float:
+    x, y = sorted((lum(a), lum(b)))
+    return (y + 0.05) / (x + 0.05)
+
+
+def test_the_palettes_read_on_white_and_on_jupyterlabs_dark_background():
+    from lrwidget.widget.style import BUTTONS, PALETTE, mix
+
+    graphics = ("raw", "earlier")  # lines, fainter on purpose; every other role is also the colour of a text
+    for role, (light, dark) in COLORS.items():
+        need = 2.5 if role in graphics else 4.5
+        assert contrast(light, "#ffffff") >= need and contrast(dark, "#111111") >= need, role
+    for c in [*PALETTE, *(mix(t / 10) for t in range(11))]:  # lines and swatches: one palette for both themes
+        assert contrast(c, "#ffffff") >= 3 and contrast(c, "#111111") >= 3, c
+    assert all(contrast("#ffffff", bg) >= 4.5 for bg in BUTTONS.values())

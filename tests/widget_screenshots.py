@@ -29,14 +29,20 @@ CELLS = [
 JS_THEME = "(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})"
 JS_LEFT = """(open) => { const s = window.jupyterapp.shell;
   if (open) s.activateById('filebrowser'); else s.collapseLeft(); }"""
-# every chart drawn at its box's width: bqplot redraws a figure's inside a moment after its box is resized (its plot
-# area then ends within the right margin, at most 90 px, of the figure's box); one out of view waits until seen
+# every chart drawn at its box's width: bqplot redraws a figure's inside a moment after its box is resized (until
+# then its axes and plot area keep the old size); one out of view (of the notebook's scroller) is redrawn when seen
 JS_LAID_OUT = """() => [...document.querySelectorAll('.lrw-root .bqplot')].every(f => {
-  const svg = f.querySelector('svg'), plot = f.querySelector('rect.plotarea_background');
-  if (!svg || !plot || f.offsetParent === null) return true;
-  const s = svg.getBoundingClientRect(), p = plot.getBoundingClientRect(), b = f.getBoundingClientRect();
-  if (b.bottom <= 0 || b.top >= window.innerHeight) return true;
-  return Math.abs(s.width - b.width) < 2 && p.right <= s.right + 1 && s.right - p.right < 90 && p.left >= s.left; })"""
+  const b = f.getBoundingClientRect(), col = f.parentElement.getBoundingClientRect();
+  let v = f.parentElement;
+  while (v && !(/(auto|scroll)/.test(getComputedStyle(v).overflowY) && v.scrollHeight > v.clientHeight + 1))
+    v = v.parentElement;
+  const view = v ? v.getBoundingClientRect() : {top: 0, bottom: window.innerHeight};
+  if (f.offsetParent === null || b.bottom <= Math.max(view.top, 0) || b.top >= Math.min(view.bottom, innerHeight))
+    return true;
+  const inside = e => { const r = e.getBoundingClientRect(); return r.left >= b.left - 1 && r.right <= b.right + 1; };
+  const parts = [...f.querySelectorAll('svg, rect.plotarea_background, g.axis path.domain')];
+  return b.right <= col.right + 1 && parts.length >= 3 && parts.every(inside); })"""
+JS_OUTPUT_NEAR = "(w) => Math.abs(document.querySelector('.lrw-root').getBoundingClientRect().width - w) < 30"
 JS_OUTPUT_WIDTH = """() => { const o = document.querySelector('.jp-OutputArea-output .lrw-root')
   || document.querySelector('.jp-OutputArea-output .widget-vbox');
   return o ? o.getBoundingClientRect().width : null; }"""
@@ -53,10 +59,23 @@ def prepare(lab: Lab) -> None:
     )
 
 
-def shoot(lab: Lab, path: Path, width: int, height: int, full: bool = False) -> None:
-    page = lab.page
+def settle(page, width: int, height: int, sidebar: bool | None = None, output: int | None = None) -> None:
+    """Resize the window (and open or close the file browser), then wait: for the window's new width, for the
+    output area's width near `output` (or two frames, in which JupyterLab lays its panels out), for the charts."""
     page.set_viewport_size({"width": width, "height": height})
+    if sidebar is not None:
+        page.evaluate(JS_LEFT, sidebar)
+    page.wait_for_function("(w) => window.innerWidth === w", arg=width, timeout=30_000)
+    if output is None:
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    else:
+        page.wait_for_function(JS_OUTPUT_NEAR, arg=output, timeout=30_000, polling=100)
     page.wait_for_function(JS_LAID_OUT, timeout=30_000, polling=100)
+
+
+def shoot(lab: Lab, path: Path, width: int, height: int, full: bool = False, sidebar: bool | None = None) -> None:
+    page = lab.page
+    settle(page, width, height, sidebar)
     widget = page.locator(".jp-OutputArea-output .widget-vbox").first
     widget.scroll_into_view_if_needed()
     page.screenshot(path=str(path), full_page=full)
@@ -67,6 +86,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
     p.add_argument("--prefix", default="")
+    p.add_argument("--widget", type=Path, help="also the widget alone at 1,400 px, light (docs/widget.png)")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
@@ -88,12 +108,12 @@ def main() -> None:
             out = a.out
             shoot(lab, out / f"{a.prefix}light.png", 1400, 1000)
             shoot(lab, out / f"{a.prefix}light-full.png", 1400, 2800)
+            if a.widget:
+                page.locator(".lrw-root").screenshot(path=str(a.widget))
             shoot(lab, out / f"{a.prefix}wide.png", 1920, 1080)
-            page.evaluate(JS_LEFT, True)
-            shoot(lab, out / f"{a.prefix}narrow.png", 900, 1000)
+            shoot(lab, out / f"{a.prefix}narrow.png", 900, 1000, sidebar=True)
             shoot(lab, out / f"{a.prefix}narrow-full.png", 900, 3200)
-            page.evaluate(JS_LEFT, False)
-            shoot(lab, out / f"{a.prefix}narrow-no-sidebar.png", 900, 1000)
+            shoot(lab, out / f"{a.prefix}narrow-no-sidebar.png", 900, 1000, sidebar=False)
             page.evaluate(JS_THEME, "JupyterLab Dark")
             page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
             shoot(lab, out / f"{a.prefix}dark.png", 1400, 1000)

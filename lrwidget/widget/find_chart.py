@@ -109,7 +109,7 @@ class LRFindChart:
         self.sx = bq.LogScale(min=lr_range[0], max=lr_range[1])
         self.sy = bq.LinearScale(min=0.0, max=1.0)
         sc = {"x": self.sx, "y": self.sy}
-        self.raw = bq.Lines(x=[], y=[], scales=sc, colors=[var("curve")], opacities=[0.4], stroke_width=1)
+        self.raw = bq.Lines(x=[], y=[], scales=sc, colors=[var("raw")], stroke_width=1)
         self.smooth = bq.Lines(
             x=[],
             y=[],

@@ -52,7 +52,7 @@ class RunsChart:
     def __init__(self) -> None:
         self.sx, self.sy = bq.LinearScale(), bq.LinearScale()
         sc = {"x": self.sx, "y": self.sy}
-        self.train = bq.Lines(x=[], y=[], scales=sc, stroke_width=1.2, opacities=[0.6])
+        self.train = bq.Lines(x=[], y=[], scales=sc, stroke_width=1.2, opacities=[0.85])  # thinner, not faint
         self.valid = bq.Lines(x=[], y=[], scales=sc, stroke_width=2)
         # the epochs' points apart from the lines: bqplot draws a Lines marker at a NaN (the padding) as an error
         self.points = bq.Scatter(x=[], y=[], scales=sc, default_size=40, stroke="white", display_names=False)
@@ -68,7 +68,7 @@ class RunsChart:
             stroke="var(--lrw-fg, #333)",
             tooltip=bq.Tooltip(fields=["name"], labels=["diverged"]),
         )
-        self.x_axis, self.y_axis = Axis(self.sx, "epochs"), Axis(self.sy, "loss", side="left", n=4)
+        self.x_axis, self.y_axis = Axis(self.sx, "epochs", whole=True), Axis(self.sy, "loss", side="left", n=4)
         self.figure = figure(
             [self.train, self.valid, self.points, self.off], [self.x_axis.axis, self.y_axis.axis], TITLE, "300px"
         )
@@ -103,9 +103,10 @@ class RunsChart:
             self.x_axis.show(0.0, max(last, 1.0) * (1 + X_PAD))
             tx, ty = pad_lines(train) if runs else (np.empty(0), np.empty(0))
             vx, vy = pad_lines(valid) if runs else (np.empty(0), np.empty(0))
-            set_traits(self.train, x=tx, y=ty, colors=colors, opacities=[0.6] * len(colors))
+            set_traits(self.train, x=tx, y=ty, colors=colors, opacities=[0.85] * len(colors))
             set_traits(self.valid, x=vx, y=vy, colors=colors, labels=labels)
-            pts = [(x, y, colors[i]) for i, (xs, ys) in enumerate(valid) for x, y in zip(xs, ys) if math.isfinite(y)]
+            # a point above the axis is not drawn (over the title): the diverged run's arrow stands for it
+            pts = [(x, y, colors[i]) for i, (xs, ys) in enumerate(valid) for x, y in zip(xs, ys) if y <= hi]
             px, py, pc = zip(*pts) if pts else ((), (), (PALETTE[0],))
             set_traits(self.points, x=np.array(px, dtype=float), y=np.array(py, dtype=float), colors=list(pc))
             off_colors = [colors[int(n[1:])] for n in names] or [PALETTE[0]]
@@ -183,7 +184,7 @@ class RunsPanel(W.VBox):
         metrics = r.metrics
         ended = "diverged" if r.diverged and r.end_reason == "completed" else r.end_reason
         cells = [
-            _cell(f"<span style='color:{color(i)};font-size:16px'>&#9632;</span>"),
+            _cell(f"<span class='lrw-swatch' style='background:{color(i)}'></span>"),  # a colour, no text
             _cell(f"#{i}"),
             b,
             _cell(str(r.epochs), "epochs"),

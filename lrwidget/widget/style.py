@@ -21,6 +21,7 @@ COLORS = {
     "valley": ("#1a7f37", "#56d364"),
     "slide": ("#8250df", "#d2a8ff"),
     "curve": ("#1f6fb4", "#58a6ff"),  # the smoothed lr_find curve, the training loss
+    "raw": ("#7fa7d1", "#3f6fa5"),  # the raw lr_find loss: fainter than the curve, >= 2.5:1 on both backgrounds
     "valid": ("#a14a00", "#ffa657"),  # the validation loss
     "lr": ("#1a7f37", "#56d364"),  # the schedule's learning rate
     "mom": ("#8250df", "#d2a8ff"),  # the schedule's momentum
@@ -69,6 +70,7 @@ CSS = f"""
 .lrw-root .lrw-top {{ display: flex; flex-flow: row wrap; gap: 4px 24px; align-items: flex-start; }}
 .lrw-root .lrw-top > .lrw-col {{ flex: 1 1 440px; min-width: 0; max-width: 100%; }}
 .lrw-root .lrw-runs-col {{ container: lrw-runs / inline-size; }}
+.lrw-root .bqplot {{ margin: 2px 0; }}
 .lrw-root .lrw-row {{ flex-flow: row wrap; align-items: center; row-gap: 2px; }}
 .lrw-root .lrw-row > * {{ flex: 0 0 auto; }}
 .lrw-root .widget-button {{
@@ -94,6 +96,7 @@ CSS = f"""
 .lrw-root .lrw-k {{ display: none; }}
 .lrw-root .lrw-cell {{ padding: 1px 6px; font-family: var(--jp-code-font-family, monospace); font-size: 12px;
   white-space: nowrap; }}
+.lrw-root .lrw-swatch {{ display: inline-block; width: 12px; height: 12px; vertical-align: middle; }}
 .lrw-root .lrw-best {{ color: var(--lrw-good); font-weight: bold; }}
 @container lrw-runs (max-width: {NARROW_RUNS}px) {{
   .lrw-root .lrw-runs-table {{ display: flex !important; flex-direction: column; }}
