@@ -400,14 +400,14 @@ def test_the_widgets_start_on_disk_gives_the_runs_and_resets_of_memory_and_says_
     assert vm == vd and vm[0] == vm[1], "two fits from the same start, the same in memory and on disk"
     assert_same(wm, wd)
     assert disk_m == [] and len(disk_d) == 1
-    where = f"the start is {memory.fmt_bytes(w_d._start_state.nbytes)} on disk in {tmp_path / disk_d[0]}"
+    where = f"the start is {memory.fmt_bytes(w_d.start.state.nbytes)} on disk in {tmp_path / disk_d[0]}"
     assert said_d.startswith("fit done") and said_d.endswith(where) and "on disk" not in said_m
     assert reset_d.startswith("reset:") and reset_d.endswith(where) and "on disk" not in reset_m
-    old = w_d._start_state
+    old = w_d.start.state
     w_d.mark_start()  # a new start: the old one's files go
     assert old.closed and len(copies_in(tmp_path)) == 1 and copies_in(tmp_path) != disk_d
     assert w_d.status.startswith("start marked") and f"on disk in {tmp_path / copies_in(tmp_path)[0]}" in w_d.status
-    new = w_d._start_state
+    new = w_d.start.state
     w_d.close()
     assert new.closed and copies_in(tmp_path) == [], "the widget closed: its start's files are gone"
     w_m.close()
@@ -475,12 +475,12 @@ def test_a_new_start_refused_by_the_disk_keeps_the_old_one(tmp_path, monkeypatch
     learn = make(snapshot="disk", snapshot_dir=tmp_path)
     w = LRWidget(learn, epochs=1)
     w.mark_start()
-    old, start = w._start_state, weights(learn)
+    old, start = w.start.state, weights(learn)
     learn.fit(1, 1e-2)
     monkeypatch.setattr(memory, "free_space", lambda folder: 0)
     with pytest.raises(OSError, match="its disk has 0 B free"):
         w.mark_start()
-    assert w._start_state is old and not old.closed and copies_in(tmp_path) == [old.folder.name]
+    assert w.start.state is old and not old.closed and copies_in(tmp_path) == [old.folder.name]
     w.reset()
     assert_same(start, weights(learn))
     w.close()
