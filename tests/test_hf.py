@@ -79,6 +79,7 @@ def same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_bert_over_dict_batches_trains_with_its_own_loss_and_accuracy_on_its_logits():
     learn = Learner(halves(), bert(), metrics=accuracy)
     assert learn.loss_func is None
