@@ -6,8 +6,8 @@ short).
     python benchmarks/memory.py --quick    # MLP 1024 wide (used by the tests)
 
 The figures, each as a ratio of the state's bytes (weights, buffers, gradients, optimizer state):
-- saved (exact): the bytes of the tensors lr_find keeps to restore the state (`lrwidget.state.copies.take`, captured while
-  lr_find runs). Budget: 1.0 (plus a few kB of random-number states).
+- saved (exact): the bytes of the tensors lr_find keeps to restore the state (`lrwidget.state.copies.take`, captured
+  while lr_find runs). Budget: 1.0 (plus a few kB of random-number states).
 - saved (disk): the same with the copy on disk: what it keeps in host memory (tensors up to 64 kB). Budget: 0.0.
 - start (exact): the bytes of the start an LRWidget keeps so that each Fit can begin from the same state
   (`w.from_start`, sweeps, `w.reset()`), after three Fits from it: one copy, on the host. Budget: 1.0.
@@ -41,8 +41,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import lrwidget.state.snapshot  # noqa: E402
 import lrwidget.state.copies  # noqa: E402
+import lrwidget.state.disk  # noqa: E402
+import lrwidget.state.snapshot  # noqa: E402
 from lrwidget import DataLoaders, Learner  # noqa: E402
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # a fixed threshold: large blocks are mmapped and unmapped on free
@@ -128,7 +129,7 @@ def start_ratio(device: str = "cpu", hidden: int = 256, steps: int = 8) -> dict:
     for _ in range(3):
         assert w.fit(1), "the widget did not start the fit"
         w.wait()
-    start = w._start_state
+    start = w.start.state
     on_device = [t.device.type for t in _tensors(start) if t.device.type != "cpu"]
     w.close()
     return {
@@ -194,7 +195,7 @@ def peak_ratios(device: str = "cpu", hidden: int = 1024, steps: int = 8) -> list
         runs[kind, snapshot] = json.loads(p.stdout.strip().splitlines()[-1])
     fit = runs["fit", "memory"]
     state = fit["state_bytes"]
-    piece = min(lrwidget.state.snapshot.PIECE, fit["largest"])  # the most a copy on disk holds in memory at once
+    piece = min(lrwidget.state.disk.PIECE, fit["largest"])  # the most a copy on disk holds in memory at once
     rows = []
     for snapshot, measure, budget in (("memory", "host peak", 1.0), ("disk", "host peak (disk)", piece / state)):
         find = runs["lr_find", snapshot]
@@ -245,7 +246,7 @@ def copy_times(device: str = "cpu", hidden: int = 1024, steps: int = 8, repeats:
             t2 = time.perf_counter()
             lrwidget.state.snapshot.discard(saved)
             take, restore = min(take, t1 - t0), min(restore, t2 - t1)
-        folder = lrwidget.state.snapshot.default_dir() if learn.snapshot_dir is None else learn.snapshot_dir
+        folder = lrwidget.state.disk.default_dir() if learn.snapshot_dir is None else learn.snapshot_dir
         rows.append(
             {
                 "device": device,

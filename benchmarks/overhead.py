@@ -222,7 +222,7 @@ def widget_fit(dls: DataLoaders, model: nn.Module, epochs: int = 1, panel_runs: 
                 "completed", 1.0, True, list(range(MAX_LOSSES)), MAX_LOSSES // epochs, [MAX_LOSSES] * epochs)
             for i in range(panel_runs)
         ]  # fmt: skip
-        w._show_runs()
+        w.history.show()
 
     def work() -> int:
         if not w.fit(epochs):

@@ -47,3 +47,14 @@ def pytest_runtest_makereport(item, call):
     rep = yield
     setattr(item, f"rep_{rep.when}", rep)
     return rep
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave the GPU tests out unless the marker expression names them (`-m gpu`): `-m "not slow"` replaces any
+    default marker expression, so they cannot be left out by pyproject's addopts."""
+    if "gpu" in (config.option.markexpr or ""):
+        return
+    kept = [i for i in items if i.get_closest_marker("gpu") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("gpu") is not None])
+        items[:] = kept

@@ -29,6 +29,7 @@ def learner(bs: int, accum: int, n: int = 512, **kw) -> Learner:
     return Learner(dls, mlp(), metrics=accuracy, accum_steps=accum, **kw)
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_four_batches_of_16_accumulated_give_the_weights_of_batches_of_64():
     big, small = learner(64, 1), learner(16, 4)
     for learn in (big, small):

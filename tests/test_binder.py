@@ -22,6 +22,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+pytestmark = pytest.mark.slow  # Binder's image, its start and its notebooks
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10

@@ -17,7 +17,7 @@ from lrwidget import Learner, LRWidget, accuracy
 from lrwidget.core.events import Observer
 from lrwidget.data import DataLoaders, digits
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # N processes
 TIMEOUT = 120
 
 

@@ -507,7 +507,7 @@ def test_fits_from_the_same_start_on_a_fastai_learner_are_identical_and_reset_pu
     w.wait(TIMEOUT)
     assert [r.lr_steep for r in w.runs[-2:]] == [1e-3, 3e-2] and w.runs[-1].values != w.runs[-2].values
     w.reset()
-    assert not same(weights(w.learn), marked) and same(w.learn.take_state()["model"], w._start_state["model"])
+    assert not same(weights(w.learn), marked) and same(w.learn.take_state()["model"], w.start.state["model"])
 
 
 def test_the_start_of_a_fastai_learner_goes_to_disk_when_memory_is_short(learn, monkeypatch, tmp_path):
@@ -527,8 +527,8 @@ def test_the_start_of_a_fastai_learner_goes_to_disk_when_memory_is_short(learn, 
         assert w.fit(1)
         w.wait(TIMEOUT)
     a, b = w.runs[-2:]
-    assert isinstance(w._start_state, disk.DiskCopy) and len(list(w._start_state.folder.iterdir())) > 4
-    assert a.values == b.values and w.status.endswith(f"on disk in {w._start_state.folder}")
+    assert isinstance(w.start.state, disk.DiskCopy) and len(list(w.start.state.folder.iterdir())) > 4
+    assert a.values == b.values and w.status.endswith(f"on disk in {w.start.state.folder}")
     w.reset()
     assert same(weights(w.learn), start) and learn.opt.state
     w.close()

@@ -79,6 +79,7 @@ def same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_bert_over_dict_batches_trains_with_its_own_loss_and_accuracy_on_its_logits():
     learn = Learner(halves(), bert(), metrics=accuracy)
     assert learn.loss_func is None
@@ -217,6 +218,7 @@ def test_importing_lrwidget_imports_neither_transformers_nor_timm():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow  # two processes
 def test_bert_in_two_processes(one_torch_thread):
     learn = Learner(halves(bs=16), bert(), metrics=accuracy, num_processes=2)  # 2 x 16: the batch of 32 above
     try:

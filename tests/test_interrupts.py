@@ -119,10 +119,23 @@ def run_child(code: str, interrupt: bool, timeout: float = 120) -> subprocess.Co
 
 def test_sigint_while_wait_blocks_stops_the_fit_and_a_later_wait_really_waits():
     code = SETUP + textwrap.dedent("""
+        from lrwidget.widget.background import Background
+
+        def ctrl_c_once_the_main_thread_waits():
+            # the event itself: the main thread's stack is inside Background.wait (not a guess at how long it takes)
+            while True:
+                f = sys._current_frames().get(threading.main_thread().ident)
+                while f is not None and f.f_code is not Background.wait.__code__:
+                    f = f.f_back
+                if f is not None:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                time.sleep(0.01)
+
         w.fit(1000)
         while learn.recorder.n_batches < 5:
             time.sleep(0.01)
-        print("READY", flush=True)
+        threading.Thread(target=ctrl_c_once_the_main_thread_waits, daemon=True).start()
         t0 = time.monotonic()
         try:
             w.wait(120)
@@ -135,7 +148,7 @@ def test_sigint_while_wait_blocks_stops_the_fit_and_a_later_wait_really_waits():
         w.wait(120)
         print("then", learn.run.end_reason, len(learn.recorder.values), "busy", w.busy)
     """)
-    r = run_child(code, interrupt=True)
+    r = run_child(code, interrupt=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "KeyboardInterrupt after" in r.stdout, r.stdout
     assert "end_reason interrupted busy False False changed True" in r.stdout, r.stdout

@@ -17,6 +17,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # each notebook runs in a fresh kernel
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 REQUIRED = ["quickstart.ipynb", "lr_range_test.ipynb", "one_cycle.ipynb", "article.ipynb", "compare_rates.ipynb"]

@@ -400,14 +400,14 @@ def test_the_widgets_start_on_disk_gives_the_runs_and_resets_of_memory_and_says_
     assert vm == vd and vm[0] == vm[1], "two fits from the same start, the same in memory and on disk"
     assert_same(wm, wd)
     assert disk_m == [] and len(disk_d) == 1
-    where = f"the start is {memory.fmt_bytes(w_d._start_state.nbytes)} on disk in {tmp_path / disk_d[0]}"
+    where = f"the start is {memory.fmt_bytes(w_d.start.state.nbytes)} on disk in {tmp_path / disk_d[0]}"
     assert said_d.startswith("fit done") and said_d.endswith(where) and "on disk" not in said_m
     assert reset_d.startswith("reset:") and reset_d.endswith(where) and "on disk" not in reset_m
-    old = w_d._start_state
+    old = w_d.start.state
     w_d.mark_start()  # a new start: the old one's files go
     assert old.closed and len(copies_in(tmp_path)) == 1 and copies_in(tmp_path) != disk_d
     assert w_d.status.startswith("start marked") and f"on disk in {tmp_path / copies_in(tmp_path)[0]}" in w_d.status
-    new = w_d._start_state
+    new = w_d.start.state
     w_d.close()
     assert new.closed and copies_in(tmp_path) == [], "the widget closed: its start's files are gone"
     w_m.close()
@@ -426,8 +426,8 @@ def test_the_widgets_status_says_where_lr_finds_copy_was(tmp_path, held):
     assert w.find(num_it=20)
     w.wait(TIMEOUT)
     assert said and all(s.startswith("lr_find running: learn.lr_find(") for s in said)
-    assert f"; its copy of the state is {learn.run.snapshot}" in said[0] and f"on disk in {tmp_path}" in said[0]
-    assert w.status.startswith("lr_find done") and w.status.endswith(f"was {learn.run.snapshot} (deleted)")
+    assert f"; its copy of the state is {learn.run.copy_on_disk}" in said[0] and f"on disk in {tmp_path}" in said[0]
+    assert w.status.startswith("lr_find done") and w.status.endswith(f"was {learn.run.copy_on_disk} (deleted)")
     assert copies_in(tmp_path) == [] and held[0].closed
     w.close()
 
@@ -448,6 +448,7 @@ def fail_in_rank_one_at_step_3(out, y):
     return nn.functional.cross_entropy(out, y)
 
 
+@pytest.mark.slow  # two processes
 def test_lr_find_in_two_processes_writes_each_ranks_copy_in_a_folder_that_goes_with_the_workers(tmp_path):
     learn = make(num_processes=2, snapshot="disk", snapshot_dir=tmp_path, loss_func=fail_in_rank_one_at_step_3)
     before = weights(learn)
@@ -461,7 +462,9 @@ def test_lr_find_in_two_processes_writes_each_ranks_copy_in_a_folder_that_goes_w
         assert len(res.lrs) == 20 and res.end_reason == "completed"
         (ranks,) = copies_in(tmp_path)
         assert ranks.startswith("lrwidget-ranks-") and os.listdir(tmp_path / ranks) == [], "each rank deleted its copy"
-        assert f"on disk in {tmp_path / ranks}/lrwidget-" in learn.run.snapshot, "rank 0's copy, as the kernel heard"
+        assert f"on disk in {tmp_path / ranks}/lrwidget-" in learn.run.copy_on_disk, (
+            "rank 0's copy, as the kernel heard"
+        )
         assert_same(before, weights(learn))
     finally:
         learn.close()
@@ -472,12 +475,12 @@ def test_a_new_start_refused_by_the_disk_keeps_the_old_one(tmp_path, monkeypatch
     learn = make(snapshot="disk", snapshot_dir=tmp_path)
     w = LRWidget(learn, epochs=1)
     w.mark_start()
-    old, start = w._start_state, weights(learn)
+    old, start = w.start.state, weights(learn)
     learn.fit(1, 1e-2)
     monkeypatch.setattr(memory, "free_space", lambda folder: 0)
     with pytest.raises(OSError, match="its disk has 0 B free"):
         w.mark_start()
-    assert w._start_state is old and not old.closed and copies_in(tmp_path) == [old.folder.name]
+    assert w.start.state is old and not old.closed and copies_in(tmp_path) == [old.folder.name]
     w.reset()
     assert_same(start, weights(learn))
     w.close()

@@ -41,6 +41,7 @@ def test_a_timm_model_function_builds_by_its_name():
     assert learn.model[1][-1].out_features == 4 and len(learn.layer_groups) == 2
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_one_cycle_on_a_timm_model_learns_the_digits():
     torch.manual_seed(0)
     learn = vision_learner(small_image_dls(n=512, size=32), "resnet10t", pretrained=False, metrics=accuracy)
@@ -59,6 +60,7 @@ def test_one_channel_data_gives_timm_in_chans_1():
     assert first_conv(vision_learner(dls, "resnet10t", pretrained=False, n_in=3).model).in_channels == 3
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_freeze_trains_only_the_head_and_the_norm_layers():
     learn = vision_learner(small_image_dls(n=128, size=32), "resnet10t", pretrained=False)
     learn.freeze()
@@ -106,6 +108,7 @@ def test_an_error_of_timm_that_is_not_about_weights_keeps_its_type_without_a_not
     assert not getattr(e.value, "__notes__", None)
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_parameters_forward_features_never_uses_are_dropped_so_every_parameter_trains():
     # mobilenetv3's conv_head comes after the pooling: fastai keeps it unused in the body, DDP would refuse it
     with torch.no_grad():  # the probe that finds them still works in a caller's no_grad
@@ -120,6 +123,7 @@ def test_parameters_forward_features_never_uses_are_dropped_so_every_parameter_t
     "name, kwargs",
     [("vit_tiny_patch16_224", {"img_size": 32}), ("swin_tiny_patch4_window7_224", {"img_size": 32, "window_size": 2})],
 )
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_models_timm_pools_itself_get_a_head_without_pooling(name, kwargs):
     # a ViT gives tokens and swin channels-last maps: the body is timm's pooled features, as fastai's TimmBody
     learn = vision_learner(small_image_dls(n=64, size=32), name, pretrained=False, **kwargs)
@@ -144,6 +148,7 @@ def test_images_a_timm_model_cannot_take_are_refused_at_construction():
         vision_learner(small_image_dls(n=64, size=32), "vit_tiny_patch16_224", pretrained=False)
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_a_name_timm_does_not_know_but_torchvision_does_builds_torchvisions():
     learn = vision_learner(small_image_dls(n=64, size=32), "regnet_x_400mf", pretrained=False)
     assert type(learn.model[0]) is torch.nn.Sequential and type(learn.model[0][0]).__module__.startswith("torchvision")

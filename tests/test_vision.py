@@ -27,6 +27,7 @@ def small_image_dls(n: int = 256, size: int = 16, channels: int = 3) -> DataLoad
     )
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_article_snippet_one_runs_as_written():
     dls = small_image_dls()
     torch.manual_seed(0)
@@ -38,6 +39,7 @@ def test_article_snippet_one_runs_as_written():
     assert learn.recorder.values[-1][2] > 0.3  # 256 samples of 16x16, from scratch: better than chance
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_article_snippet_two_runs_as_written():
     import bqplot
 
@@ -62,6 +64,7 @@ def test_cnn_learner_is_vision_learner_with_resnet_groups():
     assert all(p.requires_grad for p in learn.model.parameters())  # not pretrained: nothing frozen
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_one_channel_images_adapt_the_first_conv():
     dls = digits(images=True, size=16)  # (1, 16, 16)
     learn = vision_learner(dls, resnet18, pretrained=False, n_out=10)
@@ -110,6 +113,7 @@ def test_a_dataset_that_fails_keeps_its_error_instead_of_a_channels_guess():
         vision_learner(DataLoaders(broken, broken), resnet18, n_out=10, pretrained=False)
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_pretrained_freezes_the_body_but_not_batchnorm(monkeypatch):
     weights = resnet18().state_dict()
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda *a, **k: weights)
@@ -175,6 +179,7 @@ def test_an_arch_that_is_not_a_model_function_is_refused(arch):
         vision_learner(small_image_dls(n=64), arch, pretrained=False)
 
 
+@pytest.mark.slow  # builds or trains a whole model: over 8 s on a busy 2-core CPU
 def test_channels_last_features_are_refused_not_trained_on():
     from torchvision.models import swin_t
 

@@ -29,7 +29,7 @@ class RunInfo:
     # 'completed', 'stopped', 'interrupted', 'diverged', 'non-finite loss', 'non-finite gradients' or 'error'
     end_reason: str = ""
     skipped: int = 0  # lr_find with fp16: steps whose gradients overflowed, skipped by the scaler and run again
-    snapshot: str = ""  # lr_find's copy of the state when it is on disk: '1.2 GiB on disk in /tmp/lrwidget-…'
+    copy_on_disk: str = ""  # where lr_find's copy of the state is when on disk: '1.2 GiB on disk in /tmp/lrwidget-…'
 
     @property
     def elapsed(self) -> float:

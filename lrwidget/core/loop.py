@@ -42,11 +42,11 @@ def train(
     sig: StopSignal,
     validate: bool = True,
     check: Callable[[], str | None] | None = None,
-    snapshot: str = "",
+    copy_on_disk: str = "",
 ) -> None:
     """Optimizer step k uses lrs[k] (one per layer group) and moms[k]; validation each epoch. With
-    `learn.accum_steps` = a, a step sums the gradients of a batches, each loss scaled by 1/a. `snapshot`: where the
-    run's copy of the state is when on disk (RunInfo.snapshot)."""
+    `learn.accum_steps` = a, a step sums the gradients of a batches, each loss scaled by 1/a. `copy_on_disk`: where the
+    run's copy of the state is when on disk (RunInfo.copy_on_disk)."""
     model, opt, dl, rec, dev = learn.model, learn.opt, learn.dls.train, learn.recorder, learn.device
     groups = opt.param_groups
     if not any(p.requires_grad for g in groups for p in g["params"]):
@@ -59,7 +59,7 @@ def train(
     mom_list = moms.tolist() if moms is not None else None
     betas = mom_key(opt) == "betas"
     rec.reset(["epoch", "train_loss", "valid_loss", *map(callable_name, learn.metrics), "time"])
-    learn.run = run = RunInfo(kind, n_epoch, steps_per_epoch(n_batches, acc), total, snapshot=snapshot)
+    learn.run = run = RunInfo(kind, n_epoch, steps_per_epoch(n_batches, acc), total, copy_on_disk=copy_on_disk)
     autocast = _autocast(learn)
     scaler = torch.amp.GradScaler(dev.type) if learn.mixed_precision == "fp16" else None
     watch_skips = scaler is not None and check is not None  # lr_find: a step the scaler skips is run again

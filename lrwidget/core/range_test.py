@@ -35,7 +35,7 @@ def run(learn: Any, sig: StopSignal, lrs: np.ndarray, num_it: int, stop_div: boo
         n_epoch = math.ceil(num_it / loop.steps_per_epoch(len(learn.dls.train), learn.accum_steps))
         per_group = np.repeat(lrs[:, None], len(learn.layer_groups), axis=1)
         said = snapshots.said(saved)
-        loop.train(learn, "lr_find", n_epoch, per_group, None, sig, validate=False, check=check, snapshot=said)
+        loop.train(learn, "lr_find", n_epoch, per_group, None, sig, validate=False, check=check, copy_on_disk=said)
     finally:
         try:
             learn.restore_state(saved)

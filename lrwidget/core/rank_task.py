@@ -38,7 +38,7 @@ class Started:
     n_iter: int
     total: int
     metric_names: list[str]
-    snapshot: str  # where rank 0's copy of the state is, when on disk
+    copy_on_disk: str  # where rank 0's copy of the state is, when on disk
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class Reporter(Observer):
         r = learn.run
         self.sent, self.next = 0, time.monotonic() + SEND_EVERY
         names = list(learn.recorder.metric_names)
-        self.rank.report(Started(r.kind, r.n_epoch, r.n_iter, r.total, names, r.snapshot))  # rank 0's copy
+        self.rank.report(Started(r.kind, r.n_epoch, r.n_iter, r.total, names, r.copy_on_disk))  # rank 0's copy
 
     def batch_end(self, learn: Any) -> None:
         if time.monotonic() >= self.next:

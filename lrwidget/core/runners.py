@@ -142,7 +142,7 @@ class Replay:
         learn, rec = self.learn, self.learn.recorder
         if isinstance(event, Started):
             rec.reset(event.metric_names)
-            learn.run = RunInfo(event.kind, event.n_epoch, event.n_iter, event.total, snapshot=event.snapshot)
+            learn.run = RunInfo(event.kind, event.n_epoch, event.n_iter, event.total, copy_on_disk=event.copy_on_disk)
             self.started = True
             emit(learn.observers, "fit_start", learn)
         elif isinstance(event, Batches):

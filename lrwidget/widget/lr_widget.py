@@ -136,12 +136,6 @@ class LRWidget(W.VBox):
         """True once there is a start to go back to (the first Fit took it, or mark_start())."""
         return self.start.exists
 
-    @property
-    def _start_state(self) -> Any:
-        """The start's copy, as tests of the state copies (tests/test_snapshot.py, test_fastai.py) and
-        benchmarks/memory.py read it: `w.start.state`."""
-        return self.start.state
-
     def snap(self, marker: str, suggestion: str) -> None:
         """Move marker 'lr_min' or 'lr_steep' to a suggestion of the last lr_find ('valley', 'slide', ...)."""
         self.markers.snap(marker, suggestion)
@@ -367,8 +361,8 @@ class LRWidget(W.VBox):
     def _on_run_start(self, learn: Driven) -> None:
         run = learn.run
         self.training.begin(run.total)
-        if run.kind == "lr_find" and run.snapshot:
-            self._say(f"lr_find running: {self.code}; its copy of the state is {run.snapshot}")
+        if run.kind == "lr_find" and run.copy_on_disk:
+            self._say(f"lr_find running: {self.code}; its copy of the state is {run.copy_on_disk}")
         if run.kind == "fit":
             self.training.open(learn.recorder.metric_names, run.total, *self._planned(run.total))
         self._redraw(learn)
@@ -390,7 +384,3 @@ class LRWidget(W.VBox):
         except ValueError:
             return (), ()
         return lrs[:, -1], moms
-
-    def _show_runs(self) -> None:
-        """Redraw the runs panel and the map of rates (benchmarks/overhead.py fills `runs` then calls this)."""
-        self.history.show()

@@ -22,8 +22,8 @@ def find_ended(res: LRFindResult, learn: Driven, markers_said: str) -> str:
     """lr_find's end: its steps, how it ended, what became of the markers (`markers_said`) and of the state."""
     note = f"; {learn.note}" if learn.note else ""  # what a fastai Learner cannot tell
     run = learn.run
-    if run is not None and run.kind == "lr_find" and run.snapshot:
-        note += f"; its copy of the state was {run.snapshot} (deleted)"
+    if run is not None and run.kind == "lr_find" and run.copy_on_disk:
+        note += f"; its copy of the state was {run.copy_on_disk} (deleted)"
     steps = len(res.lrs)
     if res.end_reason in EARLY_ENDS:
         return f"lr_find {res.end_reason} after {steps} steps; {learn.lr_find_restores}; markers not moved{note}"
