@@ -8,6 +8,7 @@ from .core import recorder
 from .core.data import DataLoaders
 from .core.learner import Learner, LRFindResult
 from .core.metrics import accuracy, error_rate
+from .core.search import LRSearchResult
 from .core.suggest import suggest_lrs
 from .integrations.vision import cnn_learner, vision_learner
 
@@ -16,6 +17,7 @@ __all__ = [
     "DataLoaders",
     "LRWidget",
     "LRFindResult",
+    "LRSearchResult",
     "vision_learner",
     "cnn_learner",
     "accuracy",

@@ -1,4 +1,4 @@
-"""lr_search and repeated_find: the maths with numbers, the exact restore, the budget, a plateau, the band."""
+"""lr_search and lr_find(repeats=k): the maths with numbers, the exact restore, the budget, a plateau, the band."""
 
 from __future__ import annotations
 
@@ -10,21 +10,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrwidget import DataLoaders, Learner, accuracy
+from lrwidget import DataLoaders, Learner, LRFindResult, LRSearchResult, accuracy
 from lrwidget.core.events import Observer
+from lrwidget.core.range_test import median_of, spread_of
+from lrwidget.core.search import long_rates, made_progress, pick, plan, usable_range
 from lrwidget.data import digits
-from lrwidget.search import (
-    LRSearchResult,
-    long_rates,
-    lr_search,
-    made_progress,
-    median_curve,
-    pick,
-    plan,
-    repeated_find,
-    spread_of,
-    usable_range,
-)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -92,14 +82,24 @@ def test_the_pick_is_the_lowest_finite_score():
     assert pick([1e-3, 1e-2], [math.nan, math.inf]) == 1e-3
 
 
-def test_the_median_curve_counts_an_ended_repeat_as_infinite_and_ends_where_the_median_does():
-    med, lo, hi = median_curve([np.array([1.0, 2, 3, 4]), np.array([2.0, 3, 4]), np.array([3.0, 4, 5, 6])])
+def curve(y, end="completed"):
+    y = np.asarray(y, dtype=float)
+    return LRS[: len(y)], y, y + 0.1, end
+
+
+def test_the_median_curve_counts_an_ended_repeat_as_above_every_loss_and_ends_where_the_median_does():
+    x, med, raw, end, extra = median_of([curve([1.0, 2, 3, 4]), curve([2.0, 3, 4], "diverged"), curve([3.0, 4, 5, 6])])
     np.testing.assert_array_equal(med, [2, 3, 4, 6])
+    lo, hi = extra["band"]
     np.testing.assert_array_equal(lo, [1, 2, 3, 4])
     np.testing.assert_array_equal(hi, [3, 4, 5, np.nan])  # one repeat had ended: no highest loss there
-    med, lo, hi = median_curve([np.array([1.0, 2]), np.array([2.0, 3, 4, 5]), np.array([3.0, 4, math.nan])])
+    np.testing.assert_array_equal(x, LRS[:4]) and np.testing.assert_allclose(raw, med + 0.1)
+    assert end == "diverged"
+    curves = [curve([1.0, 2]), curve([2.0, 3, 4, 5]), curve([3.0, 4, math.nan], "non-finite loss")]
+    x, med, _, end, extra = median_of(curves)
     np.testing.assert_array_equal(med, [2, 3])  # from the third point on, two of three had ended
-    assert len(lo) == len(hi) == 2
+    assert len(x) == len(extra["band"][0]) == len(extra["band"][1]) == 2 and end == "diverged"
+    assert median_of([curve([1.0, 2]), curve([1.0], "stopped")])[3] == "stopped"
 
 
 def test_the_spread_is_max_over_min_of_the_repeats_that_gave_one():
@@ -128,7 +128,7 @@ def test_training_after_lr_search_is_training_without_it(with_find):
     if with_find:  # the search uses the learner's curve; else it runs lr_find itself
         a.lr_find(show_plot=False)
         b.lr_find(show_plot=False)
-    s = lr_search(a, epochs=2)
+    s = a.lr_search(epochs=2)
     assert (s.find_steps > 0) != with_find and s.find is a.recorder.lr_find_result
     a.fit_one_cycle(2, 1e-2)
     b.fit_one_cycle(2, 1e-2)
@@ -141,7 +141,7 @@ def test_training_after_lr_search_is_training_without_it(with_find):
 @pytest.mark.parametrize("budget, accum", [(1.5, 1), (0.5, 1), (1.0, 2)])
 def test_the_cost_is_the_probes_steps_over_the_fits_and_stays_within_the_budget(budget, accum):
     learn = mlp_learner(accum_steps=accum)
-    s = lr_search(learn, epochs=3, budget=budget)
+    s = learn.lr_search(epochs=3, budget=budget)
     fit_steps = math.ceil(len(learn.dls.train) / accum) * 3
     assert s.fit_steps == fit_steps and s.budget == budget
     assert s.cost == sum(s.steps) / fit_steps <= budget
@@ -152,7 +152,7 @@ def test_the_cost_is_the_probes_steps_over_the_fits_and_stays_within_the_budget(
 
 
 def test_without_validation_data_the_probes_are_judged_by_training_loss():
-    s = lr_search(mlp_learner(valid=False), epochs=2)
+    s = mlp_learner(valid=False).lr_search(epochs=2)
     assert s.judged_by == "train_loss" and all(math.isfinite(x) for x in s.scores[:4])
     assert math.isfinite(s.best) and s.best > 0
 
@@ -160,7 +160,7 @@ def test_without_validation_data_the_probes_are_judged_by_training_loss():
 def test_the_result_is_frozen_and_goes_to_json():
     import json
 
-    s = lr_search(mlp_learner(), epochs=2)
+    s = mlp_learner().lr_search(epochs=2)
     assert isinstance(s, LRSearchResult)
     with pytest.raises(AttributeError):
         s.best = 1.0
@@ -185,7 +185,7 @@ def test_a_stop_ends_the_search_early_at_its_start():
     a.lr_find(show_plot=False)
     b.lr_find(show_plot=False)
     a.observers.append(StopAfter(20))  # inside the fourth probe of the sweep (6 steps each)
-    s = lr_search(a, epochs=5)
+    s = a.lr_search(epochs=5)
     a.observers.clear()
     assert s.end_reason == "stopped" and len(s.lrs) == 4 and s.steps[-1] < s.steps[0]
     a.fit_one_cycle(1, 1e-2)
@@ -196,11 +196,11 @@ def test_a_stop_ends_the_search_early_at_its_start():
 def test_bad_arguments_are_refused_before_anything_runs():
     learn = mlp_learner()
     with pytest.raises(ValueError, match="epochs"):
-        lr_search(learn, epochs=0)
+        learn.lr_search(epochs=0)
     with pytest.raises(ValueError, match="budget"):
-        lr_search(learn, budget=-1)
+        learn.lr_search(budget=-1)
     with pytest.raises(TypeError, match="unknown options"):
-        lr_search(learn, sweeps=3)
+        learn.lr_search(sweeps=3)
     assert learn.recorder.lr_find_result is None
 
 
@@ -228,7 +228,7 @@ def parity_learner(seed: int = 0) -> Learner:
 def test_on_a_plateau_lr_search_escapes_where_find_lrs_markers_stay_at_chance():
     learn = parity_learner()
     res = learn.lr_find(show_plot=False)
-    s = lr_search(learn, epochs=5)
+    s = learn.lr_search(epochs=5)
     assert s.plateau  # the sweep's short fits made no progress
 
     def fit(lr) -> float:
@@ -244,26 +244,134 @@ def test_on_a_plateau_lr_search_escapes_where_find_lrs_markers_stay_at_chance():
 # -- repeated range tests ----------------------------------------------------------------------------------------
 
 
-def test_repeated_find_gives_the_median_its_band_and_the_suggestions_spread():
+class Curves(Observer):
+    """Each lr_find run's losses and probe, as the repeats go."""
+
+    def __init__(self):
+        self.losses, self.probes = [], []
+
+    def fit_end(self, learn, error):
+        self.losses.append(np.array(learn.recorder.losses))
+        self.probes.append(learn.run.probe)
+
+
+def test_repeats_give_the_median_its_band_and_the_suggestions_spread():
     learn = mlp_learner()
-    before = weights(learn)
+    before, rng = weights(learn), torch.get_rng_state()
     one = learn.lr_find(show_plot=False)
-    r = repeated_find(learn, 3)
-    assert len(r.finds) == 3 and all(w.equal(v) for w, v in zip(weights(learn), before))
-    np.testing.assert_array_equal(r.finds[0].losses, one.losses)  # the first repeat: the learner's own batch order
-    assert not np.array_equal(r.finds[1].losses[:50], r.finds[2].losses[:50])  # the others: their own
+    seen = Curves()
+    learn.observers.append(seen)
+    r = learn.lr_find(show_plot=False, repeats=3)
+    assert seen.probes == [(1, 3, "repeat"), (2, 3, "repeat"), (3, 3, "repeat")] and r.repeats == 3
+    assert all(w.equal(v) for w, v in zip(weights(learn), before)) and torch.equal(torch.get_rng_state(), rng)
+    np.testing.assert_array_equal(seen.losses[0], one.losses)  # the first repeat: the learner's own batch order
+    assert not np.array_equal(seen.losses[1][:50], seen.losses[2][:50])  # the others: their own
     lo, hi = r.band
     assert len(lo) == len(hi) == len(r.losses) == len(r.lrs)
     ok = np.isfinite(hi)
     assert np.all(lo <= r.losses) and np.all(r.losses[ok] <= hi[ok])
-    assert r.suggestions.keys() == {"lr_min", "lr_steep", "valley", "slide"}
+    assert r.spread.keys() == {"lr_min", "lr_steep", "valley", "slide"}
     assert all(v is None or v >= 1 for v in r.spread.values()) and r.spread["lr_min"] is not None
-    assert learn.recorder.lr_find_result.lr_min == r.suggestions["lr_min"]  # lr_search reads the median's curve
+    assert learn.recorder.lr_find_result is r and one.band is None and one.spread == {} and one.repeats == 1
+    again = learn.lr_find(show_plot=False, repeats=3)
+    np.testing.assert_array_equal(again.losses, r.losses)  # the same repeats give the same curve: reproducible
+    back = LRFindResult.from_dict(r.to_dict())
+    assert (
+        back == r and back.repeats == 3 and all(np.array_equal(a, b, equal_nan=True) for a, b in zip(back.band, r.band))
+    )
+    assert dict(back.spread) == dict(r.spread)
 
 
-def test_repeated_find_then_training_is_training_without_it():
+def test_a_version_1_result_without_repeats_is_read():
+    d = mlp_learner().lr_find(show_plot=False, num_it=20).to_dict()
+    for k in ("band", "spread", "repeats"):
+        del d[k]
+    d["version"] = 1
+    r = LRFindResult.from_dict(d)
+    assert r.repeats == 1 and r.band is None and r.spread == {}
+
+
+def test_repeats_then_training_is_training_without_it():
     a, b = mlp_learner(), mlp_learner()
-    repeated_find(a, 2, num_it=30)
+    a.lr_find(show_plot=False, repeats=2, num_it=30)
     a.fit_one_cycle(1, 1e-2)
     b.fit_one_cycle(1, 1e-2)
     assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b)))
+
+
+def test_repeats_is_checked():
+    with pytest.raises(ValueError, match="repeats must be a whole number >= 1"):
+        mlp_learner().lr_find(show_plot=False, repeats=0)
+
+
+# -- what observers see, and the result's round trip -------------------------------------------------------------
+
+
+class Probes(Observer):
+    def __init__(self):
+        self.seen = []
+
+    def fit_end(self, learn, error):
+        if learn.run.kind == "fit":
+            self.seen.append((learn.run.probe, learn.run.lr_max, learn.recorder.n_batches, len(learn.recorder.values)))
+
+
+def test_each_probe_is_a_fit_to_observers_with_its_rate_and_place():
+    learn = mlp_learner()
+    learn.lr_find(show_plot=False)
+    seen = Probes()
+    learn.observers.append(seen)
+    s = learn.lr_search(epochs=3)
+    assert [p for p, *_ in seen.seen] == [(i + 1, 10, ph) for i, ph in enumerate(s.phases)]
+    assert [lr for _, lr, *_ in seen.seen] == list(s.lrs) and [n for *_, n, _ in seen.seen] == list(s.steps)
+    assert all(rows >= 1 for *_, rows in seen.seen), "each probe ends with its validation row"
+    learn.fit_one_cycle(1, slice(1e-3, 2e-2))
+    assert learn.run.probe is None and learn.run.lr_max == 2e-2
+
+
+def test_the_result_round_trips_through_json():
+    import json
+
+    s = mlp_learner().lr_search(epochs=2, budget=1.0)
+    back = LRSearchResult.from_dict(json.loads(json.dumps(s.to_dict(), allow_nan=False)))
+    assert back.best == s.best and back.lrs == s.lrs and back.steps == s.steps and back.find == s.find
+    with pytest.raises(ValueError, match="needs the keys"):
+        LRSearchResult.from_dict({"best": 1.0})
+
+
+@pytest.mark.slow  # two processes
+def test_lr_search_and_repeats_in_two_processes_leave_the_kernels_learner_as_it_was():
+    learn = mlp_learner()
+    learn.num_processes = 2
+    try:
+        before = weights(learn)
+        r = learn.lr_find(show_plot=False, repeats=2, num_it=40)
+        assert r.repeats == 2 and r.band is not None and len(r.lrs) > 10
+        seen = Probes()
+        learn.observers.append(seen)
+        s = learn.lr_search(epochs=2, budget=1.0)
+        assert s.end_reason == "completed" and s.cost <= 1.0 and s.find == r and len(seen.seen) == len(s.lrs)
+        assert all(w.equal(v) for w, v in zip(weights(learn), before))
+    finally:
+        learn.close()
+
+
+def test_a_fastai_learner_refuses_lr_search_and_repeats_saying_so():
+    pytest.importorskip("fastai")
+    from fastai.learner import Learner as FastaiLearner
+
+    from lrwidget.integrations.fastai_adapter import wrap
+
+    dls = digits()
+    fl = FastaiLearner(_fastai_dls(dls), nn.Sequential(nn.Linear(64, 10)), loss_func=nn.CrossEntropyLoss())
+    adapter = wrap(fl)
+    with pytest.raises(NotImplementedError, match="lr_search runs on lrwidget's own Learner"):
+        adapter.lr_search(epochs=1)
+    with pytest.raises(NotImplementedError, match=r"lr_find\(repeats=3\) runs on lrwidget's own Learner"):
+        adapter.lr_find(repeats=3)
+
+
+def _fastai_dls(dls):
+    from fastai.data.core import DataLoaders as FastaiDataLoaders
+
+    return FastaiDataLoaders(dls.train, dls.valid)

@@ -30,6 +30,8 @@ class RunInfo:
     end_reason: str = ""
     skipped: int = 0  # lr_find with fp16: steps whose gradients overflowed, skipped by the scaler and run again
     copy_on_disk: str = ""  # where lr_find's copy of the state is when on disk: '1.2 GiB on disk in /tmp/lrwidget-…'
+    lr_max: float | None = None  # the schedule's peak rate of the last layer group (a probe's rate in lr_search)
+    probe: tuple[int, int, str] | None = None  # in lr_search or lr_find(repeats=k): (i from 1, planned, 'sweep'...)
 
     @property
     def elapsed(self) -> float:

@@ -23,8 +23,9 @@ FIELD_OF = {"minimum": "lr_min", "steep": "lr_steep", "valley": "valley", "slide
 OURS = (suggest.minimum, suggest.steep, suggest.valley, suggest.slide)  # computed already, by suggest_lrs
 # every field, in the constructor's order
 ALL_FIELDS = ("lrs", "losses", "raw_losses", *FIELDS, "reasons", "points", "num_it", "end_reason", "order", "extra")
+ALL_FIELDS += ("band", "spread", "repeats")  # lr_find(repeats=k): added in version 2
 CURVES = ("lrs", "losses", "raw_losses")
-FORMAT, VERSION = "lrwidget.LRFindResult", 1  # to_dict's "format" and "version"
+FORMAT, VERSION = "lrwidget.LRFindResult", 2  # to_dict's "format" and "version" (version 1 is read too)
 NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}  # how to_dict writes floats JSON has no number for
 
 
@@ -54,6 +55,9 @@ class LRFindResult(tuple):
     end_reason: str
     order: tuple[str, ...]
     extra: MappingProxyType  # suggestions of functions of other names
+    band: tuple[np.ndarray, np.ndarray] | None  # repeats > 1: the lowest and highest smoothed loss of the repeats
+    spread: MappingProxyType  # repeats > 1: max/min of each suggestion over the repeats (None: fewer than one gave it)
+    repeats: int  # the range tests the curve is the median of
 
     def __new__(
         cls,
@@ -70,6 +74,9 @@ class LRFindResult(tuple):
         end_reason: str,
         order: Sequence[str] = ("lr_min", "lr_steep"),
         extra: dict[str, float | None] | None = None,
+        band: tuple[Any, Any] | None = None,
+        spread: dict[str, float | None] | None = None,
+        repeats: int = 1,
     ) -> LRFindResult:
         fields = {
             "lrs": _frozen_array(lrs),
@@ -85,6 +92,9 @@ class LRFindResult(tuple):
             "end_reason": end_reason,
             "order": tuple(order),
             "extra": MappingProxyType(dict(extra or {})),
+            "band": None if band is None else (_frozen_array(band[0]), _frozen_array(band[1])),
+            "spread": MappingProxyType(dict(spread or {})),
+            "repeats": int(repeats),
         }
         values = [fields["extra"][k] if k in fields["extra"] else fields[FIELD_OF.get(k, k)] for k in fields["order"]]
         self = super().__new__(cls, values)
@@ -106,7 +116,7 @@ class LRFindResult(tuple):
     def fields(self) -> dict[str, Any]:
         """Every field as the constructor takes it (plain dicts)."""
         d = {k: self.__dict__[k] for k in ALL_FIELDS}
-        d.update({k: dict(d[k]) for k in ("reasons", "points", "extra")})
+        d.update({k: dict(d[k]) for k in ("reasons", "points", "extra", "spread")})
         return d
 
     def _replace(self, **changes: Any) -> LRFindResult:
@@ -133,6 +143,9 @@ class LRFindResult(tuple):
             "end_reason": self.end_reason,
             "order": list(self.order),
             "extra": {k: json_float(v) for k, v in self.extra.items()},
+            "band": None if self.band is None else [[json_float(x) for x in b.tolist()] for b in self.band],
+            "spread": {k: json_float(v) for k, v in self.spread.items()},
+            "repeats": self.repeats,
         }
 
     @classmethod
@@ -145,7 +158,7 @@ class LRFindResult(tuple):
         version = _int("version", d.get("version"), 1)
         if version > VERSION:
             raise ValueError(f"version {version} is newer than this lrwidget reads ({VERSION}): upgrade lrwidget")
-        missing = [k for k in ALL_FIELDS if k not in d]
+        missing = [k for k in ALL_FIELDS[: -3 if version < 2 else None] if k not in d]
         if missing:
             raise ValueError(f"an lr_find result needs the key {missing[0]!r} (missing: {', '.join(missing)})")
         f: dict[str, Any] = {k: _typed(k, d[k], list, " of numbers") for k in CURVES}
@@ -160,6 +173,18 @@ class LRFindResult(tuple):
             k: read_float(f"extra[{k!r}]", v, none=True) for k, v in _typed("extra", d["extra"], dict).items()
         }
         f["num_it"], f["end_reason"] = _int("num_it", d["num_it"], 0), _typed("end_reason", d["end_reason"], str)
+        f["repeats"] = _int("repeats", d.get("repeats", 1), 1)
+        f["spread"] = {
+            k: read_float(f"spread[{k!r}]", v, none=True)
+            for k, v in _typed("spread", d.get("spread", {}), dict).items()
+        }
+        band = d.get("band")
+        if band is not None:
+            pair = _typed("band", band, list)
+            rows = [_typed(f"band[{j}]", b, list) for j, b in enumerate(pair)]
+            if len(rows) != 2 or any(len(r) != len(f["lrs"]) for r in rows):
+                raise ValueError("band must be two lists of numbers as long as lrs: the lowest and highest loss")
+            f["band"] = tuple([read_float(f"band[{j}][{i}]", x) for i, x in enumerate(r)] for j, r in enumerate(rows))
         f["order"] = [_typed(f"order[{i}]", k, str) for i, k in enumerate(_typed("order", d["order"], list))]
         for k in f["order"]:
             if k not in FIELDS and k not in FIELD_OF and k not in f["extra"]:

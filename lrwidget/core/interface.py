@@ -9,6 +9,7 @@ from .events import Observer, RunInfo
 from .find_result import LRFindResult
 from .guard import RunGuard
 from .recorder import Recorder
+from .search import LRSearchResult
 
 
 @runtime_checkable
@@ -41,8 +42,13 @@ class Driven(Protocol):
         stop_div: bool = ...,
         show_plot: bool = ...,
         suggest_funcs: Callable | Sequence[Callable] | None = ...,
+        repeats: int = ...,
     ) -> LRFindResult:
-        """The learning-rate range test, with the learner as it was afterwards."""
+        """The learning-rate range test (the median of `repeats`), with the learner as it was afterwards."""
+        ...
+
+    def lr_search(self, epochs: int = ..., budget: float = ..., **options: Any) -> LRSearchResult:
+        """Short fits from this state at rates across the curve's range; the learner ends as it began."""
         ...
 
     def fit_one_cycle(self, n_epoch: int, lr_max: Any = ...) -> None:

@@ -16,18 +16,17 @@ from ..parallel.rank import Alone
 from ..state import snapshot as snapshots
 from ..state.copies import clone_cpu
 from ..state.disk import DiskCopy
-from . import checkpoint, checks, loop, range_test
+from . import checkpoint, checks, fits, loop, range_test, search
 from .checks import positive, whole
 from .data import DataLoaders, default_device
 from .errors import oom_hint
 from .events import Observer, RunInfo
 from .find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs, warn_missing
-from .guard import RunGuard, StopSignal
+from .guard import RunGuard
 from .losses import MSELossFlat, default_loss_for
 from .optim import (
     by_layer_group,
     default_opt_func,
-    mom_key,
     one_group,
     param_groups,
     set_wd,
@@ -37,7 +36,8 @@ from .optim import split as split_groups
 from .range_test import MIN_NUM_IT
 from .recorder import Recorder
 from .runners import Call, runner_for
-from .schedules import check_moms, check_one_cycle, lr_per_group, lr_range, one_cycle
+from .schedules import check_moms, check_one_cycle, lr_per_group, lr_range
+from .search import LRSearchResult
 
 __all__ = ["Learner", "LRFindResult", "MSELossFlat", "MIN_NUM_IT"]
 
@@ -46,6 +46,11 @@ LR_FIND_RESTORES = "the model, optimizer and random state are as before it"
 
 class Learner:
     """A model with its data, loss and optimizer, trained by one loop (lr_find, fit, fit_one_cycle)."""
+
+    # the work of each run, in whichever process it goes (runners.py): functions of the learner, a subclass's
+    # overrides included
+    _fit, _one_cycle, _fine_tune = fits.fit, fits.one_cycle, fits.fine_tune
+    _lr_find, _lr_search = range_test.run, search.run
 
     # what LRWidget shows of this learner (the fastai adapter says more): see interface.Driven
     lr_find_code_args = ""
@@ -210,11 +215,6 @@ class Learner:
             n_epoch, per_group = self._plan(n_epoch, lr, "lr", wd)
             self._runner.run(self, sig, Call("fit", type(self)._fit, (n_epoch, per_group, wd)))
 
-    def _fit(self, sig: StopSignal, n_epoch: int, per_group: np.ndarray, wd: float | None) -> None:
-        total = self._total(n_epoch)
-        set_wd(self.opt, wd)
-        loop.train(self, "fit", n_epoch, np.broadcast_to(per_group, (total, len(per_group))), None, sig)
-
     def fit_one_cycle(
         self,
         n_epoch: int,
@@ -232,23 +232,6 @@ class Learner:
             check_one_cycle(div, div_final, pct_start, moms)
             args = (n_epoch, per_group, div, div_final, pct_start, wd, moms)
             self._runner.run(self, sig, Call("fit", type(self)._one_cycle, args))
-
-    def _one_cycle(
-        self,
-        sig: StopSignal,
-        n_epoch: int,
-        per_group: np.ndarray,
-        div: float,
-        div_final: float,
-        pct_start: float,
-        wd: float | None,
-        moms: tuple[float, float, float],
-    ) -> None:
-        lrs, mom = one_cycle(
-            self._total(n_epoch), per_group, div=div, div_final=div_final, pct_start=pct_start, moms=moms
-        )
-        set_wd(self.opt, wd)
-        loop.train(self, "fit", n_epoch, lrs, mom if mom_key(self.opt) else None, sig)
 
     def fine_tune(
         self,
@@ -274,28 +257,6 @@ class Learner:
             args = (epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, div_final, wd, moms)
             self._runner.run(self, sig, Call("fit", type(self)._fine_tune, args))
 
-    def _fine_tune(
-        self,
-        sig: StopSignal,
-        epochs: int,
-        base_lr: float,
-        freeze_epochs: int,
-        lr_mult: float,
-        pct_start: float,
-        div: float,
-        div_final: float,
-        wd: float | None,
-        moms: tuple[float, float, float],
-    ) -> None:
-        self.freeze()
-        head = lr_per_group(slice(base_lr), len(self.layer_groups))
-        self._one_cycle(sig, freeze_epochs, head, 25.0, div_final, 0.99, wd, moms)
-        if self.run.end_reason != "completed" or sig.is_set():  # a Stop after the first phase's last batch too
-            return
-        self.unfreeze()
-        body = lr_per_group(slice(base_lr / 2 / lr_mult, base_lr / 2), len(self.layer_groups))
-        self._one_cycle(sig, epochs, body, div, div_final, pct_start, wd, moms)
-
     def validate(self) -> list[float]:
         """The validation loss and metrics of the model as it is, as fastai's: [valid_loss, *metrics]."""
         with self.guard("validate"), oom_hint():
@@ -316,8 +277,11 @@ class Learner:
         stop_div: bool = True,
         show_plot: bool = True,
         suggest_funcs: Callable | Sequence[Callable] | None = None,
+        repeats: int = 1,
     ) -> LRFindResult:
-        """The learning-rate range test; the model, optimizer and random state are restored after it, always."""
+        """The learning-rate range test; the model, optimizer and random state are restored after it, always.
+        `repeats` > 1: that many tests from the same state, each with its own batch order; the curve is their median,
+        `band` their lowest and highest loss, the suggestions are the median's, `spread` how far each moved."""
         with self.guard("lr_find") as sig:  # held before the copy: a Stop while the state is copied still counts
             funcs = check_suggest_funcs(suggest_funcs)
             hint = (
@@ -326,7 +290,8 @@ class Learner:
             )
             num_it = whole("num_it", num_it, MIN_NUM_IT, hint)
             lrs = lr_range(start_lr, end_lr, num_it)
-            call = Call("lr_find", type(self)._lr_find, (lrs, num_it, bool(stop_div)), changes_state=False)
+            repeats = whole("repeats", repeats)
+            call = Call("lr_find", type(self)._lr_find, (lrs, num_it, bool(stop_div), repeats), changes_state=False)
             res = self._runner.run(self, sig, call)
             if funcs is not None:
                 res = apply_suggest_funcs(res, funcs)
@@ -336,8 +301,18 @@ class Learner:
                 warn_missing(res, self.lr, stacklevel=3)
             return res
 
-    def _lr_find(self, sig: StopSignal, lrs: np.ndarray, num_it: int, stop_div: bool) -> LRFindResult:
-        return range_test.run(self, sig, lrs, num_it, stop_div)
+    def lr_search(self, epochs: int = 5, budget: float = 1.5, **options: Any) -> LRSearchResult:
+        """The rate for `fit_one_cycle(epochs, best)`, from short one-cycle fits from this state at rates across the
+        lr_find curve's usable range (search.py says how); they cost at most `budget` fits' training batches, and
+        the learner ends exactly as it began. Options: sweep, decades, progress, find (an LRFindResult to use)."""
+        with self.guard("lr_search") as sig:
+            epochs, budget, options = search.check(epochs, budget, options)
+            find = options.pop("find", None) or self.recorder.lr_find_result
+            call = Call("lr_search", type(self)._lr_search, (epochs, budget, find, options), changes_state=False)
+            res = self._runner.run(self, sig, call)
+            if res.find_steps:  # it ran lr_find: the learner has that result now, as after lr_find
+                self.recorder.lr_find_result = res.find
+            return res
 
     # -- exact state copies ----------------------------------------------------------------------------
 
@@ -382,10 +357,6 @@ class Learner:
         if wd is not None:
             positive("wd", wd, allow_zero=True)
         return n_epoch, per_group
-
-    def _total(self, n_epoch: int) -> int:
-        """The optimizer steps of `n_epoch` epochs of this process's training data."""
-        return n_epoch * loop.steps_per_epoch(len(self.dls.train), self.accum_steps)
 
 
 # this process's own: its runs, their record and observers, where they run (made afresh by __setstate__)

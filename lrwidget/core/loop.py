@@ -43,10 +43,13 @@ def train(
     validate: bool = True,
     check: Callable[[], str | None] | None = None,
     copy_on_disk: str = "",
+    probe: tuple[int, int, str] | None = None,
+    lr_max: float | None = None,
 ) -> None:
     """Optimizer step k uses lrs[k] (one per layer group) and moms[k]; validation each epoch. With
     `learn.accum_steps` = a, a step sums the gradients of a batches, each loss scaled by 1/a. `copy_on_disk`: where the
-    run's copy of the state is when on disk (RunInfo.copy_on_disk)."""
+    run's copy of the state is when on disk (RunInfo.copy_on_disk); `probe`: which of a search's (or repeated lr_find's)
+    runs this is (RunInfo.probe); `lr_max`: the rate asked for (RunInfo.lr_max; else the schedule's peak)."""
     model, opt, dl, rec, dev = learn.model, learn.opt, learn.dls.train, learn.recorder, learn.device
     groups = opt.param_groups
     if not any(p.requires_grad for g in groups for p in g["params"]):
@@ -60,6 +63,7 @@ def train(
     betas = mom_key(opt) == "betas"
     rec.reset(["epoch", "train_loss", "valid_loss", *map(callable_name, learn.metrics), "time"])
     learn.run = run = RunInfo(kind, n_epoch, steps_per_epoch(n_batches, acc), total, copy_on_disk=copy_on_disk)
+    run.lr_max, run.probe = (lr_max if lr_max is not None else float(lrs[:, -1].max()) if total else None), probe
     autocast = _autocast(learn)
     scaler = torch.amp.GradScaler(dev.type) if learn.mixed_precision == "fp16" else None
     watch_skips = scaler is not None and check is not None  # lr_find: a step the scaler skips is run again
@@ -202,9 +206,11 @@ def batch_loss(learn: Any, model: Any, b: Any, own: bool, first: bool) -> tuple[
     return loss, pred, y
 
 
-def evaluate(learn: Any, sig: StopSignal | None) -> list[float]:
-    """Validation loss and metrics, averaged over samples; one device read at the end; `sig` may end it."""
-    if learn.dls.valid is None:
+def evaluate(learn: Any, sig: StopSignal | None, batches: Any = None) -> list[float]:
+    """Validation loss and metrics (of `batches`, else the validation data), averaged over samples; one device read at
+    the end; `sig` may end it."""
+    batches = learn.dls.valid if batches is None else batches
+    if batches is None:
         return [math.nan] * (1 + len(learn.metrics))
     model, dev, own = learn.model, learn.device, _own_loss(learn)
     together = learn.rank.world > 1
@@ -213,7 +219,7 @@ def evaluate(learn: Any, sig: StopSignal | None) -> list[float]:
     model.eval()
     sums, n = None, 0
     with torch.no_grad(), _autocast(learn):
-        for i, batch in enumerate(learn.dls.valid):
+        for i, batch in enumerate(batches):
             if sig is not None and sig.is_set():
                 raise Stop(sig.reason)
             loss, pred, y = batch_loss(learn, model, to_device(batch, dev), own, first=i == 0)

@@ -39,6 +39,8 @@ class Started:
     total: int
     metric_names: list[str]
     copy_on_disk: str  # where rank 0's copy of the state is, when on disk
+    lr_max: float | None = None
+    probe: tuple[int, int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,13 @@ class Batches:
 class EpochEnded:
     values: list[float]
     seconds: float
+
+
+@dataclass(frozen=True)
+class Ended:
+    """One loop's end (a body may run several: fine_tune's two phases, lr_search's probes)."""
+
+    end_reason: str
 
 
 @dataclass
@@ -125,7 +134,7 @@ class Reporter(Observer):
         r = learn.run
         self.sent, self.next = 0, time.monotonic() + SEND_EVERY
         names = list(learn.recorder.metric_names)
-        self.rank.report(Started(r.kind, r.n_epoch, r.n_iter, r.total, names, r.copy_on_disk))  # rank 0's copy
+        self.rank.report(Started(r.kind, r.n_epoch, r.n_iter, r.total, names, r.copy_on_disk, r.lr_max, r.probe))
 
     def batch_end(self, learn: Any) -> None:
         if time.monotonic() >= self.next:
@@ -138,6 +147,8 @@ class Reporter(Observer):
 
     def fit_end(self, learn: Any, error: BaseException | None) -> None:
         self.send(learn)
+        if error is None:  # an error ends the whole run: the kernel says so when the rank's Failed comes
+            self.rank.report(Ended(learn.run.end_reason))
 
     def send(self, learn: Any) -> None:
         rec = learn.recorder

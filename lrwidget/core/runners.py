@@ -22,7 +22,7 @@ from .checks import loaders_for_processes
 from .errors import RemoteTraceback, add_note
 from .events import RunInfo, emit
 from .guard import StopSignal
-from .rank_task import Batches, Call, EpochEnded, Outcome, RankTask, Started, shuffle_seed
+from .rank_task import Batches, Call, Ended, EpochEnded, Outcome, RankTask, Started, shuffle_seed
 
 __all__ = ["Call", "Here", "InProcesses", "runner_for"]
 
@@ -143,6 +143,7 @@ class Replay:
         if isinstance(event, Started):
             rec.reset(event.metric_names)
             learn.run = RunInfo(event.kind, event.n_epoch, event.n_iter, event.total, copy_on_disk=event.copy_on_disk)
+            learn.run.lr_max, learn.run.probe = event.lr_max, event.probe
             self.started = True
             emit(learn.observers, "fit_start", learn)
         elif isinstance(event, Batches):
@@ -152,6 +153,8 @@ class Replay:
         elif isinstance(event, EpochEnded):
             rec.add_epoch(event.values, event.seconds)
             emit(learn.observers, "epoch_end", learn)
+        elif isinstance(event, Ended):
+            self.end(event.end_reason, None)
 
     def end(self, reason: str, error: BaseException | None) -> None:
         """The run's end, told once (nothing if it never began)."""

@@ -54,6 +54,11 @@ _last_find: weakref.WeakKeyDictionary[Any, LRFindResult] = weakref.WeakKeyDictio
 # one guard per fastai learner, shared by every adapter (every widget) over it
 _guards: weakref.WeakKeyDictionary[Any, RunGuard] = weakref.WeakKeyDictionary()
 
+ONE_PROCESS_ONLY = (
+    "{what} runs on lrwidget's own Learner (its probes and repeats are its own loop's), not on a fastai Learner: "
+    "train the same model and data with lrwidget.Learner for it, or use fastai's lr_find"
+)
+
 
 def is_fastai_learner(obj: Any) -> bool:
     """True when `obj` is a fastai Learner (or a subclass); never imports fastai."""
@@ -260,9 +265,13 @@ class FastaiLearner:
         stop_div: bool = True,
         show_plot: bool = True,
         suggest_funcs: Callable | Sequence[Callable] | None = None,
+        repeats: int = 1,
     ) -> LRFindResult:
         """fastai's lr_find with its four suggest_funcs, as an LRFindResult (that answers for `suggest_funcs`)."""
         from fastai.callback.schedule import minimum, slide, steep, valley
+
+        if repeats != 1:
+            raise NotImplementedError(ONE_PROCESS_ONLY.format(what=f"lr_find(repeats={repeats!r})"))
 
         asked = check_suggest_funcs(suggest_funcs)
         funcs = {"lr_min": minimum, "lr_steep": steep, "valley": valley, "slide": slide}
@@ -385,6 +394,10 @@ class FastaiLearner:
             lrf.after_fit()  # fastai's own reload of the weights and optimizer, and the cleanup
         finally:
             lrf.learn = old
+
+    def lr_search(self, epochs: int = 5, budget: float = 1.5, **options: Any) -> Any:
+        """Refused: lr_search runs lrwidget's own probes, which a fastai Learner's fit does not take."""
+        raise NotImplementedError(ONE_PROCESS_ONLY.format(what="lr_search"))
 
     def find_end_reason(self) -> str:
         """Why fastai's lr_find ended, read off its recorder: fastai does not say."""
