@@ -598,7 +598,8 @@ def test_redraws_are_throttled_and_long_arrays_downsampled():
     elapsed = time.monotonic() - t
     n = learn.recorder.n_batches
     assert n > 1000
-    assert 2 <= w.live.redraws <= elapsed * 10 + 3 < n / 2
+    # the rule is at most ~10 a second, whatever the machine's speed (a busy one runs fewer batches a second)
+    assert 2 <= w.live.redraws <= elapsed * 10 + 3
     x = w.loss_chart.train.x
     assert len(x) == 1000 and x[0] == 0 and x[-1] == n - 1
     assert len(w.training.sched_chart.lr.x) == 1000
