@@ -711,15 +711,10 @@ def test_fit_constant_lr_and_epoch_values():
 
 
 def test_one_cycle_at_suggested_lr_reaches_95_percent_on_digits():
-    import time
-
     learn = Learner(digits(), mlp(1), metrics=accuracy, device="cpu")
     lr_min, lr_steep = learn.lr_find()
-    t = time.perf_counter()
-    learn.fit_one_cycle(8, lr_max=slice(lr_min, lr_steep))
-    secs = time.perf_counter() - t
+    learn.fit_one_cycle(8, lr_max=slice(lr_min, lr_steep))  # how fast: benchmarks/overhead.py, not a timed test
     assert learn.recorder.values[-1][2] >= 0.95, (lr_min, lr_steep, learn.recorder.values[-1])
-    assert secs < 30
 
 
 def test_valid_values_are_sample_weighted_means():
