@@ -9,7 +9,7 @@ AdamW with the same groups, a one-cycle schedule, the loss kept per batch, valid
 ranks. The figure is the median over repetitions of the time per epoch after start-up: ours is the kernel's wall
 time of a whole run of E epochs on a learner whose workers run already (so the per-run costs, sending the weights
 and getting them back, are in it), divided by E; the hand-written loop's is its rank 0's time for the E epochs,
-divided by E. Start-up (spawning the workers and joining the group, our first run) is reported apart, and so is the
+divided by E. Start-up (starting the workers and joining the group, our first run) is reported apart, and so is the
 whole time of a one-epoch fit on the digits: a learner's first run, its later runs, and one process.
 Target: <= 1.10x.
 """
@@ -108,7 +108,8 @@ def ours(a: argparse.Namespace, learn: Learner) -> float:
 
 def startups(reps: int) -> dict:
     """Seconds of a whole one-epoch fit on the shipped digits (1,437 samples): a learner's first run in 2 processes
-    (spawning, importing torch, joining the group, sending the data), a later run, and one process; medians."""
+    (starting the workers, importing torch, joining the group, sending the data), a later run, and one process;
+    medians."""
     from lrwidget.data import digits
 
     def model() -> nn.Module:
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{a.samples} samples, batch {a.bs} per process, {a.epochs} epoch(s)\n"
         f"per epoch: lrwidget {res['ours_s']:.3f} s vs hand-written DDP {res['hand_s']:.3f} s: median ratio "
         f"{res['ratio']:.3f}x (min {min(ratios):.3f}, max {max(ratios):.3f}; {a.reps} reps); target <= {TARGET:.2f}x: "
-        f"{verdict}\nstart-up (lrwidget's first run: spawn, import, join the group, send the data): {startup:.2f} s\n"
+        f"{verdict}\nstart-up (lrwidget's first run: start the workers, import, join the group, send the data): "
+        f"{startup:.2f} s\n"
         f"a one-epoch fit on the digits (median of {1 if a.quick else 3}): a learner's first run "
         f"{runs['first_s']:.2f} s, later runs {runs['later_s']:.3f} s; one process {runs['one_s']:.3f} s",
         flush=True,

@@ -268,5 +268,5 @@ def test_the_start_methods_benchmark_starts_and_joins_two_workers_each_way(monke
     monkeypatch.syspath_prepend(str(BENCH))  # a spawned worker imports the script's module by its own name
     import start_methods as bench
 
-    for method in ("fork", "spawn"):
+    for method in ("fork", "spawn", "lrwidget"):
         assert 0 < bench.start_up(method) < 120  # both workers joined the group and all-reduced
