@@ -231,10 +231,10 @@ class SensitivityView(W.VBox):
         said = f"; {pick[1]}" if pick else ""
         self.heading.value = f"<b>how much the rate matters</b>: {html.escape(what + said)}"
         self.chart.y_axis.axis.label = f"{'valid' if judged.startswith('valid') else 'train'} loss at the end"
+        self.menu.layout.display = "" if len(labels) > 1 else "none"
+        self.layout.display = ""  # shown before the figure joins: one drawn hidden, at zero width, logs SVG errors
         if self.chart.figure not in self.children:
             self.children = (self.heading, self.menu, self.chart.figure)
-        self.menu.layout.display = "" if len(labels) > 1 else "none"
-        self.layout.display = ""
 
     def _on_menu(self, change: Any) -> None:
         if self._showing or change["new"] is None:
