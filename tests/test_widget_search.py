@@ -87,7 +87,7 @@ def test_each_probe_is_a_run_and_the_markers_end_at_best_keeping_their_ratio(fou
     members, best, what = ranked(runs)
     longs = [i for i, p in enumerate(s.phases) if p == "long"]
     assert members == longs and what == f"the {s.steps[-1]}-step probes from start 1"
-    assert runs[best].lr_steep == s.best, "the panel's best is the search's"
+    assert best in longs and s.best == pytest.approx(runs[best].lr_steep, rel=1e-9), "the panel's best is the search's"
     head = [c.value for c in w.runs_panel.grid.children[0].children]
     assert "<b>search</b>" in head[4], "the table says which search and probe each run was"
     row = " ".join(c.value for c in w.runs_panel.grid.children[3].children if hasattr(c, "value"))
@@ -109,6 +109,12 @@ def test_the_runs_of_a_search_never_rank_against_full_fits(w, learn):
     assert 0 not in members and 1 not in members and what.endswith("-step probes from start 1")
     long_steps = w.searches[0].steps[-1]
     assert all(w.runs[i].n_iter == long_steps for i in members)
+    # the chart of the 2-epoch fits marks their best run and the best of the search for 2-epoch fits from their start
+    view = w.history.sensitivity
+    view.menu.value = "the 2-epoch runs from start 1 (2)"
+    best, s = ranked(w.runs[:2])[1], w.searches[0]
+    assert view.members == [0, 1] and np.allclose(view.chart.pick.x, [[w.runs[best].lr_steep] * 2, [s.best] * 2])
+    assert view.heading.value.endswith(f"; best #{best} {w.runs[best].lr_steep:.3g}; search best {s.best:.3g}")
 
 
 def test_stop_keeps_the_probes_done_and_moves_no_marker(found, learn):

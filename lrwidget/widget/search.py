@@ -9,6 +9,7 @@ the probes done and moves nothing.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -147,9 +148,10 @@ class Searching:
             if not done:
                 return f"search {res.end_reason} before its first probe; markers not moved; {back}"
             of = f" of {planned}" if planned else ""
+            so_far = f"best so far lr {fmt_lr(res.best)}, by {judged}; " if math.isfinite(res.best) else ""
             return (
                 f"search {res.end_reason} after {done}{of} probes; {found}the {done} probes done are kept ({runs}); "
-                f"{cost}; best so far lr {fmt_lr(res.best)}, by {judged}; markers not moved; {back}"
+                f"{cost}; {so_far}markers not moved; {back}"
             )
         ratio = self.markers.lr_min / self.markers.lr_steep
         self.markers.put(res.best * ratio, res.best)

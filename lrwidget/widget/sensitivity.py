@@ -3,7 +3,8 @@
 The learning-rate sensitivity curve (Wortsman et al. 2023) of this model on this data: each run's final validation
 loss (training loss without validation) against its rate on a log axis, for one group of runs that can be compared (a
 sweep's, a search's sweep probes or its long ones, fits from the start), with the lr_find suggestions as dashed
-rules and the pick (the search's best, else the group's best run) as a solid one. A run that diverged leaves through
+rules and the picks as solid ones (a search's best for its own probes; for other runs their best run, and the best
+of the search for fits of their length from their start, if there was one). A run that diverged leaves through
 the top edge, where an arrow with its number marks it, as on the runs chart. The group drawn is the one picked in the
 menu, else the largest; the heading says which.
 """
@@ -57,8 +58,20 @@ def search_of(runs: list[Run], members: list[int]) -> int:
     return 0
 
 
+def search_for(runs: list[Run], members: list[int], searches: list[Any]) -> Any:
+    """The last search of this kernel for fits like the group's (plain runs of its epochs from its start), or None."""
+    first = runs[members[0]]
+    if first.search or first.loaded:
+        return None
+    for k in range(len(searches), 0, -1):
+        began = {r.start for r in runs if r.search == k and not r.loaded}
+        if searches[k - 1].epochs == first.epochs and began == {first.start}:
+            return searches[k - 1]
+    return None
+
+
 class SensitivityChart:
-    """Outcome against lr on a log axis for one group of runs, with lr_find's suggestions and the pick as rules."""
+    """Outcome against lr on a log axis for one group of runs, with lr_find's suggestions and the picks as rules."""
 
     def __init__(self) -> None:
         self.sx, self.sy = bq.LogScale(min=1e-4, max=1e-1), bq.LinearScale(min=0.0, max=1.0)
@@ -71,7 +84,7 @@ class SensitivityChart:
         self.rules = bq.Lines(x=[], y=[], scales=tc, line_style="dashed", stroke_width=1.5)
         self.pick = bq.Lines(x=[], y=[], scales=tc, colors=[var("good")], stroke_width=2.5)
         # a label per rule, each on its own row and on the side of its rule toward the middle (never cut at an end)
-        self.labels = [bq.Label(x=[], y=[], text=[], scales=tc, default_size=12) for _ in range(len(SUGGESTIONS) + 1)]
+        self.labels = [bq.Label(x=[], y=[], text=[], scales=tc, default_size=12) for _ in range(len(SUGGESTIONS) + 2)]
         self.line = bq.Lines(x=[], y=[], scales=sc, colors=[var("curve")], stroke_width=1.5)
         self.points = bq.Scatter(
             x=[],
@@ -104,21 +117,22 @@ class SensitivityChart:
         runs: list[Run],
         members: list[int],
         suggestions: dict[str, float | None],
-        pick: tuple[float, str] | None,
+        picks: list[tuple[float, str]],
         start_loss: float = math.nan,
     ) -> None:
-        """Draw `members` of `runs` by rate, the `suggestions` (name: lr), the `pick` (lr, its label) and the loss at
-        the start (a search's, dotted; nan: none)."""
+        """Draw `members` of `runs` by rate, the `suggestions` (name: lr), the `picks` (lr, its label; two at most) and
+        the loss at the start (a search's, dotted; nan: none)."""
+        picks = picks[:2]
         kept = sorted((runs[j].lr_steep, outcome(runs[j]), j) for j in members if not runs[j].diverged)
         kept = [(x, y, j) for x, y, j in kept if math.isfinite(y)]
         off = [(runs[j].lr_steep, j) for j in members if runs[j].diverged]
         rules = [(k, float(v)) for k, v in suggestions.items() if k in SUGGESTIONS and v is not None]
-        xs = [x for x, _, _ in kept] + [x for x, _ in off] + [v for _, v in rules] + ([pick[0]] if pick else [])
+        xs = [x for x, _, _ in kept] + [x for x, _ in off] + [v for _, v in rules] + [v for v, _ in picks]
         lo, hi = lr_range(xs)
         ys = [y for _, y, _ in kept] + ([start_loss] if math.isfinite(start_loss) else [])
         ylo, yhi = data_range(np.array(ys, dtype=float), pad=0.08)
-        # one label per rule (the pick's last, on top), each row lower, on the side of its rule toward the middle
-        said = [(v, f"{k} {fmt_lr(v)}", var(k)) for k, v in rules] + ([(pick[0], pick[1], var("good"))] if pick else [])
+        # one label per rule (the picks' last), each row lower, on the side of its rule toward the middle
+        said = [(v, f"{k} {fmt_lr(v)}", var(k)) for k, v in rules] + [(v, t, var("good")) for v, t in picks]
         middle = math.sqrt(lo * hi)
         with self.figure.hold_sync():
             self.x_axis.show(lo, hi)
@@ -145,11 +159,10 @@ class SensitivityChart:
                 )
             else:
                 set_traits(self.rules, x=np.empty(0), y=np.empty(0))
-            set_traits(
-                self.pick,
-                x=np.array([pick[0], pick[0]] if pick else [], dtype=float),
-                y=np.array([0.0, 1.0] if pick else [], dtype=float),
-            )
+            if picks:
+                set_traits(self.pick, x=np.array([[v, v] for v, _ in picks]), y=np.array([[0.0, 1.0]] * len(picks)))
+            else:
+                set_traits(self.pick, x=np.empty(0), y=np.empty(0))
             for i, label in enumerate(self.labels):
                 if i >= len(said):
                     set_traits(label, x=np.empty(0), y=np.empty(0), text=np.array([], dtype=str))
@@ -197,7 +210,8 @@ class SensitivityView(W.VBox):
 
     def show(self, runs: list[Run], finds: list[Any], searches: list[Any]) -> None:
         """Draw the picked group (else the largest) of `runs`; the suggestions of its search's lr_find (else of the last
-        of `finds`) and the pick: its search's best (`searches[k - 1]` for probes of search k), else its best run."""
+        of `finds`) and the picks: its search's best (`searches[k - 1]` for probes of search k), else its best run and
+        the best of the last search for fits of its length from its start."""
         self._args = (runs, finds, searches)
         found = groups(runs)
         members = group_of(runs, self.picked)
@@ -208,14 +222,19 @@ class SensitivityView(W.VBox):
         result = searches[k - 1] if 0 < k <= len(searches) else None
         find = result.find if result is not None else (finds[-1] if finds else None)
         suggestions = dict(find.suggestions) if find is not None else {}
+        picks: list[tuple[float, str]] = []
+        start = math.nan
         if result is not None:
-            pick: tuple[float, str] | None = (float(result.best), f"search best {fmt_lr(result.best)}")
+            picks.append((float(result.best), f"search best {fmt_lr(result.best)}"))
             start = float(result.start_loss)
         else:
             b = best_of(runs, members)
-            pick = None if b is None else (runs[b].lr_steep, f"best #{b} {fmt_lr(runs[b].lr_steep)}")
-            start = math.nan
-        self.chart.update(runs, members, suggestions, pick, start)
+            if b is not None:
+                picks.append((runs[b].lr_steep, f"best #{b} {fmt_lr(runs[b].lr_steep)}"))
+            s = search_for(runs, members, searches)
+            if s is not None and s.end_reason == "completed":
+                picks.append((float(s.best), f"search best {fmt_lr(s.best)}"))
+        self.chart.update(runs, members, suggestions, picks, start)
         labels = {f"{called(runs, m)} ({len(m)})": runs[m[0]].group for m in reversed(found)}
         current = next(label for label, g in labels.items() if g == runs[members[0]].group)
         self._showing = True
@@ -228,7 +247,7 @@ class SensitivityView(W.VBox):
             self._showing = False
         judged = "validation loss" if any(math.isfinite(runs[j].valid_loss) for j in members) else "training loss"
         what = f"{called(runs, members)}: {len(members)} runs, {judged} at their end"
-        said = f"; {pick[1]}" if pick else ""
+        said = "".join(f"; {t}" for _, t in picks)
         self.heading.value = f"<b>how much the rate matters</b>: {html.escape(what + said)}"
         self.chart.y_axis.axis.label = f"{'valid' if judged.startswith('valid') else 'train'} loss at the end"
         self.menu.layout.display = "" if len(labels) > 1 else "none"
