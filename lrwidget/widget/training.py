@@ -77,6 +77,7 @@ class TrainingView:
     def __init__(self) -> None:
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="300px", max_width="100%"))
         self.progress_label = W.Label()
+        self.progress_label.add_class("lrw-progress-label")
         self.progress_box = W.HBox([self.progress, self.progress_label], layout=W.Layout(display="none"))
         self.progress_box.add_class("lrw-row")
         self.table_html = W.HTML()
