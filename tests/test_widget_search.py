@@ -60,6 +60,8 @@ def test_each_probe_is_a_run_and_the_markers_end_at_best_keeping_their_ratio(fou
     start = weights(learn)
     seen: list[str] = []
     w.progress_label.observe(lambda c: seen.append(c["new"]), names="value")
+    said: list[str] = []
+    w.observe(lambda c: said.append(c["new"]), names="status")
     w.lr_min, w.lr_steep = 2e-4, 4e-3  # a ratio of 1/20 for lr_min to keep
     assert w.search(budget=1.5)
     w.wait(TIMEOUT)
@@ -83,6 +85,8 @@ def test_each_probe_is_a_run_and_the_markers_end_at_best_keeping_their_ratio(fou
     assert f"lr_steep={s.best:.4g} (their ratio kept)" in w.status
     assert any(t.startswith(f"search · probe 3 of {n} (sweep) · fit · ") for t in seen), seen
     assert any(t.startswith(f"search · probe {n} of {n} (long) · fit · ") for t in seen), seen
+    third = f"search running: probe 3 of {n} (sweep) at lr {s.lrs[2]:.4g} ({s.steps[2]} steps): valid_loss "
+    assert any(t.startswith(third) and t.endswith("(run #2)") for t in said), said
     # a search's probes rank among themselves: the long ones, the last group
     members, best, what = ranked(runs)
     longs = [i for i, p in enumerate(s.phases) if p == "long"]

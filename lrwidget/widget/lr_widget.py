@@ -69,8 +69,6 @@ class LRWidget(W.VBox):
         self.learn = learn
         self._ui_lock = threading.RLock()  # one for all the parts: the run's thread and the kernel's take turns
         self._find_range: tuple[float, float] | None = None
-        self._phase = ""  # a sweep's "rate i of n · " or a search's probe, shown before the progress
-        self._rates = DEFAULT_LRS  # the running fit's slice: its schedule is drawn in full as it starts
 
         # the parts
         self.chart_view = charts.LRFindChart()
@@ -83,10 +81,9 @@ class LRWidget(W.VBox):
         self.start = Start(learn)
         self.background = Background()
         self.live = LiveUpdates(self._on_run_start, self._redraw)
-        self.sweeping = Sweeping(learn, self.start, self.history, self._say, self._set_phase, self._set_rates)
-        self.searching = Searching(learn, self.start, self.history, self.markers, self.controls, self._set_phase)
-
         c, t, m = self.controls, self.training, self.messages
+        self.sweeping = Sweeping(learn, self.start, self.history, t, self._say)
+        self.searching = Searching(learn, self.start, self.history, self.markers, c, t, self._say)
         self.find_button, self.fit_button, self.stop_button = c.find_button, c.fit_button, c.stop_button
         self.sweep_button, self.reset_button, self.search_button = c.sweep_button, c.reset_button, c.search_button
         # parts' widgets that the tests of other layers and notebooks read under these names
@@ -170,7 +167,7 @@ class LRWidget(W.VBox):
         def call() -> LRFindResult:
             if "repeats" not in kw:
                 return self.learn.lr_find(**kw, show_plot=False)
-            return watching(self.learn, RepeatPhase(self._set_phase), lambda: self.learn.lr_find(**kw, show_plot=False))
+            return watching(self.learn, RepeatPhase(self.training), lambda: self.learn.lr_find(**kw, show_plot=False))
 
         return self._launch("lr_find", "lr_find", call, code, self._after_find)
 
@@ -186,7 +183,7 @@ class LRWidget(W.VBox):
         def call() -> None:
             self.start.begin(restore=from_start)
             began_at = self.start.name if from_start or self.start.took else ""  # else: from the weights as they are
-            self._rates = (lo, hi)
+            self.training.rates = (lo, hi)
             self.history.record_fit(self.learn, n, lo, hi, code, from_start, began_at, sweep=False)
 
         return self._launch("fit", "fit_one_cycle", call, code, self._after_fit)
@@ -361,12 +358,6 @@ class LRWidget(W.VBox):
     def _after_search(self, res: Any) -> None:
         self._say(self.searching.ended(res))
 
-    def _set_phase(self, text: str) -> None:
-        self._phase = text
-
-    def _set_rates(self, lo: float, hi: float) -> None:
-        self._rates = (lo, hi)
-
     # -- called on the training thread by LiveUpdates ---------------------------------------------------
 
     @ui
@@ -382,7 +373,7 @@ class LRWidget(W.VBox):
     @ui
     def _redraw(self, learn: Driven, final: bool = False) -> None:
         run, rec = learn.run, learn.recorder
-        new_row = self.training.update(learn, final, self._phase, reports.unit(learn.accum_steps))
+        new_row = self.training.update(learn, final, reports.unit(learn.accum_steps))
         if run.kind == "fit":
             if new_row and not final:
                 self._say(f"fit running: {len(rec.values)}/{run.n_epoch} epochs done")
@@ -392,7 +383,7 @@ class LRWidget(W.VBox):
     def _planned(self, total: int) -> tuple[Any, Any]:
         """The one-cycle schedule the running fit follows (last parameter group): its lrs and momenta per step."""
         try:
-            lrs, moms = schedules.one_cycle(total, self._rates[1])
+            lrs, moms = schedules.one_cycle(total, self.training.rates[1])
         except ValueError:
             return (), ()
         return lrs[:, -1], moms

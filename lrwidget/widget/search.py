@@ -21,7 +21,9 @@ from .formats import fmt_lr
 from .history import History
 from .markers import Markers
 from .reports import EARLY_ENDS
+from .runs import outcome
 from .start import Start
+from .training import TrainingView
 
 
 def search_code(epochs: int, budget: float) -> str:
@@ -30,11 +32,20 @@ def search_code(epochs: int, budget: float) -> str:
 
 
 class Probes(Observer):
-    """While a search runs: records each probe as a run of `history` when it ends, and says which probe runs
-    (`on_phase(text)`, the progress's prefix)."""
+    """While a search runs: records each probe as a run of `history` when it ends, says which probe runs
+    (the live view's `phase`, before the progress) and how each ended (`say(text)`, the status)."""
 
-    def __init__(self, history: History, number: int, code: str, start: str, on_phase: Callable[[str], None]):
-        self.history, self.number, self.code, self.start, self.on_phase = history, number, code, start, on_phase
+    def __init__(
+        self,
+        history: History,
+        number: int,
+        code: str,
+        start: str,
+        training: TrainingView,
+        say: Callable[[str], None],
+    ):
+        self.history, self.number, self.code, self.start, self.training = history, number, code, start, training
+        self.say = say
         self.first = len(history.runs)  # the run number of its first probe
         self.planned = 0  # probes the search plans, as the last probe said
         self.done = 0
@@ -44,13 +55,13 @@ class Probes(Observer):
     def fit_start(self, learn: Driven) -> None:
         run = learn.run
         if run.kind == "lr_find":  # the learner had no lr_find result: the search runs one first
-            self.on_phase("search · lr_find first · ")
+            self.training.phase = "search · lr_find first · "
             return
         if run.probe is None:
             return
         i, n, phase = run.probe
         self.planned, self._run, self._t0 = n, run, time.monotonic()
-        self.on_phase(f"search · probe {i} of {n} ({phase}) · ")
+        self.training.phase = f"search · probe {i} of {n} ({phase}) · "
 
     def fit_end(self, learn: Driven, error: BaseException | None) -> None:
         run = learn.run
@@ -60,23 +71,27 @@ class Probes(Observer):
         i, n, phase = run.probe
         lr = float(run.lr_max)
         said = f"probe {i} of {n} ({phase})"
-        self.history.record(
+        r = self.history.record(
             learn, True, time.monotonic() - self._t0, lr_min=lr, lr_steep=lr, epochs=run.n_epoch,
             code=f"{self.code}  # {said}: {run.total} steps at lr {lr!r}", from_start=True, start=self.start,
             search=self.number, probe=f"{i} of {n} ({phase})",
         )  # fmt: skip
         self.done += 1
+        judged = "valid_loss" if math.isfinite(r.valid_loss) else "train_loss"
+        ended = f"{judged} {outcome(r):.4f}" if run.end_reason == "completed" else run.end_reason
+        number = len(self.history.runs) - 1
+        self.say(f"search running: {said} at lr {lr:.4g} ({run.total} steps): {ended} (run #{number})")
 
 
 class RepeatPhase(Observer):
-    """While lr_find(repeats=k) runs: says which range test runs (`on_phase(text)`, the progress's prefix)."""
+    """While lr_find(repeats=k) runs: says which range test runs (the live view's `phase`, before the progress)."""
 
-    def __init__(self, on_phase: Callable[[str], None]):
-        self.on_phase = on_phase
+    def __init__(self, training: TrainingView):
+        self.training = training
 
     def fit_start(self, learn: Driven) -> None:
         probe = learn.run.probe
-        self.on_phase(f"repeat {probe[0]} of {probe[1]} · " if probe is not None else "")
+        self.training.phase = f"repeat {probe[0]} of {probe[1]} · " if probe is not None else ""
 
 
 def watching(learn: Driven, observer: Probes | RepeatPhase, call: Callable[[], Any]) -> Any:
@@ -87,7 +102,7 @@ def watching(learn: Driven, observer: Probes | RepeatPhase, call: Callable[[], A
         return call()
     finally:
         learn.observers.remove(observer)
-        observer.on_phase("")
+        observer.training.phase = ""
 
 
 class Searching:
@@ -100,10 +115,11 @@ class Searching:
         history: History,
         markers: Markers,
         controls: Controls,
-        on_phase: Callable[[str], None],
+        training: TrainingView,
+        say: Callable[[str], None],
     ):
         self.learn, self.start, self.history, self.markers, self.controls = learn, start, history, markers, controls
-        self.on_phase = on_phase
+        self.training, self.say = training, say
         self.count = 0  # searches started: each probe records the number of its search
         self.probes: Probes | None = None  # the running (or last) search's
 
@@ -118,7 +134,7 @@ class Searching:
         def call() -> Any:
             self.start.begin(restore=True)  # the start is taken now if there is none yet; else put back
             self.count += 1
-            self.probes = Probes(self.history, self.count, code, self.start.name, self.on_phase)
+            self.probes = Probes(self.history, self.count, code, self.start.name, self.training, self.say)
             return watching(self.learn, self.probes, lambda: self.learn.lr_search(epochs, budget=b))
 
         return code, call

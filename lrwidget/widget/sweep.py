@@ -10,23 +10,17 @@ from . import calls, reports
 from .history import History
 from .reports import EARLY_ENDS
 from .start import Start
+from .training import TrainingView
 
 
 class Sweeping:
     """The widget's Sweep button: `prepare` the fits, and say what came of them (`ended`). `say(text)` reports to the
-    status, `on_phase(text)` sets the progress's prefix, `on_rates(lo, hi)` the slice of the fit that starts."""
+    status; the live view `training` shows the rate running (its `phase`) and draws its fit's schedule (`rates`)."""
 
     def __init__(
-        self,
-        learn: Driven,
-        start: Start,
-        history: History,
-        say: Callable[[str], None],
-        on_phase: Callable[[str], None],
-        on_rates: Callable[[float, float], None],
+        self, learn: Driven, start: Start, history: History, training: TrainingView, say: Callable[[str], None]
     ):
-        self.learn, self.start, self.history = learn, start, history
-        self.say, self.on_phase, self.on_rates = say, on_phase, on_rates
+        self.learn, self.start, self.history, self.training, self.say = learn, start, history, training, say
         self.planned = 0  # the running (or last) sweep's rates
 
     def prepare(self, lrs: Any, n: int, lr_min: float, lr_steep: float) -> tuple[str, Callable[[], int]]:
@@ -42,16 +36,16 @@ class Sweeping:
                     if self.learn.guard.signal is not None and self.learn.guard.signal.is_set():
                         break
                     self.start.restore()
-                    self.on_phase(f"sweep rate {i + 1} of {len(plan)} · ")
+                    self.training.phase = f"sweep rate {i + 1} of {len(plan)} · "
                     fit_code = calls.fit_code(n, lo, hi, self.learn.accum_steps)
                     self.say(f"sweep: rate {i + 1} of {len(plan)}, lr {hi:.4g}: {fit_code}")
-                    self.on_rates(lo, hi)
+                    self.training.rates = (lo, hi)
                     self.history.record_fit(self.learn, n, lo, hi, fit_code, True, self.start.name, sweep=True)
                     done += 1
                     if self.learn.run is not None and self.learn.run.end_reason in EARLY_ENDS:
                         break
             finally:
-                self.on_phase("")
+                self.training.phase = ""
                 self.start.restore()  # after a Stop or an error too
             return done
 
