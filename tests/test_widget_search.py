@@ -91,7 +91,10 @@ def test_each_probe_is_a_run_and_the_markers_end_at_best_keeping_their_ratio(fou
     members, best, what = ranked(runs)
     longs = [i for i, p in enumerate(s.phases) if p == "long"]
     assert members == longs and what == f"the {s.steps[-1]}-step probes from start 1"
-    assert best in longs and s.best == pytest.approx(runs[best].lr_steep, rel=1e-9), "the panel's best is the search's"
+    by_score = min(longs, key=lambda i: s.scores[i])
+    assert best == by_score, "the panel's best is the long probe of the lowest score, which the search's best is from"
+    said = f"(run #{best})" if runs[best].lr_steep == s.best else f"(from run #{best} at lr {runs[best].lr_steep:.4g}, "
+    assert said in w.status, w.status
     head = [c.value for c in w.runs_panel.grid.children[0].children]
     assert "<b>search</b>" in head[4], "the table says which search and probe each run was"
     row = " ".join(c.value for c in w.runs_panel.grid.children[3].children if hasattr(c, "value"))

@@ -146,16 +146,16 @@ class Searching:
         number, first, planned = (p.number, p.first, p.planned) if p is not None else (0, 0, 0)
         h = self.history
         h.searches.append(res)
-        for r in h.runs[first:]:
-            if r.search == number:
-                r.epoch_steps = max(res.fit_steps // max(res.epochs, 1), 1)
+        mine = [i for i, r in enumerate(h.runs) if i >= first and r.search == number]
+        for i in mine:
+            h.runs[i].epoch_steps = max(res.fit_steps // max(res.epochs, 1), 1)
         if res.find_steps:  # it ran lr_find first: its curve is the one on the chart now
             h.add_find(res.find)
             self.markers.show_result(res.find)
             h.show_earlier(res.find)
         h.show()
         done = len(res.lrs)
-        runs = f"run #{first}" if done == 1 else f"runs #{first} to #{first + done - 1}"
+        runs = f"run #{mine[0]}" if len(mine) == 1 else f"runs #{mine[0]} to #{mine[-1]}" if mine else "no run"
         judged = "validation loss" if res.judged_by == "valid_loss" else "training loss (no validation data)"
         cost = f"they cost {res.cost:.2f} fits of {res.epochs} epochs (budget {res.budget:g})"
         found = f"it ran lr_find first ({res.find_steps} steps); " if res.find_steps else ""
@@ -169,6 +169,8 @@ class Searching:
                 f"search {res.end_reason} after {done}{of} probes; {found}the {done} probes done are kept ({runs}); "
                 f"{cost}; {so_far}markers not moved; {back}"
             )
+        if not math.isfinite(res.best):
+            return f"search {res.end_reason} without a best rate; {cost}; markers not moved; {back}"
         ratio = self.markers.lr_min / self.markers.lr_steep
         self.markers.put(res.best * ratio, res.best)
         plateau = (
@@ -177,8 +179,22 @@ class Searching:
             if res.plateau
             else ""
         )
+        where = self._from(res, mine)
         return (
-            f"search done: best lr {res.best:.4g} for fit_one_cycle({res.epochs}, {res.best:.4g}), by {judged}; "
-            f"{found}{done} probes ({runs}) from {self.start.name}; {cost}{plateau}; markers at "
+            f"search done: best lr {res.best:.4g} for fit_one_cycle({res.epochs}, {res.best:.4g}){where}, "
+            f"by {judged}; {found}{done} probes ({runs}) from {self.start.name}; {cost}{plateau}; markers at "
             f"lr_min={self.markers.lr_min:.4g}, lr_steep={self.markers.lr_steep:.4g} (their ratio kept); {back}"
         )
+
+    def _from(self, res: Any, mine: list[int]) -> str:
+        """Which probe the best comes from: the long probe (else any) of the lowest score, and how far its rate is
+        (the search may correct it for the bias of shorter fits)."""
+        scored = [(s, i) for i, s, p in zip(mine, res.scores, res.phases) if p == "long" and math.isfinite(s)]
+        scored = scored or [(s, i) for i, s in zip(mine, res.scores) if math.isfinite(s)]
+        if not scored:
+            return ""
+        i = min(scored)[1]
+        lr = self.history.runs[i].lr_steep
+        if math.isclose(lr, res.best, rel_tol=1e-9):
+            return f" (run #{i})"
+        return f" (from run #{i} at lr {lr:.4g}, {math.log10(res.best / lr):+.2f} decades)"
