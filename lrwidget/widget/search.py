@@ -146,7 +146,7 @@ class Searching:
         number, first, planned = (p.number, p.first, p.planned) if p is not None else (0, 0, 0)
         h = self.history
         h.searches.append(res)
-        mine = [i for i, r in enumerate(h.runs) if i >= first and r.search == number]
+        mine = [i for i, r in enumerate(h.runs) if i >= first and r.search == number and not r.loaded]
         for i in mine:
             h.runs[i].epoch_steps = max(res.fit_steps // max(res.epochs, 1), 1)
         if res.find_steps:  # it ran lr_find first: its curve is the one on the chart now
