@@ -174,6 +174,9 @@ def test_the_search_button_its_budget_and_one_run_at_a_time(found, learn):
     for bad in (-1, 0, math.nan, math.inf, True, "2"):
         with pytest.raises(ValueError, match="budget must be a positive finite number"):
             w.search(budget=bad)
+    with pytest.raises(ValueError, match="epochs must be a whole number >= 1, got 0"):
+        w.search(epochs=0)
+    assert not w.busy and len(w.searches) == 1
     assert w.search(epochs=1, budget=2.0)
     w.wait(TIMEOUT)
     assert w.code == "learn.lr_search(1, budget=2.0)" and w.epochs == 1 and w.controls.budget_text.value == "2"
