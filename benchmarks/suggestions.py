@@ -1,6 +1,6 @@
 """How good lr_find's suggestions and lr_search are: a one-cycle fit at each rate against the best of a grid of 10.
 
-    python benchmarks/suggestions.py            # every task of benchmarks/tasks.py x 5 seeds (about 15 min, 2 cores)
+    python benchmarks/suggestions.py            # every task of benchmarks/tasks.py x 5 seeds (about 20 min, 2 cores)
     python benchmarks/suggestions.py --quick    # 1 seed, 3 grid lrs, 1 epoch, lr_find of 40 steps (the tests')
     python benchmarks/suggestions.py --hf       # only the tiny BERT computing its own loss (transformers)
     python benchmarks/suggestions.py --tasks parity --tasks GRU   # the tasks whose name holds one of these
