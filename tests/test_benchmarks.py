@@ -140,11 +140,13 @@ def test_lr_find_host_peak_stays_within_one_copy_of_the_state(capsys):
 def test_suggestion_quality_benchmark_runs(capsys):
     sug = load("suggestions")
     rows = sug.main(["--quick"])
-    assert len(rows) == len(sug.TASKS) * 5
-    assert {r["suggestion"] for r in rows} == {"lr_min", "lr_steep", "valley", "slide", "widget"}
+    columns = ["lr_min", "lr_steep", "valley", "slide", "widget", "repeats=3", "lr_search"]
+    assert len(sug.TASKS) >= 7 and len(rows) == len(sug.TASKS) * len(columns)
+    assert [r["suggestion"] for r in rows[: len(columns)]] == columns
     for r in rows:
         assert 0 <= r["grid_best"] <= 1 and r["seeds"] == 1
         assert (math.isnan(r["mean_gap"]) and r["missing"] == 1) or -1 <= r["mean_gap"] <= r["worst_gap"] <= 1
+        assert (r["cost"] is None) == (r["suggestion"] != "lr_search") and (r["cost"] is None or r["cost"] <= 1.5)
     out = capsys.readouterr().out
     assert "| **all tasks** |" in out and "smallest mean gap" in out
 

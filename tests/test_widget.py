@@ -725,13 +725,14 @@ class Thin:
     def lr_find(
         self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, show_plot=True, suggest_funcs=None, repeats=1
     ):
-        return self._learn.lr_find(start_lr, end_lr, num_it, stop_div, show_plot, suggest_funcs, repeats)
-
-    def lr_search(self, epochs=5, budget=1.5, **options):
-        return self._learn.lr_search(epochs, budget, **options)
+        more = {"repeats": repeats} if repeats != 1 else {}  # one range test: a call any learner takes
+        return self._learn.lr_find(start_lr, end_lr, num_it, stop_div, show_plot, suggest_funcs, **more)
 
     def fit_one_cycle(self, n_epoch, lr_max=None):
         self._learn.fit_one_cycle(n_epoch, lr_max)
+
+    def lr_search(self, epochs=5, budget=1.5, **options):
+        return self._learn.lr_search(epochs, budget, **options)
 
     def take_state(self):
         return self._learn.take_state()

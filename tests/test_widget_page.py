@@ -30,6 +30,7 @@ JS_CUT = """() => {
   const bad = [];
   for (const e of root.querySelectorAll('*')) {
     if (e.closest('style')) continue;
+    if (e.closest('.toolbar_div')) continue;  // bqplot's toolbar: icons, no text, shown (fading) under the mouse
     const cs = getComputedStyle(e);
     const r = e.getBoundingClientRect();
     if (!r.width || !r.height || cs.visibility === 'hidden' || cs.display === 'none' || cs.opacity === '0') continue;
@@ -360,6 +361,40 @@ def test_the_code_line_breaks_between_values_never_inside_a_number(lab):
           return out; }"""
     )
     assert not broken, f"numbers broken across lines: {broken}"
+
+
+JS_SENSITIVITY = """() => { const f = [...document.querySelectorAll('.lrw-root .bqplot')]
+    .find(f => f.textContent.includes('outcome against the rate'));
+  if (!f) return null;
+  const plot = f.querySelector('rect.plotarea_background').getBoundingClientRect();
+  const box = r => [r.left - plot.left, plot.right - r.right, r.top - plot.top, plot.bottom - r.bottom];
+  const labels = [...f.querySelectorAll('text')].filter(t => /^(lr_min|lr_steep|valley|slide|best #\\d+|search best) /
+    .test(t.textContent.trim())).map(t => [t.textContent.trim(), t.getBoundingClientRect()]);
+  const dots = [...f.querySelectorAll('path.dot')].map(d => d.getBoundingClientRect()).filter(r => r.width > 0);
+  const arrow = [...f.querySelectorAll('text')].find(t => /^#\\d+$/.test(t.textContent.trim()));
+  const heading = f.parentElement.querySelector('.widget-html').innerText;
+  return {labels: labels.map(([t, r]) => [t, ...box(r), r.top, r.bottom]), dots: dots.map(box),
+          arrow: arrow ? [arrow.textContent.trim(), arrow.getBoundingClientRect().top - plot.top, plot.height] : null,
+          heading}; }"""
+
+
+@pytest.mark.parametrize("layout", ["470", "1740"])
+def test_the_chart_of_how_much_the_rate_matters_reads_whole_at_470_and_1740_px(lab, layout):
+    """The sweep's 1-epoch runs by rate (one diverged, at lr 3): every point inside the plot, the rules' labels inside
+    it and apart, the diverged run's arrow at the top, the heading naming the group and its best."""
+    lay_out(lab, layout)
+    runs = lab.value("[(r.lr_steep, r.diverged) for r in w.runs if r.epochs == 1 and not r.search]")
+    got = lab.page.evaluate(JS_SENSITIVITY)
+    assert got is not None, "the chart is shown once a group has two runs"
+    assert len(got["dots"]) == len(runs), f"a point per run, the diverged one's an arrow: {got['dots']}"
+    assert all(min(d) >= -1 for d in got["dots"]), f"points cut at the plot's edge: {got['dots']}"
+    names = [t for t, *_ in got["labels"]]
+    assert {"lr_min", "lr_steep"} <= {n.split()[0] for n in names} and any(n.startswith("best #") for n in names)
+    assert all(min(left, right, top, bottom) >= -1 for _, left, right, top, bottom, _, _ in got["labels"]), got
+    rows = sorted((top, bottom) for *_, top, bottom in got["labels"])
+    assert all(a[1] <= b[0] + 1 for a, b in zip(rows, rows[1:])), f"labels on top of each other: {got['labels']}"
+    assert got["arrow"] is not None and got["arrow"][1] < 0.2 * got["arrow"][2], got["arrow"]
+    assert got["heading"].startswith(f"how much the rate matters: the 1-epoch runs from start 1: {len(runs)} runs"), got
 
 
 def test_the_page_logged_no_errors(lab):

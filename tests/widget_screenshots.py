@@ -41,7 +41,9 @@ JS_LAID_OUT = """() => [...document.querySelectorAll('.lrw-root .bqplot')].every
     return true;
   const inside = e => { const r = e.getBoundingClientRect(); return r.left >= b.left - 1 && r.right <= b.right + 1; };
   const parts = [...f.querySelectorAll('svg, rect.plotarea_background, g.axis path.domain')];
-  return b.right <= col.right + 1 && parts.length >= 3 && parts.every(inside); })"""
+  const svg = f.querySelector('svg');  // drawn at the box's width: not still at a narrower layout's
+  return b.right <= col.right + 1 && parts.length >= 3 && parts.every(inside)
+    && svg.getBoundingClientRect().width >= b.width - 2; })"""
 JS_OUTPUT_NEAR = "(w) => Math.abs(document.querySelector('.lrw-root').getBoundingClientRect().width - w) < 30"
 JS_OUTPUT_WIDTH = """() => { const o = document.querySelector('.jp-OutputArea-output .lrw-root')
   || document.querySelector('.jp-OutputArea-output .widget-vbox');

@@ -8,10 +8,15 @@ The method, chosen by benchmarks/suggestions.py (see benchmarks/lr_search.md for
 2. A sweep: `sweep` (8) one-cycle fits of budget/3/sweep of the fit's steps each (1/16 at budget 1.5), at rates
    spread evenly in log over the range, each judged by its validation loss.
 3. Two long probes of budget/3 each (half the fit at budget 1.5) decide. Where the sweep made progress (its best
-   loss 10% under the starting loss), they go to the sweep's best rate and half a decade below it: short fits favour
-   higher rates than the full fit. Where it made none (a plateau: no short fit escapes it, so the sweep only shows
-   where training breaks), they go one and two decades below `hi`. The better of the two is `best`: measured over
-   the benchmark's tasks, the half-length fit's optimum is within a sixth of a decade of the full fit's.
+   loss 10% under the starting loss), they go a quarter decade either side of the sweep's best rate: the sweep's
+   short fits are biased, higher on most tasks, lower on some (the benchmark's regression). Where it made none (a
+   plateau: no short fit escapes it, so the sweep only shows where training breaks), they go one and two decades
+   below `hi`. `best` is the better of the two, a sixth of a decade lower: the half-length fit's best rate is within
+   about that of the full fit's (the shortest fits' are not), and a rate too high can wreck the full fit (a
+   collapse to chance on the tiny BERT, the deep tanh MLP) where one a little too low costs little.
+
+In N processes every rank runs the same search on its shard (the scores are summed over the ranks, so every rank
+decides the same); each probe is one run of the one loop, which observers see as a fit (RunInfo.probe, .lr_max).
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from .schedules import lr_range, one_cycle
 __all__ = ["LRSearchResult", "run", "check", "usable_range", "plan", "made_progress", "long_rates", "pick"]
 
 SWEEP, DECADES, RISE, PROGRESS = 8, 2.5, 0.1, 0.1
-BELOW_BEST = 0.5  # decades between the long probes where the sweep made progress
-BELOW_HI = (1.0, 2.0)  # decades below hi of the long probes on a plateau
+AROUND_BEST = (0.25, -0.25)  # decades from the sweep's best rate of the long probes, where the sweep made progress
+BELOW_HI = (-1.0, -2.0)  # decades from hi of the long probes on a plateau
+LEAN = 1 / 6  # decades from the better long probe to the pick: too high a rate can wreck a fit, too low costs little
 
 
 # -- the maths: pure functions -----------------------------------------------------------------------------------
@@ -80,12 +86,12 @@ def made_progress(start_loss: float, scores: Sequence[float], progress: float = 
 
 
 def long_rates(lrs: Sequence[float], scores: Sequence[float], hi: float, progressed: bool) -> list[float]:
-    """The long probes' rates: the sweep's best and half a decade below, or on a plateau 1 and 2 decades below hi."""
+    """The long probes' rates: around the sweep's best rate, or on a plateau below hi (AROUND_BEST, BELOW_HI)."""
     if not progressed:
-        return [hi / 10**d for d in BELOW_HI]
+        return [hi * 10**d for d in BELOW_HI]
     s = [x if math.isfinite(x) else math.inf for x in scores]
     best = lrs[int(np.argmin(s))]
-    return [best, best / 10**BELOW_BEST]
+    return [best * 10**d for d in AROUND_BEST]
 
 
 def pick(lrs: Sequence[float], scores: Sequence[float]) -> float:
@@ -249,7 +255,7 @@ def _result(
     find_steps: int = 0, judged_by: str = "valid_loss",
 ) -> LRSearchResult:  # fmt: skip
     final = [(lr, s) for lr, s, p in zip(lrs, scores, phases) if p == "long"] or list(zip(lrs, scores))
-    best = pick([lr for lr, _ in final], [s for _, s in final]) if final else float(math.sqrt(rng[0] * rng[1]))
+    best = pick([lr for lr, _ in final], [s for _, s in final]) / 10**LEAN if final else math.nan
     return LRSearchResult(
         best=best, lrs=tuple(lrs), scores=tuple(scores), cost=sum(steps) / fit_steps, budget=float(budget),
         epochs=epochs, find=find, steps=tuple(steps), phases=tuple(phases), start_loss=start, plateau=plateau,

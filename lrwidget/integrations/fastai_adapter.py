@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,12 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.events import Observer, RunInfo, emit
+from ..core.events import Observer, RunInfo
 from ..core.find_result import LRFindResult, apply_suggest_funcs, check_suggest_funcs
-from ..core.guard import RunGuard, StopSignal
+from ..core.guard import RunGuard
 from ..core.recorder import Recorder
 from ..state import snapshot as snapshots
 from ..state.disk import DiskCopy
+from .fastai_callback import as_float, callback_class
 
 __all__ = ["FastaiLearner", "is_fastai_learner", "wrap"]
 
@@ -70,121 +70,6 @@ def is_fastai_learner(obj: Any) -> bool:
 def wrap(learn: Any) -> FastaiLearner:
     """`learn` presented as an lrwidget Learner (an adapter already is one)."""
     return learn if isinstance(learn, FastaiLearner) else FastaiLearner(learn)
-
-
-def _float(v: Any) -> float:
-    """A number from fastai (python, numpy or 0-d tensor, or None) as a Python float; None -> nan."""
-    if v is None:
-        return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-_callback_cls: type | None = None
-
-
-def _callback_class() -> type:
-    """The fastai Callback class, defined on first use (fastai is imported by then)."""
-    global _callback_cls
-    if _callback_cls is not None:
-        return _callback_cls
-    from fastai.callback.core import Callback, CancelFitException
-
-    class LRWidgetCallback(Callback):
-        """Feeds an lrwidget Recorder and the widget's observers from fastai's training loop; ends it on Stop."""
-
-        order = 55  # after fastai's Recorder (50): its smooth loss, log and values are up to date;
-        # before ParamScheduler/LRFinder (60): their CancelFitException in after_batch
-        # comes after this callback has recorded the batch
-        run_valid = True
-
-        def __init__(self, adapter: FastaiLearner, sig: StopSignal, kind: str, n_epoch: int | None, total: int | None):
-            super().__init__()
-            self._adapter, self._sig, self._kind, self._n_epoch, self._total = adapter, sig, kind, n_epoch, total
-            self._started = self._ended = self._stopped = False
-            self._t0 = 0.0
-            self.lr_finder = None
-
-        # -- fastai events --------------------------------------------------------------------
-        def before_fit(self) -> None:
-            a, learn = self._adapter, self.learn
-            frec = getattr(learn, "recorder", None)
-            names = [str(n) for n in getattr(frec, "metric_names", ["epoch", "train_loss", "valid_loss"])]
-            names = [n for n in names if n not in ("epoch", "time")]
-            a.recorder.reset(["epoch", *names, "time"])
-            if frec is not None:
-                a.recorder.beta = getattr(getattr(frec, "smooth_loss", None), "beta", a.recorder.beta)
-            n_iter = len(learn.dls.train)
-            n_epoch = self._n_epoch or learn.n_epoch
-            a.run = RunInfo(self._kind, n_epoch, n_iter, self._total or n_epoch * n_iter)
-            for cb in learn.cbs:
-                if type(cb).__name__ == "LRFinder":
-                    self.lr_finder = cb
-            self._started = True
-            emit(a.observers, "fit_start", a)
-
-        def before_epoch(self) -> None:
-            self._adapter.run.epoch = self.learn.epoch
-            self._t0 = time.monotonic()
-
-        def before_batch(self) -> None:
-            if self._sig.is_set():
-                self._stopped = True
-                raise CancelFitException()
-
-        def after_batch(self) -> None:
-            learn = self.learn
-            if not learn.training or not len(learn.yb) or learn.loss is None:
-                return
-            loss = learn.loss.detach()
-            if loss.ndim:
-                loss = loss.float().mean()
-            h = learn.opt.hypers[-1]
-            mom = h.get("mom")
-            self._adapter.recorder.add_batch(loss, _float(h["lr"]), None if mom is None else _float(mom))
-            emit(self._adapter.observers, "batch_end", self._adapter)
-
-        def after_epoch(self) -> None:
-            a = self._adapter
-            frec = getattr(self.learn, "recorder", None)
-            vals = (
-                list(frec.values[-1])
-                if frec is not None and getattr(frec, "values", None)
-                else [a.recorder.smooth_loss]
-            )
-            width = len(a.recorder.metric_names) - 2
-            row = [_float(v) for v in vals][:width]
-            row += [math.nan] * (width - len(row))
-            a.recorder.add_epoch(row, time.monotonic() - self._t0)
-            emit(a.observers, "epoch_end", a)
-
-        def after_fit(self) -> None:
-            self.finish(None)
-
-        # -- the end of a run, also after an error (fastai calls no after_fit then) -------------
-        def finish(self, error: BaseException | None) -> None:
-            if not self._started or self._ended:
-                return
-            self._ended = True
-            a = self._adapter
-            a.recorder.flush()
-            if isinstance(error, KeyboardInterrupt):
-                reason = "interrupted"
-            elif error is not None:
-                reason = "error"
-            elif self._stopped:
-                reason = self._sig.reason
-            elif self._kind == "lr_find":
-                reason = a.find_end_reason()
-            else:
-                reason = "completed"
-            a.run.end_reason = reason
-            emit(a.observers, "fit_end", a, None if reason == "interrupted" else error)
-
-    _callback_cls = LRWidgetCallback
-    return LRWidgetCallback
 
 
 def _guarded(name: str, func: Callable, points: dict, reasons: dict) -> Callable:
@@ -281,7 +166,7 @@ class FastaiLearner:
             guarded = tuple(_guarded(k, f, points, reasons) for k, f in funcs.items())
             self._num_it = int(num_it)
             self.note = ""
-            cb = _callback_class()(self, sig, "lr_find", None, max(int(num_it), 6))
+            cb = callback_class()(self, sig, "lr_find", None, max(int(num_it), 6))
             fl = self.learn
 
             def call() -> Any:
@@ -306,8 +191,8 @@ class FastaiLearner:
                     )
                 raise
             frec = fl.recorder
-            lrs = np.array([_float(v) for v in frec.lrs], dtype=float)
-            losses = np.array([_float(v) for v in frec.losses], dtype=float)
+            lrs = np.array([as_float(v) for v in frec.lrs], dtype=float)
+            losses = np.array([as_float(v) for v in frec.losses], dtype=float)
             raw = self.recorder.raw_losses
             raw = raw.copy() if len(raw) == len(lrs) else np.empty(0)
             values = dict(zip(funcs, (None if v is None else float(v) for v in sugg)))
@@ -349,7 +234,7 @@ class FastaiLearner:
         """Call fastai's training `method` with the widget's callback added to the caller's `cbs`."""
         with self.guard("fit") as sig:
             cbs = list(kwargs.pop("cbs", None) or [])
-            cb = _callback_class()(self, sig, "fit", n_epoch, None)
+            cb = callback_class()(self, sig, "fit", n_epoch, None)
             self.note = ""
             self._run(cb, lambda: getattr(self.learn, method)(n_epoch, cbs=[*cbs, cb], **kwargs))
 
@@ -402,7 +287,7 @@ class FastaiLearner:
     def find_end_reason(self) -> str:
         """Why fastai's lr_find ended, read off its recorder: fastai does not say."""
         frec = self.learn.recorder
-        losses = np.array([_float(v) for v in frec.losses], dtype=float)
+        losses = np.array([as_float(v) for v in frec.losses], dtype=float)
         if len(losses) and not np.isfinite(losses).all():
             return "non-finite loss"
         return "diverged" if len(losses) < max(self._num_it, 6) else "completed"

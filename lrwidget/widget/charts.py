@@ -34,9 +34,11 @@ SCHED_KEYS = ("lr", "mom")
 
 
 def lr_find_figure(res: Any, skip_end: int = 5, suggestions: Any = None, nms: Any = None) -> bq.Figure:
-    """The lr_find curve (smoothed, raw faint) against lr on a log axis, with its suggestions as labelled points."""
+    """The lr_find curve (smoothed, raw faint; the band of repeats) against lr on a log axis, with its suggestions as
+    labelled points."""
     chart = LRFindChart(res, skip_end)
-    chart.figure.marks = [chart.raw, chart.smooth, chart.points]  # no earlier curves, no rates tried: the widget's
+    band = [chart.band] if len(chart.band.x) else []  # lr_find(repeats=k)'s
+    chart.figure.marks = [*band, chart.raw, chart.smooth, chart.points]  # no earlier curves, no rates tried
     if suggestions is not None:  # fastai's plot_lr_find(suggestions=lrs, nms=names): these replace the result's
         xs = [float(v) for v in np.atleast_1d(np.asarray(suggestions, dtype=float))]
         names = [str(n) for n in nms] if nms is not None else [f"suggestion {i + 1}" for i in range(len(xs))]

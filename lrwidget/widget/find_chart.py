@@ -1,5 +1,5 @@
-"""The lr_find chart: loss against learning rate on a log axis, the suggestions, the draggable markers, earlier curves
-and the map of rates tried."""
+"""The lr_find chart: loss against learning rate on a log axis, the suggestions, the draggable markers, earlier curves,
+the band of repeated range tests and the map of rates tried."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import numpy as np
 
 from .formats import fmt_lr
 from .plotting import Axis, data_range, downsample, figure, pad_lines, set_traits
+from .reliability import repeats_of
 from .style import var
 
 RATES_Y = 0.2  # the height of the map of rates tried, in the plot's 0..1 (the marker handles are below it)
 RATES_STEP = 0.07  # runs at the same rate are stacked this far apart
 TITLE = "lr_find: loss against learning rate"
+BAND_OPACITY = 0.25  # the band of the repeats, behind the median curve: a tint of the curve's colour
 
 
 def curve_at(lrs: np.ndarray, losses: np.ndarray, lr: float) -> float:
@@ -110,6 +112,18 @@ class LRFindChart:
         self.sy = bq.LinearScale(min=0.0, max=1.0)
         sc = {"x": self.sx, "y": self.sy}
         self.raw = bq.Lines(x=[], y=[], scales=sc, colors=[var("raw")], stroke_width=1)
+        # lr_find(repeats=k): the lowest and highest smoothed loss of the repeats, filled between, behind the median
+        self.band = bq.Lines(
+            x=[],
+            y=[],
+            scales=sc,
+            colors=[var("curve")],
+            fill="between",
+            fill_colors=[var("curve")],
+            fill_opacities=[BAND_OPACITY],
+            opacities=[0.0, 0.0],
+            stroke_width=0,
+        )
         self.smooth = bq.Lines(
             x=[],
             y=[],
@@ -154,7 +168,9 @@ class LRFindChart:
         self.x_axis.show(*lr_range)
         self.y_axis.show(0.0, 1.0)
         self.figure = figure(
-            [self.earlier, self.raw, self.smooth, self.points, self.rates], [self.x_axis.axis, self.y_axis.axis], TITLE
+            [self.earlier, self.band, self.raw, self.smooth, self.points, self.rates],
+            [self.x_axis.axis, self.y_axis.axis],
+            TITLE,
         )
         if res is not None:
             self.show_result(res, skip_end)
@@ -199,8 +215,27 @@ class LRFindChart:
         if lr_range is None and len(lrs) >= 2:  # a range given is the one asked for, by a run stopped early
             lr_range = (float(lrs[0]), float(lrs[-1]))
         self.show_curve(lrs, losses, raw, lr_range)
+        band = repeats_of(res)[0]
+        self.show_band(lrs, *(band if band is not None else ((), ())))
         keys = [k for k, v in res.suggestions.items() if v is not None]
         self.show_points(keys, [float(res.suggestions[k]) for k in keys], lrs, losses)
+
+    def show_band(self, lrs: Any, lo: Any, hi: Any) -> None:
+        """Fill between the repeats' lowest (`lo`) and highest (`hi`) loss at each lr, up to the first lr where either
+        is not finite; nothing for empty arrays. The y axis takes in the band, up to the curve's highest loss (a repeat
+        that diverged early would squash the curve)."""
+        lrs, lo, hi = (np.asarray(a, dtype=float) for a in (lrs, lo, hi))
+        n = min(len(lrs), len(lo), len(hi))
+        bad = np.flatnonzero(~(np.isfinite(lo[:n]) & np.isfinite(hi[:n])))
+        n = int(bad[0]) if len(bad) else n
+        if n < 2:
+            set_traits(self.band, x=np.empty(0), y=np.empty(0))
+            return
+        x, lo_ = downsample(lrs[:n], lo[:n])
+        _, hi_ = downsample(lrs[:n], hi[:n])
+        top = np.nanmax(np.asarray(self.smooth.y, dtype=float), initial=-np.inf)
+        self.y_axis.show(*data_range(self.smooth.y, lo_, np.minimum(hi_, top) if np.isfinite(top) else hi_))
+        set_traits(self.band, x=np.vstack([x, x]), y=np.vstack([lo_, hi_]))
 
     def show_earlier(self, curves: list[tuple[Any, Any]]) -> None:
         """Draw earlier (lrs, smoothed losses) curves faintly behind the current one."""

@@ -1,5 +1,6 @@
-"""The widget's history: every lr_find (`finds`) and Fit (`runs`), drawn in the runs panel and on the lr_find chart
-(earlier curves, the map of rates tried), written to and read from a history file."""
+"""The widget's history: every lr_find (`finds`), Fit and search probe (`runs`) and search (`searches`), drawn in the
+runs panel with the chart of how much the rate matters, and on the lr_find chart (earlier curves, the map of rates
+tried), written to and read from a history file."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..core.find_result import LRFindResult
 from ..core.interface import Driven
@@ -16,6 +18,7 @@ from .charts import LRFindChart
 from .layout import ui
 from .runs import Run, outcome, ranked, thin
 from .runs_panel import RunsPanel, rate_colors, rate_names
+from .sensitivity import SensitivityView
 
 EARLIER = 5  # earlier lr_find curves drawn behind the current one
 
@@ -29,7 +32,9 @@ class History:
         self._ui_lock, self.chart = lock, chart
         self.runs: list[Run] = []
         self.finds: list[LRFindResult] = []
-        self.panel = RunsPanel(on_pick)
+        self.searches: list[Any] = []  # the LRSearchResults of the widget's searches, in order (search k: [k - 1])
+        self.sensitivity = SensitivityView()
+        self.panel = RunsPanel(on_pick, below=self.sensitivity)
 
     def record_fit(
         self, learn: Driven, n: int, lo: float, hi: float, code: str, from_start: bool, start: str, sweep: bool
@@ -40,29 +45,30 @@ class History:
         try:
             learn.fit_one_cycle(n, lr_max=slice(lo, hi))
         finally:
-            run, rec = learn.run, learn.recorder
-            ran = run is not None and run is not before  # False: it failed before its first batch
-            batches, losses = thin(rec.losses) if ran else ([], [])
-            record = Run(
-                lr_min=lo,
-                lr_steep=hi,
-                epochs=n,
-                code=code,
-                metric_names=list(rec.metric_names) if ran else [],
-                values=[[float(v) for v in row] for row in rec.values] if ran else [],
-                losses=losses,
-                end_reason=run.end_reason if ran else "error",
-                seconds=time.monotonic() - t0,
-                from_start=from_start,
-                batches=batches,
-                n_iter=run.n_iter if ran else 0,
-                iters=list(rec.iters) if ran else [],
-                sweep=sweep,
-                start=start,
-            )
-            with self._ui_lock:
-                self.runs.append(record)
-                self.show()
+            ran = learn.run is not None and learn.run is not before  # False: it failed before its first batch
+            self.record(learn, ran, time.monotonic() - t0, lr_min=lo, lr_steep=hi, epochs=n, code=code,
+                        from_start=from_start, sweep=sweep, start=start)  # fmt: skip
+
+    def record(self, learn: Driven, ran: bool, seconds: float, **fields: Any) -> Run:
+        """The run that just ended on `learn` (its run and recorder; `ran` False: it failed before its first batch) as
+        a Run of `fields` (lr_min, lr_steep, epochs, code, from_start, start, ...), added and shown."""
+        run, rec = learn.run, learn.recorder
+        batches, losses = thin(rec.losses) if ran else ([], [])
+        record = Run(
+            metric_names=list(rec.metric_names) if ran else [],
+            values=[[float(v) for v in row] for row in rec.values] if ran else [],
+            losses=losses,
+            end_reason=run.end_reason if ran else "error",
+            seconds=seconds,
+            batches=batches,
+            n_iter=run.n_iter if ran else 0,
+            iters=list(rec.iters) if ran else [],
+            **fields,
+        )
+        with self._ui_lock:
+            self.runs.append(record)
+            self.show()
+        return record
 
     def add_find(self, res: LRFindResult) -> None:
         self.finds.append(res)
@@ -94,6 +100,7 @@ class History:
         self.panel.show(self.runs, best, ranked_as)
         scores = [outcome(r) if i in members else math.nan for i, r in enumerate(self.runs)]  # grey: not ranked
         self.chart.show_rates([r.lr_steep for r in self.runs], rate_colors(scores), rate_names(self.runs))
+        self.sensitivity.show(self.runs, self.finds, self.searches)
 
     @ui
     def show_earlier(self, current: LRFindResult | None) -> None:

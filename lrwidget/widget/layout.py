@@ -56,20 +56,19 @@ def column(children: list[W.Widget], *classes: str) -> W.VBox:
 
 def arrange(chart: W.Widget, markers: Any, controls: Any, messages: Any, training: Any, panel: W.Widget) -> list:
     """The widget's children: its stylesheet, then three columns that wrap (style.CSS): the lr_find chart with the
-    markers' fields and the buttons; what happens (status, error, progress, the call, the live training view); the
-    runs panel. An output of about 900 px or less shows them one under the other, 1,400 px two side by side (the runs
-    below), 1,920 px all three.
-
-    Room left for what comes next: a row of the first column for more buttons and their fields (a Search with its
-    budget), and the runs column for another chart (the outcome against the rate)."""
+    markers' fields and the buttons (Search with its budget on a row of its own); what happens (status, error,
+    progress, the call, the live training view); the runs panel, with the chart of how much the rate matters. An
+    output of about 900 px or less shows them one under the other, 1,400 px two side by side (the runs below), 1,920
+    px all three."""
     c = controls
     find = column(
         [
             chart,
             row([markers.texts["lr_min"], markers.texts["lr_steep"], markers.snap_menu]),
-            row([c.find_button, c.start_text, c.end_text, c.steps_box]),
+            row([c.find_button, c.start_text, c.end_text, c.steps_box, c.repeats_box]),
             row([c.fit_button, c.epochs_box, c.stop_button]),
             row([c.from_start_box, c.reset_button, c.sweep_button]),
+            row([c.search_button, c.budget_text]),
         ],
         "lrw-find-col",
     )

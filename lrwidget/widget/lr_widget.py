@@ -2,7 +2,8 @@
 
 It is made of parts, each with its own small interface: the markers (markers.py), the buttons and fields
 (controls.py), the messages (messages.py), the live training view (training.py), the runs and lr_find results
-(history.py) with their same start (start.py), and the background runner (background.py); layout.py arranges them.
+(history.py) with their same start (start.py), the search (search.py) and the background runner (background.py);
+layout.py arranges them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..core.checks import whole
 from ..core.find_result import LRFindResult
 from ..core.interface import Driven
 from ..integrations import fastai_adapter
-from . import calls, charts, reports
+from . import calls, charts, reliability, reports
 from .background import Background
 from .colab import enable_colab_widgets
 from .controls import MAX_EPOCHS, Controls
@@ -32,7 +33,9 @@ from .markers import DEFAULT_LRS, LearningRate, Markers
 from .messages import Messages
 from .reports import EARLY_ENDS
 from .runs import Run
+from .search import RepeatPhase, Searching, watching
 from .start import Start
+from .sweep import Sweeping
 from .training import LiveUpdates, TrainingView
 
 __all__ = ["LRWidget"]
@@ -66,9 +69,6 @@ class LRWidget(W.VBox):
         self.learn = learn
         self._ui_lock = threading.RLock()  # one for all the parts: the run's thread and the kernel's take turns
         self._find_range: tuple[float, float] | None = None
-        self._phase = ""  # a sweep's "rate i of n · ", shown before the progress
-        self._sweep_plan = 0  # the running sweep's rates
-        self._rates = DEFAULT_LRS  # the running fit's slice: its schedule is drawn in full as it starts
 
         # the parts
         self.chart_view = charts.LRFindChart()
@@ -81,10 +81,11 @@ class LRWidget(W.VBox):
         self.start = Start(learn)
         self.background = Background()
         self.live = LiveUpdates(self._on_run_start, self._redraw)
-
         c, t, m = self.controls, self.training, self.messages
+        self.sweeping = Sweeping(learn, self.start, self.history, t, self._say)
+        self.searching = Searching(learn, self.start, self.history, self.markers, c, t, self._say)
         self.find_button, self.fit_button, self.stop_button = c.find_button, c.fit_button, c.stop_button
-        self.sweep_button, self.reset_button = c.sweep_button, c.reset_button
+        self.sweep_button, self.reset_button, self.search_button = c.sweep_button, c.reset_button, c.search_button
         # parts' widgets that the tests of other layers and notebooks read under these names
         self.runs_panel, self.progress, self.progress_label = self.history.panel, t.progress, t.progress_label
         self.table_html, self.loss_chart = t.table_html, t.loss_chart
@@ -101,6 +102,7 @@ class LRWidget(W.VBox):
         c.fit_button.on_click(lambda _: self.fit())
         c.stop_button.on_click(lambda _: self.stop())
         c.sweep_button.on_click(lambda _: self.sweep())
+        c.search_button.on_click(lambda _: self.search())
         c.reset_button.on_click(lambda _: self._said(self.reset))
         last = learn.recorder.lr_find_result
         if last is not None:
@@ -125,6 +127,11 @@ class LRWidget(W.VBox):
     def finds(self) -> list[LRFindResult]:
         """The LRFindResults of this widget (and those loaded from a history file)."""
         return self.history.finds
+
+    @property
+    def searches(self) -> list[Any]:
+        """The LRSearchResults of this widget's searches, stopped ones too."""
+        return self.history.searches
 
     @property
     def result(self) -> LRFindResult | None:
@@ -156,9 +163,13 @@ class LRWidget(W.VBox):
             self.controls.show_find_args(kw)  # not a refused range: the next click would run it again
         extra = "" if "suggest_funcs" in kw else self.learn.lr_find_code_args  # unless the call names its own
         code = calls.find_code(kw, extra)
-        return self._launch(
-            "lr_find", "lr_find", lambda: self.learn.lr_find(**kw, show_plot=False), code, self._after_find
-        )
+
+        def call() -> LRFindResult:
+            if "repeats" not in kw:
+                return self.learn.lr_find(**kw, show_plot=False)
+            return watching(self.learn, RepeatPhase(self.training), lambda: self.learn.lr_find(**kw, show_plot=False))
+
+        return self._launch("lr_find", "lr_find", call, code, self._after_find)
 
     def fit(self, epochs: int | None = None) -> bool:
         """Start `learn.fit_one_cycle(epochs, lr_max=slice(lr_min, lr_steep))` in the background; False if busy."""
@@ -172,7 +183,7 @@ class LRWidget(W.VBox):
         def call() -> None:
             self.start.begin(restore=from_start)
             began_at = self.start.name if from_start or self.start.took else ""  # else: from the weights as they are
-            self._rates = (lo, hi)
+            self.training.rates = (lo, hi)
             self.history.record_fit(self.learn, n, lo, hi, code, from_start, began_at, sweep=False)
 
         return self._launch("fit", "fit_one_cycle", call, code, self._after_fit)
@@ -181,33 +192,21 @@ class LRWidget(W.VBox):
         """Short fits from the same start at several rates (five over a decade each side of lr_steep), as runs."""
         if self.busy:
             return False
-        n = whole("epochs", epochs)
-        rates, plan = calls.sweep_plan(lrs, self.lr_min, self.lr_steep)
-        code = f"w.sweep(lrs={rates!r}, epochs={n!r})"
-
-        def call() -> int:
-            self.start.begin(restore=False)  # the start is taken now if there is none yet
-            done = 0
-            try:
-                for i, (lo, hi) in enumerate(plan):
-                    if self.learn.guard.signal is not None and self.learn.guard.signal.is_set():
-                        break
-                    self.start.restore()
-                    self._phase = f"sweep rate {i + 1} of {len(plan)} · "
-                    fit_code = calls.fit_code(n, lo, hi, self.learn.accum_steps)
-                    self._say(f"sweep: rate {i + 1} of {len(plan)}, lr {hi:.4g}: {fit_code}")
-                    self._rates = (lo, hi)
-                    self.history.record_fit(self.learn, n, lo, hi, fit_code, True, self.start.name, sweep=True)
-                    done += 1
-                    if self.learn.run is not None and self.learn.run.end_reason in EARLY_ENDS:
-                        break
-            finally:
-                self._phase = ""
-                self.start.restore()  # after a Stop or an error too
-            return done
-
-        self._sweep_plan = len(plan)
+        code, call = self.sweeping.prepare(lrs, whole("epochs", epochs), self.lr_min, self.lr_steep)
         return self._launch("sweep", "sweep", call, code, self._after_sweep)
+
+    def search(self, epochs: int | None = None, budget: float | None = None) -> bool:
+        """Start `learn.lr_search(epochs, budget=...)` from the start in the background: each probe a run, the markers
+        at its best at the end (lr_min keeping its ratio); False if busy, or refused (the budget field)."""
+        if self.busy:
+            return False
+        job = self.searching.prepare(self.epochs if epochs is None else whole("epochs", epochs), budget)
+        if isinstance(job, str):
+            self._say(job)
+            return False
+        if epochs is not None:
+            self.epochs = epochs
+        return self._launch("search", "lr_search", job[1], job[0], self._after_search)
 
     def stop(self) -> None:
         """End the running lr_find (state restored) or fit (weights kept) at the next batch."""
@@ -341,7 +340,9 @@ class LRWidget(W.VBox):
         self.history.add_find(res)
         self.markers.show_result(res, self._find_range if early else None)
         self.history.show_earlier(res)
-        self._say(reports.find_ended(res, self.learn, "" if early else self.markers.to_suggestions(res)))
+        said = "" if early else self.markers.to_suggestions(res)
+        warned = "" if early else reliability.judge_result(res, self.markers.sitting_on()).said()
+        self._say(reports.find_ended(res, self.learn, said + (f"; {warned}" if warned else "")))
 
     @ui
     def _after_fit(self, _: Any) -> None:
@@ -351,9 +352,11 @@ class LRWidget(W.VBox):
 
     @ui
     def _after_sweep(self, done: int) -> None:
-        last = self.runs[-1] if self.runs else None
-        best = self.history.best_said()
-        self._say(reports.sweep_ended(done, self._sweep_plan, last, best, self.start.said()))
+        self._say(self.sweeping.ended(done))
+
+    @ui
+    def _after_search(self, res: Any) -> None:
+        self._say(self.searching.ended(res))
 
     # -- called on the training thread by LiveUpdates ---------------------------------------------------
 
@@ -370,7 +373,7 @@ class LRWidget(W.VBox):
     @ui
     def _redraw(self, learn: Driven, final: bool = False) -> None:
         run, rec = learn.run, learn.recorder
-        new_row = self.training.update(learn, final, self._phase, reports.unit(learn.accum_steps))
+        new_row = self.training.update(learn, final, reports.unit(learn.accum_steps))
         if run.kind == "fit":
             if new_row and not final:
                 self._say(f"fit running: {len(rec.values)}/{run.n_epoch} epochs done")
@@ -380,7 +383,7 @@ class LRWidget(W.VBox):
     def _planned(self, total: int) -> tuple[Any, Any]:
         """The one-cycle schedule the running fit follows (last parameter group): its lrs and momenta per step."""
         try:
-            lrs, moms = schedules.one_cycle(total, self._rates[1])
+            lrs, moms = schedules.one_cycle(total, self.training.rates[1])
         except ValueError:
             return (), ()
         return lrs[:, -1], moms

@@ -117,6 +117,17 @@ class Markers(T.HasTraits):
         finally:
             self._quiet -= 1
 
+    def sitting_on(self) -> list[str]:
+        """The suggestions of the last lr_find the markers sit on (lr_min's first)."""
+        sugg = {} if self.result is None else {k: v for k, v in self.result.suggestions.items() if v is not None}
+        on = []
+        for n in NAMES:
+            v = getattr(self, n)
+            k = n if sugg.get(n) == v else next((k for k, s in sugg.items() if s == v), None)
+            if k is not None:
+                on.append(k)
+        return on
+
     def describe(self) -> str:
         """The markers as they are now: values, the suggestions they sit on, beyond the chart, pushed together."""
         lo, hi = self.chart.lr_range

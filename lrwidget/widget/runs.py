@@ -20,6 +20,9 @@ __all__ = [
     "best_index",
     "outcome",
     "ranked",
+    "groups",
+    "best_of",
+    "called",
     "save_history",
     "load_history",
     "MAX_LOSSES",
@@ -27,7 +30,8 @@ __all__ = [
 
 MAX_LOSSES = 2000  # training-loss points kept per run: the panel draws a few hundred pixels
 HISTORY_FORMAT = "lrwidget.history"
-HISTORY_VERSION = 1  # runs gained `start` (a file without it reads as before; older lrwidgets ignore it)
+HISTORY_VERSION = 1  # runs gained `start`, then `search`, `probe` and `epoch_steps` (a file without them reads as
+# before; older lrwidgets ignore them)
 DIVERGED_ENDS = ("diverged", "non-finite loss", "non-finite gradients")
 
 
@@ -51,6 +55,9 @@ class Run:
     loaded: bool = False  # read from a history file, not run in this kernel
     sweep: bool = False  # one of a sweep's fits
     start: str = ""  # the start it began at ('start 1'; a loaded run's names its file); '' if it went on
+    search: int = 0  # the widget's search it was a probe of (1, 2, ...), 0 for a plain run
+    probe: str = ""  # its place in that search: '3 of 10 (sweep)'
+    epoch_steps: int = 0  # a probe's: optimizer steps of an epoch of the training data (its own epoch is shorter)
 
     @property
     def valid_loss(self) -> float:
@@ -81,14 +88,21 @@ class Run:
         return math.isfinite(first) and math.isfinite(out) and out > first
 
     @property
-    def group(self) -> tuple[int, str] | None:
-        """What makes runs comparable: the same length from the same start (None for a run that went on)."""
-        return (self.epochs, self.start) if self.start else None
+    def group(self) -> tuple[int, int, str] | None:
+        """What makes runs comparable: the same length (epochs of as many steps) from the same start (None for a run
+        that went on). A search's probe is one epoch of its own few steps: probes of another length, or a 1-epoch fit,
+        are another group."""
+        return (self.epochs, self.n_iter, self.start) if self.start else None
+
+    @property
+    def length(self) -> str:
+        """'3-epoch', or a probe's '12-step'."""
+        return f"{self.n_iter * self.epochs}-step" if self.search else f"{self.epochs}-epoch"
 
     @property
     def label(self) -> str:
-        """The slice it trained at, as in the call."""
-        return f"slice({self.lr_min:.3g}, {self.lr_steep:.3g})"
+        """The slice it trained at, as in the call; a probe's rate (every layer group trains at it)."""
+        return f"lr {self.lr_steep:.3g}" if self.search else f"slice({self.lr_min:.3g}, {self.lr_steep:.3g})"
 
     def to_dict(self) -> dict[str, Any]:
         """The run as plain JSON values (non-finite numbers written as strings)."""
@@ -141,7 +155,7 @@ def _field(name: str, v: Any, where: str) -> Any:
         if not (is_real(v) and math.isfinite(v) and v > 0):
             raise ValueError(f"{what} must be a positive finite number, got {v!r}")
         return float(v)
-    if name in ("epochs", "n_iter"):
+    if name in ("epochs", "n_iter", "search", "epoch_steps"):
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
             raise ValueError(f"{what} must be a whole number, got {v!r}")
         return v
@@ -149,7 +163,7 @@ def _field(name: str, v: Any, where: str) -> Any:
         if not is_real(v):
             raise ValueError(f"{what} must be a number, got {v!r}")
         return float(v)
-    if name in ("code", "end_reason", "start"):
+    if name in ("code", "end_reason", "start", "probe"):
         if not isinstance(v, str):
             raise ValueError(f"{what} must be a string, got {v!r}")
         return v
@@ -198,23 +212,43 @@ def best_index(runs: list[Run]) -> int | None:
     return min(scored)[1] if scored else None
 
 
+def groups(runs: list[Run]) -> list[list[int]]:
+    """The runs that can be ranked together, as lists of indices: each group the runs of the same length from the
+    same start with two outcomes or more, in the order of their latest run (the most recent group last)."""
+    found: dict[tuple, list[int]] = {}
+    for j, r in enumerate(runs):
+        if r.group is not None:
+            found.setdefault(r.group, []).append(j)
+    kept = [m for m in found.values() if sum(math.isfinite(outcome(runs[j])) for j in m) >= 2]
+    return sorted(kept, key=lambda m: m[-1])
+
+
+def best_of(runs: list[Run], members: list[int]) -> int | None:
+    """The lowest outcome among `members` that did not diverge (None if every one did or has none)."""
+    scored = [(outcome(runs[j]), j) for j in members if math.isfinite(outcome(runs[j])) and not runs[j].diverged]
+    return min(scored)[1] if scored else None
+
+
+def called(runs: list[Run], members: list[int]) -> str:
+    """What a group is: 'the 1-epoch runs from start 1', 'the 12-step probes from start 1'."""
+    first = runs[members[0]]
+    if all(runs[j].search for j in members):
+        return f"the {first.length} probes from {first.start}"
+    return f"the {first.epochs}-epoch runs from {first.start}"
+
+
 def ranked(runs: list[Run]) -> tuple[list[int], int | None, str]:
     """The runs a widget ranks, its one best, and what they are ('the 1-epoch runs from start 1').
 
     Runs are ranked only among runs of the same length from the same start (a 3-epoch fit does not compete with
-    1-epoch sweep runs, nor a run that went on from earlier training): the most recent such group that has two runs
-    with an outcome. The best is the lowest outcome among its runs that did not diverge (None if all did)."""
-    for i in reversed(range(len(runs))):
-        g = runs[i].group
-        if g is None:
-            continue
-        members = [j for j, r in enumerate(runs) if r.group == g]
-        if sum(math.isfinite(outcome(runs[j])) for j in members) < 2:
-            continue
-        scored = [(outcome(runs[j]), j) for j in members if math.isfinite(outcome(runs[j])) and not runs[j].diverged]
-        epochs, start = g
-        return members, (min(scored)[1] if scored else None), f"the {epochs}-epoch runs from {start}"
-    return [], None, ""
+    1-epoch sweep runs, nor a search's 12-step probes, nor a run that went on from earlier training): the most recent
+    such group that has two runs with an outcome. The best is the lowest outcome among its runs that did not diverge
+    (None if all did)."""
+    found = groups(runs)
+    if not found:
+        return [], None, ""
+    members = found[-1]
+    return members, best_of(runs, members), called(runs, members)
 
 
 def save_history(path: str | Path, finds: list[LRFindResult], runs: list[Run]) -> Path:

@@ -77,7 +77,11 @@ class RunsChart:
         """Draw every run, a colour each; the loss axis fits the runs that did not diverge."""
         train, valid = [], []
         for r in runs:
-            per = max(r.n_iter, 1)
+            if r.search and not r.epoch_steps:  # a probe of a search still running: its epochs' length comes at the end
+                train.append((np.empty(0), np.empty(0)))
+                valid.append((np.empty(0), np.empty(0)))
+                continue
+            per = max(r.epoch_steps if r.search else r.n_iter, 1)
             x = (np.asarray(r.batches, dtype=float) + 1) / per
             y = np.asarray(r.losses, dtype=float)[: len(x)]
             train.append(downsample(x[: len(y)], np.where(np.isfinite(y), y, np.nan), MAX_LINE_POINTS))
@@ -90,7 +94,7 @@ class RunsChart:
         last = max((float(np.nanmax(x)) for x, _ in [*train, *valid] if len(x)), default=1.0)
         ox, oy, names = [], [], []
         for i, r in enumerate(runs):
-            if not r.diverged:
+            if not r.diverged or not len(train[i][0]) + len(valid[i][0]):
                 continue
             xs = np.concatenate([train[i][0], valid[i][0]])
             ys = np.concatenate([train[i][1], valid[i][1]])
@@ -123,8 +127,8 @@ def _cell(text: str, key: str = "", cls: str = "") -> W.HTML:
 class RunsPanel(W.VBox):
     """The runs chart and the runs table; clicking a row's button calls `on_pick(index)`."""
 
-    def __init__(self, on_pick: Callable[[int], None] | None = None):
-        self.on_pick = on_pick
+    def __init__(self, on_pick: Callable[[int], None] | None = None, below: W.Widget | None = None):
+        self.on_pick, self.below = on_pick, () if below is None else (below,)
         self.chart = RunsChart()
         self.title = W.HTML()
         self.grid = W.GridBox(layout=W.Layout(max_height="360px", overflow="auto", grid_gap="0px 2px"))
@@ -144,6 +148,8 @@ class RunsPanel(W.VBox):
         start 1'); only new runs' rows are made."""
         self.chart.update(runs)
         names = list(dict.fromkeys(n for r in runs for n in r.metric_names[3:-1]))
+        if any(r.search for r in runs):  # a column saying which search and probe each probe was
+            names = ["search", *names]
         n_old = len(self._shown)
         changed = len(runs) < n_old or any(a is not b for a, b in zip(runs, self._shown))
         if names != self._names or changed or self._head is None:  # other columns or runs: start afresh
@@ -152,7 +158,8 @@ class RunsPanel(W.VBox):
                     for c in w.children:
                         c.close()  # the old rows' widgets would live on in the kernel
                     w.close()
-            head = ["", "#", "run", "epochs", "train_loss", "valid_loss", *names, "time", "ended", "began at", ""]
+            head = ["", "#", "run", "epochs", *names[:1], "train_loss", "valid_loss", *names[1:], "time", "ended",
+                    "began at", ""]  # fmt: skip
             self._head = W.Box([_cell(f"<b>{html.escape(h)}</b>") for h in head])
             self._head.add_class("lrw-run-head")
             self._shown, self._names, self._lines, self.rows, n_old = [], names, [], [], 0
@@ -168,7 +175,7 @@ class RunsPanel(W.VBox):
         said = f" · best of {ranked_as}: #{best} {runs[best].label}, {_judged(runs[best])}" if best is not None else ""
         self.title.value = f"<b>runs</b> ({len(runs)}){html.escape(said)}" if runs else ""
         self.layout.display = "" if runs else "none"
-        self.children = (self.title, self.chart.figure, self.grid) if runs else (self.title,)
+        self.children = (self.title, self.chart.figure, self.grid, *self.below) if runs else (self.title,)
 
     def _row(self, i: int, r: Run, names: list[str]) -> W.Box:
         """The table's row for run `i`: its colour and number, its slice as the button that picks it, its figures, its
@@ -183,14 +190,16 @@ class RunsPanel(W.VBox):
         self.rows.append(b)
         metrics = r.metrics
         ended = "diverged" if r.diverged and r.end_reason == "completed" else r.end_reason
+        probe = names[:1] == ["search"]
         cells = [
             _cell(f"<span class='lrw-swatch' style='background:{color(i)}'></span>"),  # a colour, no text
             _cell(f"#{i}"),
             b,
-            _cell(str(r.epochs), "epochs"),
+            _cell(f"{r.n_iter * r.epochs} steps" if r.search else str(r.epochs), "epochs"),
+            *([_cell(html.escape(f"{r.search}: {r.probe}" if r.search else ""), "search")] if probe else []),
             _cell(fmt_num(r.train_loss), "train"),
             _cell(fmt_num(r.valid_loss), "valid"),
-            *(_cell(fmt_num(metrics.get(n, math.nan)), n) for n in names),
+            *(_cell(fmt_num(metrics.get(n, math.nan)), n) for n in names[probe:]),
             _cell(f"{r.seconds:.1f} s" if r.seconds < 60 else fmt_time(r.seconds)),
             _cell(html.escape(ended + (" (loaded)" if r.loaded else ""))),
             _cell(html.escape(r.start or "last weights"), "began at"),

@@ -77,6 +77,7 @@ class TrainingView:
     def __init__(self) -> None:
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="300px", max_width="100%"))
         self.progress_label = W.Label()
+        self.progress_label.add_class("lrw-progress-label")
         self.progress_box = W.HBox([self.progress, self.progress_label], layout=W.Layout(display="none"))
         self.progress_box.add_class("lrw-row")
         self.table_html = W.HTML()
@@ -96,6 +97,8 @@ class TrainingView:
         self.charts = W.VBox([self.loss_chart.figure, self.sched_chart.figure, self.key_html])
         self.train_box = W.VBox([self.table_box], layout=W.Layout(display="none"))
         self.rows = 0  # epoch rows in the table
+        self.phase = ""  # what runs, before the progress: a sweep's 'sweep rate 2 of 5 · ', a search's probe, a repeat
+        self.rates: tuple[float, float] = (1e-4, 1e-2)  # the running fit's slice: its schedule is drawn as it starts
 
     def begin(self, total: int) -> None:
         """A run of `total` steps begins: the progress from 0."""
@@ -114,9 +117,10 @@ class TrainingView:
         if self.charts not in self.train_box.children:
             self.train_box.children = (self.charts, self.table_box)
 
-    def update(self, learn: Driven, final: bool, phase: str, unit: str) -> bool:
+    def update(self, learn: Driven, final: bool, unit: str) -> bool:
         """Redraw from the learner's run and recorder (on the training thread, or after the run); True when the
         epoch table gained a row. `phase` goes before the progress ('sweep rate 2 of 5 · '), `unit` counts steps."""
+        phase = self.phase
         run, rec = learn.run, learn.recorder
         k = rec.n_batches
         self.progress.value = min(k, self.progress.max)
