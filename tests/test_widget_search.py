@@ -10,13 +10,12 @@ from types import SimpleNamespace
 import bqplot as bq
 import numpy as np
 import pytest
-from search_standin import Banded, SearchLearner
 from test_runs import fake_run
 from test_widget import TIMEOUT, Record, click, make_learn, same, type_text, weights
 
-from lrwidget import LRWidget
+from lrwidget import Learner, LRWidget
 from lrwidget.core.events import Observer
-from lrwidget.widget.reliability import SPREAD_LIMIT, judge, judge_result, repeats_of
+from lrwidget.widget.reliability import SPREAD_LIMIT, judge, judge_result
 from lrwidget.widget.runs import Run, outcome, ranked
 from lrwidget.widget.runs_panel import rate_colors
 from lrwidget.widget.sensitivity import SensitivityView, group_of, lr_range
@@ -25,15 +24,9 @@ from lrwidget.widget.style import var
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def search_learn(seed: int = 0):
-    """The digits MLP of test_widget, on a learner with lr_search."""
-    base = make_learn(seed)
-    return SearchLearner(base.dls, base.model, metrics=base.metrics, device="cpu")
-
-
 @pytest.fixture
 def learn():
-    return search_learn()
+    return make_learn()
 
 
 @pytest.fixture
@@ -75,8 +68,8 @@ def test_each_probe_is_a_run_and_the_markers_end_at_best_keeping_their_ratio(fou
     assert all(
         r.search == 1 and r.start == "start 1" and r.from_start and r.label == f"lr {r.lr_steep:.3g}" for r in runs
     )
-    assert [r.n_iter for r in runs] == list(s.steps)
-    assert all(r.epoch_steps == s.fit_steps // 2 for r in runs), "their epochs read in the data's epochs"
+    assert [r.steps for r in runs] == list(s.steps) and [r.planned for r in runs] == list(s.steps)
+    assert all(r.n_iter == s.fit_steps // 2 for r in runs), "their epochs are the data's: the runs chart reads them"
     assert w.lr_steep == s.best and w.lr_min == pytest.approx(s.best / 20, rel=1e-12)
     assert same(weights(learn), start), "the weights are back at the start"
     n = len(s.lrs)
@@ -115,7 +108,7 @@ def test_the_runs_of_a_search_never_rank_against_full_fits(w, learn):
     members, _, what = ranked(w.runs)
     assert 0 not in members and 1 not in members and what.endswith("-step probes from start 1")
     long_steps = w.searches[0].steps[-1]
-    assert all(w.runs[i].n_iter == long_steps for i in members)
+    assert all(w.runs[i].steps == long_steps for i in members)
     # the chart of the 2-epoch fits marks their best run and the best of the search for 2-epoch fits from their start
     view = w.history.sensitivity
     view.menu.value = "the 2-epoch runs from start 1 (2)"
@@ -124,7 +117,8 @@ def test_the_runs_of_a_search_never_rank_against_full_fits(w, learn):
     assert view.heading.value.endswith(f"; best #{best} {w.runs[best].lr_steep:.3g}; search best {s.best:.3g}")
 
 
-def test_stop_keeps_the_probes_done_and_moves_no_marker(found, learn):
+@pytest.mark.parametrize("inside", [True, False], ids=["inside the third probe", "as the third probe starts"])
+def test_stop_keeps_the_probes_done_and_moves_no_marker(found, learn, inside):
     w = found
     start = weights(learn)
     before = (w.lr_min, w.lr_steep)
@@ -135,8 +129,12 @@ def test_stop_keeps_the_probes_done_and_moves_no_marker(found, learn):
         def fit_start(self, learn):
             if learn.run.kind == "fit":
                 self.probes += 1
-                if self.probes == 3:
+                if self.probes == 3 and not inside:
                     w.stop()
+
+        def batch_end(self, learn):
+            if self.probes == 3 and inside:
+                w.stop()
 
     stopper = StopAtThird()
     learn.observers.append(stopper)
@@ -146,10 +144,13 @@ def test_stop_keeps_the_probes_done_and_moves_no_marker(found, learn):
     finally:
         learn.observers.remove(stopper)
     (s,) = w.searches
-    assert s.end_reason == "stopped" and len(s.lrs) == 3 == len(w.runs)
-    assert [r.end_reason for r in w.runs][:2] == ["completed", "completed"] and w.runs[2].end_reason == "stopped"
+    done = 3 if inside else 2  # a probe stopped before its first batch is no probe, nor a run
+    assert s.end_reason == "stopped" and len(s.lrs) == done == len(w.runs)
+    assert [r.lr_steep for r in w.runs] == list(s.lrs)
+    assert [r.end_reason for r in w.runs] == ["completed", "completed", "stopped"][:done]
     assert (w.lr_min, w.lr_steep) == before, "a stopped search moves no marker"
-    assert "search stopped after 3 of" in w.status and "the 3 probes done are kept (runs #0 to #2)" in w.status
+    assert f"search stopped after {done} of 10 probes" in w.status
+    assert f"the {done} probes done are kept (runs #0 to #{done - 1})" in w.status
     assert "markers not moved" in w.status and "back at the start" in w.status, w.status
     assert same(weights(learn), start) and not w.busy
 
@@ -193,7 +194,7 @@ def test_a_search_without_an_lr_find_runs_one_first_and_shows_its_curve(w, learn
 
 
 def test_a_learner_that_cannot_search_says_so_with_the_errors_type(learn):
-    class Refusing(SearchLearner):  # as the fastai adapter's lr_search does
+    class Refusing(Learner):  # as the fastai adapter's lr_search does
         def lr_search(self, epochs=5, budget=1.5):
             raise NotImplementedError("lr_search runs on lrwidget's Learner, not on a fastai Learner")
 
@@ -279,7 +280,8 @@ def test_find_with_repeats_draws_the_band_behind_the_median_and_says_whats_unrel
     band = w.chart_view.band
     chart = w.chart_view.figure
     assert chart.marks.index(band) < chart.marks.index(w.chart_view.smooth), "behind the median curve"
-    lo, hi = repeats_of(res)[0]
+    assert res.repeats == 3 and set(res.spread) == {"lr_min", "lr_steep", "valley", "slide"}
+    lo, hi = res.band
     x, y = np.asarray(band.x), np.asarray(band.y)
     n = len(w.chart_view.smooth.x)
     assert x.shape == y.shape == (2, n) and band.fill == "between"
@@ -299,12 +301,10 @@ def test_find_with_repeats_draws_the_band_behind_the_median_and_says_whats_unrel
 def test_the_status_says_a_flat_curve_and_a_suggestion_that_moved(w, learn, monkeypatch):
     smooth, raw = curve(drop=0.002, noise=0.05)
     res = learn.lr_find(num_it=100, show_plot=False)
-    flat = Banded.of(
-        res._replace(lrs=LRS, losses=smooth, raw_losses=raw, lr_min=1e-4, lr_steep=1e-3),
-        (smooth - 0.01, smooth + 0.01),
-        {"lr_min": 2.0, "lr_steep": 4.24},
-        3,
-    )
+    flat = res._replace(
+        lrs=LRS, losses=smooth, raw_losses=raw, lr_min=1e-4, lr_steep=1e-3, band=(smooth - 0.01, smooth + 0.01),
+        spread={"lr_min": 2.0, "lr_steep": 4.24}, repeats=3,
+    )  # fmt: skip
     monkeypatch.setattr(learn, "lr_find", lambda *a, **k: flat)
     assert w.find()
     w.wait(TIMEOUT)
@@ -323,10 +323,10 @@ def type_text_int(box, value: int) -> None:
 # -- how much the rate matters --------------------------------------------------------------------------------------
 
 
-def probe(i: int, lr: float, valid: float, steps: int = 4, phase: str = "sweep", **kw) -> Run:
-    """A probe of search 1: one 'epoch' of `steps` steps at `lr`, its validation loss `valid`."""
-    d = dict(lr_min=lr, lr_steep=lr, epochs=1, values=[[valid + 0.1, valid, 0.5]], n_iter=steps, iters=[steps])
-    d.update(losses=[1.0, 0.9], batches=[0, steps - 1], search=1, probe=f"{i + 1} of 7 ({phase})", epoch_steps=8)
+def probe(i: int, lr: float, valid: float, steps: int = 3, phase: str = "sweep", **kw) -> Run:
+    """A probe of search 1: `steps` steps at `lr` (in an epoch of 16), its validation loss `valid`."""
+    d = dict(lr_min=lr, lr_steep=lr, epochs=1, values=[[valid + 0.1, valid, 0.5]], n_iter=16, iters=[steps])
+    d.update(losses=[1.0, 0.9], batches=[0, steps - 1], search=1, probe=f"{i + 1} of 7 ({phase})", steps=steps)
     return fake_run(i, valid, **{**d, **kw})
 
 
@@ -334,7 +334,7 @@ def sweep_and_long() -> list[Run]:
     fits = [fake_run(0, 0.3), fake_run(1, 0.25)]  # two 2-epoch fits from start 1
     sweep = [probe(2, 1e-3, 0.9), probe(3, 1e-2, 0.6), probe(4, 1e-1, 0.7), probe(5, 1.0, 0.8)]
     sweep.append(probe(6, 3.0, 9.0, values=[[9.5, 9.0, 0.1]], losses=[1.0, 9.0]))  # it diverged
-    longs = [probe(7, 1e-2, 0.2, 16, "long"), probe(8, 10**-2.5, 0.25, 16, "long")]
+    longs = [probe(7, 1e-2, 0.2, 12, "long"), probe(8, 10**-2.5, 0.25, 12, "long")]
     return fits + sweep + longs
 
 
@@ -368,15 +368,15 @@ def test_the_chart_draws_outcome_against_rate_with_the_suggestions_the_pick_and_
     assert texts[-1] == ["best #3 0.01"] and texts[0] == [f"{next(iter(shown))} {next(iter(shown.values())):.3g}"]
     assert c.sx.min <= min([*shown.values(), 1e-3]) and c.sx.max >= 3.0, "every rate, rule and pick in view"
     assert view.heading.value == (
-        "<b>how much the rate matters</b>: the 4-step probes from start 1: 5 runs, validation loss at their end; "
+        "<b>how much the rate matters</b>: the 3-step probes from start 1: 5 runs, validation loss at their end; "
         "best #3 0.01"
     )
-    assert view.menu.options == ("the 16-step probes from start 1 (2)", "the 4-step probes from start 1 (5)",
+    assert view.menu.options == ("the 12-step probes from start 1 (2)", "the 3-step probes from start 1 (5)",
                                  "the 2-epoch runs from start 1 (2)")  # fmt: skip
-    assert view.menu.value == "the 4-step probes from start 1 (5)"
-    view.menu.value = "the 16-step probes from start 1 (2)"  # the user picks another group
+    assert view.menu.value == "the 3-step probes from start 1 (5)"
+    view.menu.value = "the 12-step probes from start 1 (2)"  # the user picks another group
     assert c.points.x.tolist() == pytest.approx([10**-2.5, 1e-2]) and view.members == [7, 8]
-    assert "the 16-step probes from start 1: 2 runs" in view.heading.value
+    assert "the 12-step probes from start 1: 2 runs" in view.heading.value
     view.show([*runs, probe(9, 0.3, 0.5)], [res], [])  # a new run: the group picked stays
     assert view.members == [7, 8]
     # the probes of a search of this widget: its best is the pick, the loss at its start drawn
@@ -412,13 +412,12 @@ def test_probes_go_to_the_history_file_and_files_without_them_still_read(w, tmp_
     path = other.save_history(tmp_path / "search.json")
     w.load_history(path)
     back = w.runs
-    assert [(r.search, r.probe, r.epoch_steps, r.n_iter) for r in back] == [
-        (r.search, r.probe, r.epoch_steps, r.n_iter) for r in runs
-    ]
+    fields = lambda r: (r.search, r.probe, r.steps, r.n_iter)  # noqa: E731
+    assert [fields(r) for r in back] == [fields(r) for r in runs]
     assert all(r.loaded for r in back) and back[2].label == "lr 0.001" and back[0].label.startswith("slice(")
     # loaded probes name their file's start, and no search of this kernel: their pick is their best run
     assert w.history.sensitivity.members == [2, 3, 4, 5, 6] and "best #3" in w.history.sensitivity.heading.value
-    old = Run.from_dict({k: v for k, v in runs[0].to_dict().items() if k not in ("search", "probe", "epoch_steps")})
-    assert (old.search, old.probe, old.epoch_steps) == (0, "", 0) and old.label == runs[0].label
+    old = Run.from_dict({k: v for k, v in runs[0].to_dict().items() if k not in ("search", "probe", "steps")})
+    assert (old.search, old.probe, old.steps, old.planned) == (0, "", 0, 4) and old.label == runs[0].label
     with pytest.raises(ValueError, match="'search' must be a whole number"):
         Run.from_dict({**runs[2].to_dict(), "search": "1"})

@@ -11,7 +11,6 @@ import numpy as np
 
 from .formats import fmt_lr
 from .plotting import Axis, data_range, downsample, figure, pad_lines, set_traits
-from .reliability import repeats_of
 from .style import var
 
 RATES_Y = 0.2  # the height of the map of rates tried, in the plot's 0..1 (the marker handles are below it)
@@ -215,8 +214,7 @@ class LRFindChart:
         if lr_range is None and len(lrs) >= 2:  # a range given is the one asked for, by a run stopped early
             lr_range = (float(lrs[0]), float(lrs[-1]))
         self.show_curve(lrs, losses, raw, lr_range)
-        band = repeats_of(res)[0]
-        self.show_band(lrs, *(band if band is not None else ((), ())))
+        self.show_band(lrs, *(res.band if res.band is not None else ((), ())))
         keys = [k for k, v in res.suggestions.items() if v is not None]
         self.show_points(keys, [float(res.suggestions[k]) for k in keys], lrs, losses)
 

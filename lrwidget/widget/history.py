@@ -13,6 +13,7 @@ from typing import Any
 
 from ..core.find_result import LRFindResult
 from ..core.interface import Driven
+from ..core.search import LRSearchResult
 from . import runs as runs_io
 from .charts import LRFindChart
 from .layout import ui
@@ -32,7 +33,7 @@ class History:
         self._ui_lock, self.chart = lock, chart
         self.runs: list[Run] = []
         self.finds: list[LRFindResult] = []
-        self.searches: list[Any] = []  # the LRSearchResults of the widget's searches, in order (search k: [k - 1])
+        self.searches: list[LRSearchResult] = []  # the widget's searches, in order (search k: [k - 1])
         self.sensitivity = SensitivityView()
         self.panel = RunsPanel(on_pick, below=self.sensitivity)
 
@@ -62,6 +63,7 @@ class History:
             seconds=seconds,
             batches=batches,
             n_iter=run.n_iter if ran else 0,
+            steps=run.total if ran else 0,
             iters=list(rec.iters) if ran else [],
             **fields,
         )

@@ -21,6 +21,7 @@ from ..core import schedules
 from ..core.checks import whole
 from ..core.find_result import LRFindResult
 from ..core.interface import Driven
+from ..core.search import LRSearchResult
 from ..integrations import fastai_adapter
 from . import calls, charts, reliability, reports
 from .background import Background
@@ -129,7 +130,7 @@ class LRWidget(W.VBox):
         return self.history.finds
 
     @property
-    def searches(self) -> list[Any]:
+    def searches(self) -> list[LRSearchResult]:
         """The LRSearchResults of this widget's searches, stopped ones too."""
         return self.history.searches
 
@@ -355,7 +356,7 @@ class LRWidget(W.VBox):
         self._say(self.sweeping.ended(done))
 
     @ui
-    def _after_search(self, res: Any) -> None:
+    def _after_search(self, res: LRSearchResult) -> None:
         self._say(self.searching.ended(res))
 
     # -- called on the training thread by LiveUpdates ---------------------------------------------------

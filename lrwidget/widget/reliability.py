@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.find_result import LRFindResult
 from ..core.suggest import trim
 
 SPREAD_LIMIT = 3.0  # max/min over the repeats above which a suggestion is unreliable
@@ -100,14 +101,6 @@ def judge(
     return Verdict(drop, noise, "raw", repeats, moved)
 
 
-def repeats_of(res: Any) -> tuple[tuple[Any, Any] | None, dict[str, float | None], int]:
-    """An LRFindResult's band, spread and repeats (None, {}, 1 for one range test)."""
-    # TODO(#24): res.band, res.spread, res.repeats once the core's LRFindResult has them (its fields() until then)
-    f = res.fields()
-    return f.get("band"), dict(f.get("spread") or {}), int(f.get("repeats", 1))
-
-
-def judge_result(res: Any, on: Sequence[str] = ()) -> Verdict:
+def judge_result(res: LRFindResult, on: Sequence[str] = ()) -> Verdict:
     """`judge` on an LRFindResult (its band, spread and repeats)."""
-    band, spread, repeats = repeats_of(res)
-    return judge(res.lrs, res.losses, res.raw_losses, res.num_it, band, spread, repeats, on)
+    return judge(res.lrs, res.losses, res.raw_losses, res.num_it, res.band, dict(res.spread), res.repeats, on)

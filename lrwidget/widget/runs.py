@@ -30,7 +30,7 @@ __all__ = [
 
 MAX_LOSSES = 2000  # training-loss points kept per run: the panel draws a few hundred pixels
 HISTORY_FORMAT = "lrwidget.history"
-HISTORY_VERSION = 1  # runs gained `start`, then `search`, `probe` and `epoch_steps` (a file without them reads as
+HISTORY_VERSION = 1  # runs gained `start`, then `steps`, `search` and `probe` (a file without them reads as
 # before; older lrwidgets ignore them)
 DIVERGED_ENDS = ("diverged", "non-finite loss", "non-finite gradients")
 
@@ -57,7 +57,7 @@ class Run:
     start: str = ""  # the start it began at ('start 1'; a loaded run's names its file); '' if it went on
     search: int = 0  # the widget's search it was a probe of (1, 2, ...), 0 for a plain run
     probe: str = ""  # its place in that search: '3 of 10 (sweep)'
-    epoch_steps: int = 0  # a probe's: optimizer steps of an epoch of the training data (its own epoch is shorter)
+    steps: int = 0  # optimizer steps planned (a probe's may end inside an epoch); 0 in older files: epochs x n_iter
 
     @property
     def valid_loss(self) -> float:
@@ -88,16 +88,21 @@ class Run:
         return math.isfinite(first) and math.isfinite(out) and out > first
 
     @property
-    def group(self) -> tuple[int, int, str] | None:
-        """What makes runs comparable: the same length (epochs of as many steps) from the same start (None for a run
-        that went on). A search's probe is one epoch of its own few steps: probes of another length, or a 1-epoch fit,
-        are another group."""
-        return (self.epochs, self.n_iter, self.start) if self.start else None
+    def planned(self) -> int:
+        """Optimizer steps planned: `steps`, or epochs x steps per epoch for a run of an older file."""
+        return self.steps or self.epochs * self.n_iter
+
+    @property
+    def group(self) -> tuple[int, str] | None:
+        """What makes runs comparable: the same length (optimizer steps planned, over the same data) from the same start
+        (None for a run that went on). A search's probes are a group of their own length: a 1-epoch fit of as many
+        steps is their rival, a full fit is not."""
+        return (self.planned, self.start) if self.start else None
 
     @property
     def length(self) -> str:
         """'3-epoch', or a probe's '12-step'."""
-        return f"{self.n_iter * self.epochs}-step" if self.search else f"{self.epochs}-epoch"
+        return f"{self.planned}-step" if self.search else f"{self.epochs}-epoch"
 
     @property
     def label(self) -> str:
@@ -155,7 +160,7 @@ def _field(name: str, v: Any, where: str) -> Any:
         if not (is_real(v) and math.isfinite(v) and v > 0):
             raise ValueError(f"{what} must be a positive finite number, got {v!r}")
         return float(v)
-    if name in ("epochs", "n_iter", "search", "epoch_steps"):
+    if name in ("epochs", "n_iter", "search", "steps"):
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
             raise ValueError(f"{what} must be a whole number, got {v!r}")
         return v

@@ -77,11 +77,7 @@ class RunsChart:
         """Draw every run, a colour each; the loss axis fits the runs that did not diverge."""
         train, valid = [], []
         for r in runs:
-            if r.search and not r.epoch_steps:  # a probe of a search still running: its epochs' length comes at the end
-                train.append((np.empty(0), np.empty(0)))
-                valid.append((np.empty(0), np.empty(0)))
-                continue
-            per = max(r.epoch_steps if r.search else r.n_iter, 1)
+            per = max(r.n_iter, 1)  # a probe's epochs are the data's too: a sweep's probe ends inside its first
             x = (np.asarray(r.batches, dtype=float) + 1) / per
             y = np.asarray(r.losses, dtype=float)[: len(x)]
             train.append(downsample(x[: len(y)], np.where(np.isfinite(y), y, np.nan), MAX_LINE_POINTS))
@@ -94,7 +90,7 @@ class RunsChart:
         last = max((float(np.nanmax(x)) for x, _ in [*train, *valid] if len(x)), default=1.0)
         ox, oy, names = [], [], []
         for i, r in enumerate(runs):
-            if not r.diverged or not len(train[i][0]) + len(valid[i][0]):
+            if not r.diverged:
                 continue
             xs = np.concatenate([train[i][0], valid[i][0]])
             ys = np.concatenate([train[i][1], valid[i][1]])
@@ -195,7 +191,7 @@ class RunsPanel(W.VBox):
             _cell(f"<span class='lrw-swatch' style='background:{color(i)}'></span>"),  # a colour, no text
             _cell(f"#{i}"),
             b,
-            _cell(f"{r.n_iter * r.epochs} steps" if r.search else str(r.epochs), "epochs"),
+            _cell(f"{r.planned} steps" if r.search else str(r.epochs), "epochs"),
             *([_cell(html.escape(f"{r.search}: {r.probe}" if r.search else ""), "search")] if probe else []),
             _cell(fmt_num(r.train_loss), "train"),
             _cell(fmt_num(r.valid_loss), "valid"),

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core.events import Observer
 from ..core.interface import Driven
+from ..core.search import LRSearchResult
 from .controls import Controls
 from .formats import fmt_lr
 from .history import History
@@ -68,6 +69,8 @@ class Probes(Observer):
         if run is not self._run:
             return
         self._run = None
+        if not learn.recorder.n_batches:  # stopped before its first batch: not a probe of the result either
+            return
         i, n, phase = run.probe
         lr = float(run.lr_max)
         said = f"probe {i} of {n} ({phase})"
@@ -123,7 +126,7 @@ class Searching:
         self.count = 0  # searches started: each probe records the number of its search
         self.probes: Probes | None = None  # the running (or last) search's
 
-    def prepare(self, epochs: int, budget: Any = None) -> tuple[str, Callable[[], Any]] | str:
+    def prepare(self, epochs: int, budget: Any = None) -> tuple[str, Callable[[], LRSearchResult]] | str:
         """The call and what runs it in the background, or a refusal to say (a budget field that is not a number);
         ValueError for a `budget` given that is not a positive finite number."""
         b, refused = self.controls.budget(budget)
@@ -131,7 +134,7 @@ class Searching:
             return refused
         code = search_code(epochs, b)
 
-        def call() -> Any:
+        def call() -> LRSearchResult:
             self.start.begin(restore=True)  # the start is taken now if there is none yet; else put back
             self.count += 1
             self.probes = Probes(self.history, self.count, code, self.start.name, self.training, self.say)
@@ -139,16 +142,14 @@ class Searching:
 
         return code, call
 
-    def ended(self, res: Any) -> str:
-        """Keep the result, scale its probes' epochs, show the curve it used when it ran one, move the markers to its
-        best (when it finished); what the status says."""
+    def ended(self, res: LRSearchResult) -> str:
+        """Keep the result, show the curve it used when it ran one, move the markers to its best (when it finished);
+        what the status says."""
         p = self.probes
         number, first, planned = (p.number, p.first, p.planned) if p is not None else (0, 0, 0)
         h = self.history
         h.searches.append(res)
         mine = [i for i, r in enumerate(h.runs) if i >= first and r.search == number and not r.loaded]
-        for i in mine:
-            h.runs[i].epoch_steps = max(res.fit_steps // max(res.epochs, 1), 1)
         if res.find_steps:  # it ran lr_find first: its curve is the one on the chart now
             h.add_find(res.find)
             self.markers.show_result(res.find)
@@ -186,7 +187,7 @@ class Searching:
             f"lr_min={self.markers.lr_min:.4g}, lr_steep={self.markers.lr_steep:.4g} (their ratio kept); {back}"
         )
 
-    def _from(self, res: Any, mine: list[int]) -> str:
+    def _from(self, res: LRSearchResult, mine: list[int]) -> str:
         """Which probe the best comes from: the long probe (else any) of the lowest score, and how far its rate is
         (the search may correct it for the bias of shorter fits)."""
         scored = [(s, i) for i, s, p in zip(mine, res.scores, res.phases) if p == "long" and math.isfinite(s)]

@@ -19,6 +19,8 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
+from ..core.find_result import LRFindResult
+from ..core.search import LRSearchResult
 from .formats import fmt_lr, fmt_num
 from .plotting import Axis, data_range, figure, set_traits
 from .runs import Run, best_of, called, groups, outcome
@@ -58,7 +60,7 @@ def search_of(runs: list[Run], members: list[int]) -> int:
     return 0
 
 
-def search_for(runs: list[Run], members: list[int], searches: list[Any]) -> Any:
+def search_for(runs: list[Run], members: list[int], searches: list[LRSearchResult]) -> LRSearchResult | None:
     """The last search of this kernel for fits like the group's (plain runs of its epochs from its start), or None."""
     first = runs[members[0]]
     if first.search or first.loaded:
@@ -208,7 +210,7 @@ class SensitivityView(W.VBox):
         runs = self._args[0]
         return group_of(runs, self.picked)
 
-    def show(self, runs: list[Run], finds: list[Any], searches: list[Any]) -> None:
+    def show(self, runs: list[Run], finds: list[LRFindResult], searches: list[LRSearchResult]) -> None:
         """Draw the picked group (else the largest) of `runs`; the suggestions of its search's lr_find (else of the last
         of `finds`) and the picks: its search's best (`searches[k - 1]` for probes of search k), else its best run and
         the best of the last search for fits of its length from its start."""
