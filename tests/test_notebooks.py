@@ -21,7 +21,14 @@ pytestmark = pytest.mark.slow  # each notebook runs in a fresh kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-REQUIRED = ["quickstart.ipynb", "lr_range_test.ipynb", "one_cycle.ipynb", "article.ipynb", "compare_rates.ipynb"]
+REQUIRED = [
+    "quickstart.ipynb",
+    "lr_range_test.ipynb",
+    "one_cycle.ipynb",
+    "article.ipynb",
+    "compare_rates.ipynb",
+    "choosing_well.ipynb",
+]
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 WIDGET = "application/vnd.jupyter.widget-view+json"
 PROBE = "NOTEBOOK-TEST-PROBE "
@@ -72,6 +79,15 @@ PROBES = {
         "from_start": w.from_start, "best": best, "markers": [w.lr_min, w.lr_steep],
         "rates": list(w.chart_view.rates.x), "colors": list(w.chart_view.rates.colors),
         "history": path.is_file(), "loaded": [r.loaded for r in other.runs]}""",
+    "choosing_well.ipynb": """{
+        "find_status": find_status, "markers": [at_markers.lr_min, at_markers.lr_steep],
+        "at_markers": at_markers.metrics["accuracy"], "at_markers_loss": at_markers.valid_loss,
+        "best": s.best, "at_best": at_best.metrics["accuracy"], "at_best_loss": at_best.valid_loss,
+        "at_best_lrs": [at_best.lr_min, at_best.lr_steep], "cost": s.cost, "budget": s.budget, "plateau": s.plateau,
+        "probes": len(s.lrs), "search_runs": sum(r.search == 1 for r in w.runs), "code_best": s2.best,
+        "sweep": [[r.lr_steep, r.metrics["accuracy"]] for r in w.runs[-13:]],
+        "chart": len(w.history.sensitivity.members), "picks": w.history.sensitivity.chart.pick.x.tolist(),
+        "heading": w.history.sensitivity.heading.value}""",
 }
 
 # The article's lines, as written (with the one change: pretrained=False)
@@ -248,6 +264,26 @@ def test_compare_rates(tmp_path, monkeypatch):
     green, red = rate_colors([0.0, 1.0])  # the map's colours for the best and the worst
     assert r["colors"][r["best"]] == green and r["colors"][worst] == red, r["colors"]
     assert r["history"] and r["loaded"] == [True, True, True]
+
+
+@pytest.mark.timeout(1200)
+def test_choosing_well(tmp_path, monkeypatch):
+    nb, r = run("choosing_well.ipynb", tmp_path, monkeypatch)
+    assert displays_widget(nb, "LRWidget(learn, epochs=5)") and displays_widget(nb, "w.history.sensitivity")
+    # sparse parity: lr_find's curve is flat until it diverges; the widget says so
+    assert "flat curve, try Search" in r["find_status"], r["find_status"]
+    # the fit at the markers stays at chance; the fit at the search's best learns the task
+    assert r["at_markers"] < 0.6 and r["at_markers_loss"] > 0.65, r
+    assert r["at_best"] > 0.95 and r["at_best_loss"] < r["at_markers_loss"] - 0.5, r
+    assert r["at_best_lrs"][1] == r["best"] and r["markers"][1] < r["best"] / 100, r
+    assert r["plateau"] is True and r["cost"] <= r["budget"] == 1.5 and r["search_runs"] == r["probes"] >= 3, r
+    assert r["code_best"] == pytest.approx(r["best"], rel=1e-9), "the same search from code picks the same rate"
+    # the sensitivity curve of the 5-epoch fits: chance at the markers' rates, the task learnt around the best
+    acc = dict((lr, a) for lr, a in r["sweep"])
+    assert all(a < 0.6 for lr, a in acc.items() if lr <= 1e-4) and max(acc.values()) > 0.95, acc
+    assert any(a > 0.95 and r["best"] / 10 <= lr <= r["best"] * 10 for lr, a in acc.items()), acc
+    assert r["chart"] == 15 and "the 5-epoch runs from start 1: 15 runs" in r["heading"], r["heading"]
+    assert "search best" in r["heading"] and len(r["picks"]) == 2, r
 
 
 @pytest.mark.timeout(1200)
