@@ -117,10 +117,24 @@ def figure_js(title: str) -> str:
     return f"[...document.querySelectorAll('.lrw-root .bqplot')].find(f => f.textContent.includes({title!r}))"
 
 
+# every chart text inside its chart: bqplot may draw a mark's labels with a scale's old range for a moment, until the
+# scale's new range reaches the page (each widget has its own messages)
+JS_TEXTS_IN = """() => [...document.querySelectorAll('.lrw-root svg text')].every(t => {
+  const r = t.getBoundingClientRect(), s = t.ownerSVGElement.getBoundingClientRect();
+  return !r.width || (r.left >= s.left - 1 && r.right <= s.right + 1); })"""
+
+
 def lay_out(lab: Lab, layout: str, height: int = 3000) -> None:
-    """The window and file browser of `layout`; tall, so that every chart is in view and laid out."""
+    """The window and file browser of `layout`; tall, so that every chart is in view and laid out, its texts drawn where
+    they settle (a text that never comes inside is left to the checks to report)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     width, sidebar = LAYOUTS[layout]
     settle(lab.page, width, height, sidebar, output=int(layout))
+    try:
+        lab.page.wait_for_function(JS_TEXTS_IN, timeout=10_000, polling=100)
+    except PlaywrightTimeout:
+        pass
 
 
 def to_top(lab: Lab) -> None:
@@ -395,6 +409,59 @@ def test_the_chart_of_how_much_the_rate_matters_reads_whole_at_470_and_1740_px(l
     assert all(a[1] <= b[0] + 1 for a, b in zip(rows, rows[1:])), f"labels on top of each other: {got['labels']}"
     assert got["arrow"] is not None and got["arrow"][1] < 0.2 * got["arrow"][2], got["arrow"]
     assert got["heading"].startswith(f"how much the rate matters: the 1-epoch runs from start 1: {len(runs)} runs"), got
+
+
+def test_find_with_repeats_draws_its_band_behind_the_curve(lab):
+    page = lab.page
+    lay_out(lab, "1220", 1000)
+    page.locator(".lrw-root .bqplot").first.scroll_into_view_if_needed()
+    lab.kernel("w.find(repeats=3); w.wait()", timeout=300_000)
+    band = """() => { const f = document.querySelector('.lrw-root .bqplot');
+      const fills = [...f.querySelectorAll('path.area')].filter(p => (p.getAttribute('d') || '').length > 50);
+      const line = [...f.querySelectorAll('path.line')].find(p => getComputedStyle(p).strokeWidth === '2.5px');
+      if (!fills.length || !line) return null;
+      const order = fills[0].compareDocumentPosition(line) & Node.DOCUMENT_POSITION_FOLLOWING;
+      const r = fills[0].getBoundingClientRect();
+      const cs = getComputedStyle(fills[0]);
+      return {behind: !!order, height: r.height, fill: cs.fill, opacity: +cs.fillOpacity * +cs.opacity}; }"""
+    page.wait_for_function(f"() => ({band})() !== null", timeout=30_000)
+    got = page.evaluate(band)
+    assert got["behind"] and got["height"] > 2 and 0 < got["opacity"] < 1 and got["fill"] != "none", got
+    status = page.evaluate(JS_STATUS)
+    assert status.startswith("lr_find done (") and lab.value("w.result.repeats") == 3, status
+
+
+def test_a_search_names_its_probe_as_it_runs_and_its_runs_read_whole(lab):
+    page = lab.page
+    lay_out(lab, "1220", 1000)
+    label = "() => (document.querySelector('.lrw-root .lrw-progress-label') || {}).textContent || ''"
+    lab.kernel("w.search(budget=1.5)")
+    try:
+        page.wait_for_function(f"() => /^search · probe \\d+ of \\d+ \\((sweep|long)\\) · fit · /.test(({label})())",
+                               timeout=120_000, polling=50)  # fmt: skip
+    finally:
+        lab.kernel("w.wait()", timeout=300_000)
+    page.wait_for_function(f"() => ({JS_STATUS})().startsWith('search done: best lr ')", timeout=30_000)
+    n = lab.value("len(w.searches[-1].lrs)")
+    page.wait_for_function(f"() => document.querySelectorAll('.lrw-run-row').length >= {7 + n}", timeout=30_000)
+    for layout in ("470", "1740"):
+        lay_out(lab, layout)
+        got = page.evaluate(JS_CUT)
+        assert not got["bad"], f"{layout} px:\n" + "\n".join(got["bad"])
+    table = page.evaluate("() => document.querySelector('.lrw-root .lrw-runs-table').innerText")
+    assert "search" in table and f"1: {n} of {n} (long)" in table and " steps" in table
+    # the largest group is still the sweeps' 1-epoch runs: the menu offers the search's probes
+    options = lab.value("w.history.sensitivity.menu.options")
+    sweep = lab.value("sum(p == 'sweep' for p in w.searches[-1].phases)")
+    probes = next(o for o in options if o.endswith(f"-step probes from start 1 ({sweep})"))
+    lay_out(lab, "1220")
+    page.select_option(".lrw-root .lrw-runs-col select", label=probes)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.lrw-root svg text')].some(t => t.textContent.startsWith('search best'))",
+        timeout=30_000,
+    )
+    heading = lab.value("w.history.sensitivity.heading.value")
+    assert "-step probes from start 1" in heading and "search best" in heading, heading
 
 
 def test_the_page_logged_no_errors(lab):
