@@ -457,6 +457,18 @@ def test_a_diverged_run_is_marked_and_leaves_the_loss_axis_to_the_others(w, tmp_
     assert "(diverged)" in w.chart_view.rates.names[2], "the map of rates says so too"
 
 
+def test_diverged_runs_that_leave_at_one_place_get_arrows_stacked_down_from_the_top(w, tmp_path):
+    runs = [fake_run(0, 0.3), diverged_run(1), diverged_run(2), fake_run(3, 0.2), diverged_run(4)]
+    path = tmp_path / "three.json"
+    other = LRWidget(make_learn())
+    other.runs = runs
+    other.save_history(path)
+    w.load_history(path)
+    off = w.runs_panel.chart.off
+    assert off.names.tolist() == ["#1", "#2", "#4"] and len(set(off.x.tolist())) == 1
+    assert off.y.tolist() == pytest.approx([0.97, 0.89, 0.81]), "one under the other, each number readable"
+
+
 def test_one_epoch_runs_are_drawn_whole_and_ticks_never_repeat(w, learn):
     w.from_start = True
     assert w.sweep(lrs=[1e-3, 1e-2], epochs=1)

@@ -383,7 +383,7 @@ def test_the_chart_draws_outcome_against_rate_with_the_suggestions_the_pick_and_
     s = SimpleNamespace(best=10**-2.5, find=res, start_loss=2.31)
     view.show(runs, [res], [s])
     assert c.pick.x.tolist() == pytest.approx([10**-2.5] * 2) and "search best 0.00316" in view.heading.value
-    assert c.start.y.tolist() == [2.31, 2.31] and c.start_label.text.tolist() == ["at the start 2.3100"]
+    assert c.start.y.tolist() == [2.31, 2.31] and view.heading.value.endswith("; dotted: the loss at the start, 2.3100")
     assert c.sy.max > 2.31
 
 
@@ -415,6 +415,9 @@ def test_probes_go_to_the_history_file_and_files_without_them_still_read(w, tmp_
     fields = lambda r: (r.search, r.probe, r.steps, r.n_iter)  # noqa: E731
     assert [fields(r) for r in back] == [fields(r) for r in runs]
     assert all(r.loaded for r in back) and back[2].label == "lr 0.001" and back[0].label.startswith("slice(")
+    rows = w.runs_panel.grid.children[1:]
+    assert "search </span>1: 3 of 7 (sweep)" in rows[2].children[4].value, "a probe says its search and place"
+    assert "search" not in rows[0].children[4].value, "a fit's cell is empty (a card leaves it out)"
     # loaded probes name their file's start, and no search of this kernel: their pick is their best run
     assert w.history.sensitivity.members == [2, 3, 4, 5, 6] and "best #3" in w.history.sensitivity.heading.value
     old = Run.from_dict({k: v for k, v in runs[0].to_dict().items() if k not in ("search", "probe", "steps")})

@@ -24,6 +24,7 @@ LEGEND_MAX = 8  # kept for callers: the table's colour swatches and run numbers 
 MAX_LINE_POINTS = 400  # per run and line: 20 runs stay a light redraw
 TITLE = "runs: loss against epochs"
 X_PAD = 0.04  # of the epochs shown, beyond the last epoch: its validation point is not cut in half
+OFF_NEAR, OFF_STEP = 0.04, 0.08  # diverged runs' arrows closer than this (of the epochs shown) stack this far down
 
 
 def color(i: int) -> str:
@@ -95,8 +96,10 @@ class RunsChart:
             xs = np.concatenate([train[i][0], valid[i][0]])
             ys = np.concatenate([train[i][1], valid[i][1]])
             above = xs[~(ys <= hi)]  # where it is above the axis (or not a number)
-            ox.append(float(above.min()) if len(above) else last)
-            oy.append(0.97)
+            x = float(above.min()) if len(above) else last
+            near = sum(1 for v in ox if abs(v - x) < OFF_NEAR * max(last, 1.0))  # several leave at one place: stacked
+            ox.append(x)
+            oy.append(0.97 - OFF_STEP * near)
             names.append(f"#{i}")
         with self.figure.hold_sync():
             self.y_axis.show(lo, hi)
@@ -192,7 +195,7 @@ class RunsPanel(W.VBox):
             _cell(f"#{i}"),
             b,
             _cell(f"{r.planned} steps" if r.search else str(r.epochs), "epochs"),
-            *([_cell(html.escape(f"{r.search}: {r.probe}" if r.search else ""), "search")] if probe else []),
+            *([_cell(html.escape(f"{r.search}: {r.probe}"), "search") if r.search else _cell("")] if probe else []),
             _cell(fmt_num(r.train_loss), "train"),
             _cell(fmt_num(r.valid_loss), "valid"),
             *(_cell(fmt_num(metrics.get(n, math.nan)), n) for n in names[probe:]),

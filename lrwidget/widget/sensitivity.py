@@ -80,9 +80,6 @@ class SensitivityChart:
         top = bq.LinearScale(min=0.0, max=1.0)  # the plot's height: rules, their labels, the diverged runs' arrows
         sc, tc = {"x": self.sx, "y": self.sy}, {"x": self.sx, "y": top}
         self.start = bq.Lines(x=[], y=[], scales=sc, colors=[var("earlier")], line_style="dotted", stroke_width=1.5)
-        self.start_label = bq.Label(
-            x=[], y=[], text=[], scales=sc, colors=[var("point")], align="end", x_offset=-4, y_offset=-4
-        )
         self.rules = bq.Lines(x=[], y=[], scales=tc, line_style="dashed", stroke_width=1.5)
         self.pick = bq.Lines(x=[], y=[], scales=tc, colors=[var("good")], stroke_width=2.5)
         # a label per rule, each on its own row and on the side of its rule toward the middle (never cut at an end)
@@ -111,7 +108,7 @@ class SensitivityChart:
         )
         self.x_axis = Axis(self.sx, "learning rate (log scale)", n=6)
         self.y_axis = Axis(self.sy, "loss at the end", side="left", n=4)
-        marks = [self.start, self.start_label, self.rules, self.pick, *self.labels, self.line, self.points, self.off]
+        marks = [self.start, self.rules, self.pick, *self.labels, self.line, self.points, self.off]
         self.figure = figure(marks, [self.x_axis.axis, self.y_axis.axis], TITLE, "300px")
 
     def update(
@@ -182,11 +179,8 @@ class SensitivityChart:
                 )
             if math.isfinite(start_loss):
                 set_traits(self.start, x=np.array([lo, hi]), y=np.array([start_loss, start_loss]))
-                text = np.array([f"at the start {fmt_num(start_loss)}"])
-                set_traits(self.start_label, x=np.array([hi]), y=np.array([start_loss]), text=text)
             else:
                 set_traits(self.start, x=np.empty(0), y=np.empty(0))
-                set_traits(self.start_label, x=np.empty(0), y=np.empty(0), text=np.array([], dtype=str))
 
 
 class SensitivityView(W.VBox):
@@ -250,6 +244,7 @@ class SensitivityView(W.VBox):
         judged = "validation loss" if any(math.isfinite(runs[j].valid_loss) for j in members) else "training loss"
         what = f"{called(runs, members)}: {len(members)} runs, {judged} at their end"
         said = "".join(f"; {t}" for _, t in picks)
+        said += f"; dotted: the loss at the start, {fmt_num(start)}" if math.isfinite(start) else ""
         self.heading.value = f"<b>how much the rate matters</b>: {html.escape(what + said)}"
         self.chart.y_axis.axis.label = f"{'valid' if judged.startswith('valid') else 'train'} loss at the end"
         self.menu.layout.display = "" if len(labels) > 1 else "none"
