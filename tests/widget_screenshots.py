@@ -89,6 +89,7 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--prefix", default="")
     p.add_argument("--widget", type=Path, help="also the widget alone at 1,400 px, light (docs/widget.png)")
+    p.add_argument("--search", action="store_true", help="also search.png: Find LR with repeats, then a search")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
@@ -116,6 +117,17 @@ def main() -> None:
             shoot(lab, out / f"{a.prefix}narrow.png", 900, 1000, sidebar=True)
             shoot(lab, out / f"{a.prefix}narrow-full.png", 900, 3200)
             shoot(lab, out / f"{a.prefix}narrow-no-sidebar.png", 900, 1000, sidebar=False)
+            if a.search:  # Find LR with 3 repeats, then a search: its probes in the runs column and their chart
+                lab.kernel("w.find(repeats=3); w.wait(); w.search(); w.wait()", timeout=600_000)
+                menu = "w.history.sensitivity.menu"
+                probes = f"[o for o in {menu}.options if 'probes' in o]"
+                lab.kernel(f"{menu}.value = max({probes}, key=lambda o: int(o.rsplit('(', 1)[1][:-1]))")  # the sweep's
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('.lrw-root svg text')]"
+                    ".some(t => t.textContent.startsWith('search best'))",
+                    timeout=60_000,
+                )
+                shoot(lab, out / f"{a.prefix}search.png", 1920, 1500)
             page.evaluate(JS_THEME, "JupyterLab Dark")
             page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
             shoot(lab, out / f"{a.prefix}dark.png", 1400, 1000)
