@@ -5,6 +5,7 @@ much the rate matters."""
 from __future__ import annotations
 
 import math
+import re
 from types import SimpleNamespace
 
 import bqplot as bq
@@ -424,3 +425,17 @@ def test_probes_go_to_the_history_file_and_files_without_them_still_read(w, tmp_
     assert (old.search, old.probe, old.steps, old.planned) == (0, "", 0, 4) and old.label == runs[0].label
     with pytest.raises(ValueError, match="'search' must be a whole number"):
         Run.from_dict({**runs[2].to_dict(), "search": "1"})
+
+
+def test_a_fastai_learner_refuses_search_and_repeats_in_the_widget_with_the_errors_type(tmp_path):
+    pytest.importorskip("fastai")
+    from test_fastai import make_fastai_learn
+
+    w = LRWidget(make_fastai_learn(tmp_path))
+    for start, what in ((lambda: w.search(), "lr_search"), (lambda: w.find(repeats=3), "lr_find(repeats=3)")):
+        assert start()
+        with pytest.raises(NotImplementedError, match=rf"{re.escape(what)} runs on lrwidget's own Learner") as e:
+            w.wait(TIMEOUT)
+        assert w.status == f"error: NotImplementedError: {e.value}" and not w.busy
+    assert not w.runs and not w.searches and not w.finds
+    w.close()
