@@ -725,8 +725,7 @@ class Thin:
     def lr_find(
         self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, show_plot=True, suggest_funcs=None, repeats=1
     ):
-        more = {"repeats": repeats} if repeats != 1 else {}  # one range test: a call any learner takes
-        return self._learn.lr_find(start_lr, end_lr, num_it, stop_div, show_plot, suggest_funcs, **more)
+        return self._learn.lr_find(start_lr, end_lr, num_it, stop_div, show_plot, suggest_funcs, repeats)
 
     def fit_one_cycle(self, n_epoch, lr_max=None):
         self._learn.fit_one_cycle(n_epoch, lr_max)
