@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # the benchmarks' scripts run
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 

@@ -25,6 +25,7 @@ RUN = {
     "widget.md": ["LRWidget(learn, epochs=5)", "w.sweep(lrs="],
     "training.md": ["BertForSequenceClassification(config)", 'vision_learner(dls, "resnet10t"', "accum_steps=4)"],
     "state-copies.md": ['snapshot="disk"'],
+    "choosing-a-rate.md": ["learn.lr_search(epochs=5, budget=1.5)", "learn.lr_find(repeats=3)"],
 }
 RUN_ELSEWHERE = ["cnn_learner(dls, resnet34", "num_processes=2)"]
 
@@ -105,3 +106,13 @@ def test_the_snapshot_block_runs_as_written(one_torch_thread, capsys):
     assert " on disk in " in said and learn.snapshot == "disk"
     assert not os.path.exists(said.split(" on disk in ", 1)[1])  # the copy is gone
     assert learn.recorder.values[-1][1] < 1.0
+
+
+def test_the_choosing_blocks_run_as_written(one_torch_thread):
+    learn = Learner(digits(), digits_mlp(), metrics=accuracy)
+    ns = run("choosing-a-rate.md", "learn.lr_find(repeats=3)", {"learn": learn})
+    res = ns["res"]
+    assert res.repeats == 3 and len(res.band[0]) == len(res.lrs) and set(res.spread) >= {"lr_min", "lr_steep"}
+    ns = run("choosing-a-rate.md", "learn.lr_search(epochs=5, budget=1.5)", {"learn": learn})
+    s = ns["s"]
+    assert s.cost <= 1.5 and s.find is res and learn.recorder.values[-1][-1] > 0.9  # the fit at s.best learns
