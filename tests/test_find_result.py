@@ -82,7 +82,7 @@ def assert_same(back, res):
 
 def test_to_dict_is_plain_json_and_from_dict_rebuilds_an_equal_result(res):
     d = res.to_dict()
-    assert (d["format"], d["version"]) == ("lrwidget.LRFindResult", 1) and list(d)[2:] == list(ALL_FIELDS)
+    assert (d["format"], d["version"]) == ("lrwidget.LRFindResult", 2) and list(d)[2:] == list(ALL_FIELDS)
     loaded = json.loads(json.dumps(d, allow_nan=False))
     assert loaded == d
     assert_same(LRFindResult.from_dict(loaded), res)
@@ -125,7 +125,7 @@ def test_from_dict_refuses_what_is_not_a_dict(res):
     [
         ({"format": "something.else"}, r"not an lrwidget lr_find result: format is 'something.else'"),
         ({"format": DROP}, "not an lrwidget lr_find result"),
-        ({"version": 2}, r"version 2 is newer than this lrwidget reads \(1\)"),
+        ({"version": 3}, r"version 3 is newer than this lrwidget reads \(2\)"),
         ({"version": DROP}, r"version must be an int >= 1, got None"),
         ({"version": "1"}, r"version must be an int >= 1, got '1' \(str\)"),
         ({"losses": DROP}, "needs the key 'losses'"),
