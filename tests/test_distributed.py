@@ -143,6 +143,22 @@ def test_the_widget_drives_a_two_process_learner(learn):
     assert "fit stopped" in w.status and w.runs[-1].end_reason == "stopped"
 
 
+def test_the_widgets_search_runs_in_the_processes_each_probe_a_run():
+    learn = make()
+    try:
+        before = weights(learn)
+        w = LRWidget(learn, epochs=1)
+        assert w.search(budget=1.0)
+        w.wait(TIMEOUT)
+        (s,) = w.searches
+        probes = [r for r in w.runs if r.search]
+        assert s.end_reason == "completed" and len(probes) == len(s.lrs) and s.cost <= 1.0
+        assert [r.lr_steep for r in probes] == pytest.approx(list(s.lrs)), "rank 0's probes, replayed one by one"
+        assert w.lr_steep == pytest.approx(s.best) and all(torch.equal(before[k], v) for k, v in weights(learn).items())
+    finally:
+        learn.close()
+
+
 class RankOneFails(Exception):
     pass
 

@@ -376,3 +376,24 @@ def _fastai_dls(dls):
     from fastai.data.core import DataLoaders as FastaiDataLoaders
 
     return FastaiDataLoaders(dls.train, dls.valid)
+
+
+def test_lr_search_runs_in_mixed_precision_and_ends_at_its_start():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    learn = Learner(digits(), model, metrics=[accuracy], device="cpu", mixed_precision="bf16")
+    before = weights(learn)
+    s = learn.lr_search(epochs=2, budget=1.0)
+    assert s.end_reason == "completed" and s.cost <= 1.0 and all(math.isfinite(x) for x in s.scores[:3])
+    assert all(torch.equal(a, b) for a, b in zip(weights(learn), before))
+
+
+def test_lr_search_on_a_model_that_computes_its_own_loss():
+    from test_hf import bert, halves
+
+    learn = Learner(halves(bs=32), bert(), metrics=accuracy, device="cpu")  # dict batches with labels: out.loss
+    before = weights(learn)
+    s = learn.lr_search(epochs=1, budget=1.0)
+    assert learn.loss_func is None, "the model's own loss, not one lrwidget chose"
+    assert s.end_reason == "completed" and s.judged_by == "valid_loss" and math.isfinite(min(s.scores))
+    assert all(torch.equal(a, b) for a, b in zip(weights(learn), before))
