@@ -397,3 +397,39 @@ def test_lr_search_on_a_model_that_computes_its_own_loss():
     assert learn.loss_func is None, "the model's own loss, not one lrwidget chose"
     assert s.end_reason == "completed" and s.judged_by == "valid_loss" and math.isfinite(min(s.scores))
     assert all(torch.equal(a, b) for a, b in zip(weights(learn), before))
+
+
+class SearchBoom(Exception):
+    pass
+
+
+def test_an_interrupt_or_an_error_in_a_probe_ends_the_search_with_the_state_back():
+    import signal
+
+    from test_interrupts import CtrlC
+
+    learn = mlp_learner()
+    learn.lr_find(show_plot=False)
+    before, rng = weights(learn), torch.get_rng_state()
+    learn.observers.append(CtrlC(30))  # Ctrl-C inside the fifth probe of the sweep
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            learn.lr_search(epochs=5)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        learn.observers.clear()
+    assert learn.run.end_reason == "interrupted" and not learn.busy
+    assert all(torch.equal(a, b) for a, b in zip(weights(learn), before)) and torch.equal(torch.get_rng_state(), rng)
+    calls = []
+
+    def failing(out, y):
+        calls.append(1)
+        if len(calls) == 40:
+            raise SearchBoom("the loss failed in a probe")
+        return nn.functional.cross_entropy(out, y)
+
+    learn.loss_func = failing
+    with pytest.raises(SearchBoom, match="the loss failed in a probe"):
+        learn.lr_search(epochs=5)
+    assert all(torch.equal(a, b) for a, b in zip(weights(learn), before)) and not learn.busy
