@@ -471,6 +471,41 @@ def test_lr_find_in_two_processes_writes_each_ranks_copy_in_a_folder_that_goes_w
     assert copies_in(tmp_path) == []
 
 
+SCRIPT = """
+import gc, os, sys
+from torch import nn
+from lrwidget import Learner
+from lrwidget.data import digits
+
+folder = sys.argv[1]
+def learner():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    return Learner(digits(), model, num_processes=2, snapshot="disk", snapshot_dir=folder)
+
+dropped = learner()
+dropped.lr_find(num_it=10, show_plot=False)
+del dropped
+gc.collect()
+print("after del:", os.listdir(folder))
+kept = learner()  # never closed: the exit ends its workers and deletes their folder
+kept.lr_find(num_it=10, show_plot=False)
+print("before exit:", os.listdir(folder))
+"""
+
+
+@pytest.mark.slow  # two processes, twice
+def test_the_ranks_folder_goes_when_the_learner_is_dropped_unclosed_or_the_interpreter_exits(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "copies"
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "after del: []" in done.stdout, done.stdout
+    assert "before exit: ['lrwidget-ranks-" in done.stdout, done.stdout
+    assert os.listdir(folder) == [], "the exit deleted the folder of the learner never closed"
+
+
 def test_a_new_start_refused_by_the_disk_keeps_the_old_one(tmp_path, monkeypatch):
     learn = make(snapshot="disk", snapshot_dir=tmp_path)
     w = LRWidget(learn, epochs=1)

@@ -44,40 +44,53 @@ class Here:
         """Nothing to end."""
 
 
-class InProcesses:
-    """Runs in N worker processes (one GPU each on CUDA, the CPU's cores with gloo), kept between runs."""
+class Workers:
+    """What an InProcesses holds between runs, apart from it so that its finalizer can end them: the workers, and
+    the folder the ranks' copies on disk go in (a rank killed leaves no files)."""
 
-    def __init__(self, n: int):
-        self.n = n
+    def __init__(self) -> None:
         self.pool: Pool | None = None
-        self.scratch: Path | None = None  # the ranks' copies on disk go in here: a rank killed leaves no files
+        self.scratch: Path | None = None
 
-    def pids(self) -> list[int]:
-        """The workers' process ids (none before the first run)."""
-        return self.pool.pids() if self.pool is not None else []
-
-    def close(self) -> None:
-        """End the workers (none is left) and delete the ranks' folder; the next run starts new ones."""
+    def end(self) -> None:
+        """End the workers (none is left) and delete the ranks' folder (again: nothing)."""
         pool, self.pool = self.pool, None
         if pool is not None:
             pool.close()
         self.scratch = disk.ranks_folder(self.scratch, "memory", None)
 
+
+class InProcesses:
+    """Runs in N worker processes (one GPU each on CUDA, the CPU's cores with gloo), kept between runs."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.workers = Workers()
+        weakref.finalize(self, self.workers.end)  # the learner's deletion (its runner's, the exit) ends them too
+
+    def pids(self) -> list[int]:
+        """The workers' process ids (none before the first run)."""
+        return self.workers.pool.pids() if self.workers.pool is not None else []
+
+    def close(self) -> None:
+        """End the workers (none is left) and delete the ranks' folder; the next run starts new ones."""
+        self.workers.end()
+
     def _pool_for(self, device: Any) -> Pool:
         backend = "nccl" if device.type == "cuda" else "gloo"
-        if self.pool is not None and (not self.pool.alive or self.pool.backend != backend):
+        pool = self.workers.pool
+        if pool is not None and (not pool.alive or pool.backend != backend):
             self.close()  # an error ended the last one, or the learner moved to another device
-        if self.pool is None:
-            self.pool = Pool(self.n, backend)
-            weakref.finalize(self, self.pool.close)  # the learner's deletion (and its runner's) ends its workers
-        return self.pool
+        if self.workers.pool is None:
+            self.workers.pool = Pool(self.n, backend)
+        return self.workers.pool
 
     def run(self, learn: Any, sig: StopSignal, call: Call) -> Any:
         """Run `call` in every worker; the kernel's learner gets rank 0's events as they come, then what it did."""
         loaders_for_processes(learn.dls)  # `learn.dls` may have been replaced since the learner was made
         pool = self._pool_for(learn.device)
-        self.scratch = disk.ranks_folder(self.scratch, learn.snapshot, learn.snapshot_dir)
-        state = {**learn.__getstate__(), "snapshot_dir": self.scratch}  # a rank's copy goes where the pool cleans
+        self.workers.scratch = disk.ranks_folder(self.workers.scratch, learn.snapshot, learn.snapshot_dir)
+        state = {**learn.__getstate__(), "snapshot_dir": self.workers.scratch}  # the ranks write their copies there
         task = RankTask(type(learn), state, call, shuffle_seed(consume=call.changes_state))
         number = pool.submit(task, keep=(learn.dls.train, learn.dls.valid), what="the learner")  # data: sent once
         replay, finished = Replay(learn), {}
