@@ -168,6 +168,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds from this one (5: seeds no choice was made on)")
     p.add_argument("--epochs", type=int, default=None, help="every task's epochs (default: the task's, mostly 5)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="1 seed, 3 grid lrs, 1 epoch, 40 lr_find steps: that it runs")
@@ -182,13 +183,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(a.threads)
     print(
         f"torch {torch.__version__}, CPU, {a.threads} thread(s); load average "
-        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; {a.seeds} seed(s), fit_one_cycle("
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; {a.seeds} seed(s) from {a.first_seed}, fit_one_cycle("
         f"{a.epochs or 'the task s epochs'}) per lr; grid {', '.join(f'{g:.2g}' for g in grid)}",
         flush=True,
     )
     rows, every, t0 = [], {}, time.perf_counter()
     for task in tasks:
-        runs = [run_seed(task, seed, grid, a.epochs or task.epochs, num_it) for seed in range(a.seeds)]
+        runs = [
+            run_seed(task, seed, grid, a.epochs or task.epochs, num_it)
+            for seed in range(a.first_seed, a.first_seed + a.seeds)
+        ]
         every[task.name] = runs
         task_rows = summarise(task, runs, grid)
         rows += task_rows
@@ -203,7 +207,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     by_mean, by_worst = ({k: v[i] for k, v in gaps.items()} for i in (0, 1))
     print(f"\nsmallest mean gap: {smallest(by_mean)}; smallest worst gap: {smallest(by_worst)}")
     if a.json:
-        Path(a.json).write_text(json.dumps({"grid": grid, "runs": every}, indent=1))
+        Path(a.json).write_text(json.dumps({"grid": grid, "first_seed": a.first_seed, "runs": every}, indent=1))
     return rows
 
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lrwidget import DataLoaders, Learner, LRFindResult, LRSearchResult, accuracy
 from lrwidget.core.events import Observer
 from lrwidget.core.range_test import median_of, spread_of
-from lrwidget.core.search import long_rates, made_progress, pick, plan, usable_range
+from lrwidget.core.search import decide, long_rates, made_progress, pick, plan, usable_range
 from lrwidget.data import digits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -80,6 +80,17 @@ def test_the_long_probes_go_either_side_of_the_sweeps_best_or_below_the_rise():
 def test_the_pick_is_the_lowest_finite_score():
     assert pick([1e-3, 1e-2, 1e-1], [0.3, 0.2, math.inf]) == 1e-2
     assert pick([1e-3, 1e-2], [math.nan, math.inf]) == 1e-3
+
+
+def test_the_search_decides_for_the_better_long_probe_or_between_two_it_cannot_tell_apart_a_sixth_decade_lower():
+    lean = 10 ** (1 / 6)
+    assert decide([1e-2, 1e-3], [0.5, 0.6]) == pytest.approx(1e-2 / lean)  # 20% apart: the better
+    assert decide([1e-2, 1e-3], [0.6, 0.5]) == pytest.approx(1e-3 / lean)
+    assert decide([1e-2, 1e-3], [0.50, 0.52]) == pytest.approx(10**-2.5 / lean)  # 4%: between them
+    assert decide([1e-2, 1e-3], [0.52, 0.50], tie=0.03) == pytest.approx(1e-3 / lean)
+    assert decide([1e-2, 1e-3], [math.inf, 0.5]) == pytest.approx(1e-3 / lean)  # a diverged probe ties with nothing
+    assert decide([1e-2, 1e-3], [math.nan, math.nan]) == pytest.approx(1e-3 / lean)
+    assert decide([1e-2], [0.5], lean=0) == 1e-2
 
 
 def curve(y, end="completed"):

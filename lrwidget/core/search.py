@@ -11,9 +11,11 @@ The method, chosen by benchmarks/suggestions.py (see benchmarks/lr_search.md for
    loss 10% under the starting loss), they go a quarter decade either side of the sweep's best rate: the sweep's
    short fits are biased, higher on most tasks, lower on some (the benchmark's regression). Where it made none (a
    plateau: no short fit escapes it, so the sweep only shows where training breaks), they go one and two decades
-   below `hi`. `best` is the better of the two, a sixth of a decade lower: the half-length fit's best rate is within
-   about that of the full fit's (the shortest fits' are not), and a rate too high can wreck the full fit (a
-   collapse to chance on the tiny BERT, the deep tanh MLP) where one a little too low costs little.
+   below `hi`. `best` is the better of the two (their geometric mean where their scores are within 5%: half a
+   decade apart, they cannot tell which side the full fit's best is on), a sixth of a decade lower: the half-length
+   fit's best rate is within about that of the full fit's (the shortest fits' are not), and a rate too high can
+   wreck the full fit (a collapse to chance on the tiny BERT, the deep tanh MLP) where one a little too low costs
+   little.
 
 In N processes every rank runs the same search on its shard (the scores are summed over the ranks, so every rank
 decides the same); each probe is one run of the one loop, which observers see as a fit (RunInfo.probe, .lr_max).
@@ -37,12 +39,13 @@ from .guard import StopSignal
 from .optim import mom_key
 from .schedules import lr_range, one_cycle
 
-__all__ = ["LRSearchResult", "run", "check", "usable_range", "plan", "made_progress", "long_rates", "pick"]
+__all__ = ["LRSearchResult", "run", "check", "usable_range", "plan", "made_progress", "long_rates", "pick", "decide"]
 
 SWEEP, DECADES, RISE, PROGRESS = 8, 2.5, 0.1, 0.1
 AROUND_BEST = (0.25, -0.25)  # decades from the sweep's best rate of the long probes, where the sweep made progress
 BELOW_HI = (-1.0, -2.0)  # decades from hi of the long probes on a plateau
 LEAN = 1 / 6  # decades from the better long probe to the pick: too high a rate can wreck a fit, too low costs little
+TIE = 0.05  # long probes whose scores are this close (relative) tell their rates apart no better than noise
 
 
 # -- the maths: pure functions -----------------------------------------------------------------------------------
@@ -98,6 +101,15 @@ def pick(lrs: Sequence[float], scores: Sequence[float]) -> float:
     """The rate of the lowest finite score (the lowest rate when none is finite)."""
     s = [x if math.isfinite(x) else math.inf for x in scores]
     return float(lrs[int(np.argmin(s))] if min(s) < math.inf else min(lrs))
+
+
+def decide(lrs: Sequence[float], scores: Sequence[float], tie: float = TIE, lean: float = LEAN) -> float:
+    """The search's pick from its long probes: the better one's rate, or the geometric mean of two whose scores are
+    within `tie` of each other (they cannot tell their rates apart), `lean` decades lower."""
+    s = [x if math.isfinite(x) else math.inf for x in scores]
+    if len(lrs) == 2 and max(s) < math.inf and abs(s[0] - s[1]) <= tie * min(s):
+        return math.sqrt(lrs[0] * lrs[1]) / 10**lean
+    return pick(lrs, scores) / 10**lean
 
 
 # -- the result -------------------------------------------------------------------------------------------------
@@ -255,7 +267,7 @@ def _result(
     find_steps: int = 0, judged_by: str = "valid_loss",
 ) -> LRSearchResult:  # fmt: skip
     final = [(lr, s) for lr, s, p in zip(lrs, scores, phases) if p == "long"] or list(zip(lrs, scores))
-    best = pick([lr for lr, _ in final], [s for _, s in final]) / 10**LEAN if final else math.nan
+    best = decide([lr for lr, _ in final], [s for _, s in final]) if final else math.nan
     return LRSearchResult(
         best=best, lrs=tuple(lrs), scores=tuple(scores), cost=sum(steps) / fit_steps, budget=float(budget),
         epochs=epochs, find=find, steps=tuple(steps), phases=tuple(phases), start_loss=start, plateau=plateau,
