@@ -18,8 +18,17 @@ from widget_screenshots import CELLS, JS_LEFT, JS_THEME, prepare, settle
 pytestmark = pytest.mark.slow  # a Jupyter server, a kernel and Chromium
 
 # output widths, from the window's width and the file browser: the issue's 900 px window with the file browser
-# open (~470 px), without it (~720 px), a 1,080 px window (~900 px), 1,400 px (~1,220) and 1,920 px (~1,740)
-LAYOUTS = {"470": (900, True), "720": (900, False), "900": (1080, False), "1220": (1400, False), "1740": (1920, False)}
+# open (~470 px), without it (~720 px), a 1,080 px window (~900 px), 1,400 px (~1,220) and 1,920 px (~1,740); and
+# the ends of the issue's range, 450 and 1,920 px of output
+LAYOUTS = {  # output area width: (window width, file browser open)
+    "450": (880, True),
+    "470": (900, True),
+    "720": (900, False),
+    "900": (1080, False),
+    "1220": (1400, False),
+    "1740": (1920, False),
+    "1920": (2100, False),
+}
 
 JS_CUT = """() => {
   const root = document.querySelector('.lrw-root');
@@ -182,7 +191,7 @@ def shot_on_failure(request, lab):
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_nothing_is_cut_off_or_outside_the_output_from_470_to_1740_px(lab, layout):
+def test_nothing_is_cut_off_or_outside_the_output_from_450_to_1920_px(lab, layout):
     """Each element's box inside the output area; no ellipsis; no text cut by its box; every chart text (titles, axis
     labels, ticks, the markers' labels) inside its chart."""
     lay_out(lab, layout)
@@ -192,7 +201,7 @@ def test_nothing_is_cut_off_or_outside_the_output_from_470_to_1740_px(lab, layou
     columns = lab.page.evaluate(
         "() => [...document.querySelectorAll('.lrw-root .lrw-col')].map(c => Math.round(c.getBoundingClientRect().top))"
     )
-    side_by_side = {"470": 1, "720": 1, "900": 1, "1220": 2, "1740": 3}[layout]
+    side_by_side = {"450": 1, "470": 1, "720": 1, "900": 1, "1220": 2, "1740": 3, "1920": 3}[layout]
     assert len(set(columns)) == 3 - side_by_side + 1, f"{side_by_side} column(s) side by side: tops {columns}"
 
 
