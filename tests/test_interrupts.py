@@ -37,6 +37,25 @@ def changed():
 
 def workers():
     return [t.name for t in threading.enumerate() if t.name.startswith("lrwidget")]
+
+def blocked_in_wait():
+    # True while the main thread waits on the run's end inside w.wait(): in Background.wait's try, not entering it
+    from lrwidget.widget.background import Background
+
+    f = sys._current_frames().get(threading.main_thread().ident)
+    if f is None or f.f_code is not threading.Condition.wait.__code__:
+        return False
+    while f is not None and f.f_code is not Background.wait.__code__:
+        f = f.f_back
+    return f is not None
+
+def once_blocked_in_wait(act):
+    # act() from a thread once the main thread is blocked in w.wait(): the event itself, not a guess at a time
+    def poll():
+        while not blocked_in_wait():
+            time.sleep(0.01)
+        act()
+    threading.Thread(target=poll, daemon=True).start()
 """
 
 
@@ -119,23 +138,10 @@ def run_child(code: str, interrupt: bool, timeout: float = 120) -> subprocess.Co
 
 def test_sigint_while_wait_blocks_stops_the_fit_and_a_later_wait_really_waits():
     code = SETUP + textwrap.dedent("""
-        from lrwidget.widget.background import Background
-
-        def ctrl_c_once_the_main_thread_waits():
-            # the event itself: the main thread's stack is inside Background.wait (not a guess at how long it takes)
-            while True:
-                f = sys._current_frames().get(threading.main_thread().ident)
-                while f is not None and f.f_code is not Background.wait.__code__:
-                    f = f.f_back
-                if f is not None:
-                    os.kill(os.getpid(), signal.SIGINT)
-                    return
-                time.sleep(0.01)
-
         w.fit(1000)
         while learn.recorder.n_batches < 5:
             time.sleep(0.01)
-        threading.Thread(target=ctrl_c_once_the_main_thread_waits, daemon=True).start()
+        once_blocked_in_wait(lambda: os.kill(os.getpid(), signal.SIGINT))
         t0 = time.monotonic()
         try:
             w.wait(120)
@@ -202,8 +208,9 @@ def test_the_kernels_interrupt_stops_a_widget_run_when_idle_and_during_wait(tmp_
 
         execute("w.fit(1000)")
         wait_for_batches(5)
-        waiting = tmp_path / "waiting"  # the cell's own sign that it runs: the interrupt must land in the cell
-        msg_id = kc.execute(f"open({str(waiting)!r}, 'w').close(); w.wait(120)")  # a cell blocked in wait()
+        # the cell's sign, once it is blocked in wait(): an interrupt before that ends the cell and not the run
+        waiting = tmp_path / "waiting"
+        msg_id = kc.execute(f"once_blocked_in_wait(lambda: open({str(waiting)!r}, 'w').close()); w.wait(120)")
         while not waiting.exists():
             time.sleep(0.01)
         km.interrupt_kernel()
