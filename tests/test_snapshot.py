@@ -471,6 +471,36 @@ def test_lr_find_in_two_processes_writes_each_ranks_copy_in_a_folder_that_goes_w
     assert copies_in(tmp_path) == []
 
 
+class SlowToRestoreInRankOne(nn.Sequential):
+    """A model whose rank 1 takes a second longer to put its copy back: what a loaded machine did at random."""
+
+    def state_dict(self, *a, **k):
+        import time
+
+        import torch.distributed as dist
+
+        if dist.is_initialized() and dist.get_rank() == 1:
+            time.sleep(1)
+        return super().state_dict(*a, **k)
+
+
+@pytest.mark.slow  # two processes
+def test_lr_find_in_two_processes_returns_once_the_slower_rank_has_deleted_its_copy(tmp_path):
+    torch.manual_seed(0)
+    model = SlowToRestoreInRankOne(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    learn = Learner(digits(), model, device="cpu", num_processes=2, snapshot="disk", snapshot_dir=tmp_path)
+    before = weights(learn)
+    try:
+        res = learn.lr_find(num_it=10, stop_div=False, show_plot=False)
+        (ranks,) = copies_in(tmp_path)  # read at once: rank 1 was a second behind rank 0 when rank 0 was done
+        assert os.listdir(tmp_path / ranks) == [], "rank 1 deleted its copy before lr_find returned"
+        assert res.end_reason == "completed" and not learn.busy
+        assert_same(before, weights(learn))
+    finally:
+        learn.close()
+    assert copies_in(tmp_path) == []
+
+
 SCRIPT = """
 import gc, os, sys
 from torch import nn
