@@ -151,9 +151,11 @@ def fit_and_check(lab: Lab, epochs: int) -> None:
     lab.page.wait_for_function(
         "() => [...document.querySelectorAll('.progress-bar')].some(b => b.style.width === '100%')", timeout=30_000
     )
-    rows = lab.page.locator("table tbody tr")
-    rows.first.wait_for(timeout=30_000)
-    assert rows.count() == epochs
+    # the table's last rows reach the page after the progress bar's 100%: wait for them, then count
+    lab.page.wait_for_function(
+        f"() => document.querySelectorAll('table tbody tr').length >= {epochs}", timeout=30_000
+    )  # fmt: skip
+    assert lab.page.locator("table tbody tr").count() == epochs
 
 
 @pytest.mark.app("lab")

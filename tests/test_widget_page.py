@@ -154,6 +154,13 @@ def to_top(lab: Lab) -> None:
     )
 
 
+def runs_drawn(lab: Lab) -> int:
+    """The kernel's number of runs, once the page shows a row for each: the browser draws them after the kernel."""
+    n = lab.value("len(w.runs)")
+    lab.page.wait_for_function(f"() => document.querySelectorAll('.lrw-run-row').length >= {n}", timeout=60_000)
+    return n
+
+
 @pytest.fixture(scope="module")
 def lab(request):
     require_browser()
@@ -231,10 +238,12 @@ def test_the_live_loss_chart_is_in_view_during_a_fit_at_1400x1000_with_the_plann
         assert ends["done"] and all(r < ends["plot"] - 20 for r in ends["done"]), ends
         # the epoch table: scrolled up, it stays there as rows are added (it jumped back to the newest row)
         box = "document.querySelector('.lrw-root .lrwidget-epochs')"
+        # the browser draws the rows some time after the kernel has them: scroll once they overflow the box
+        page.wait_for_function(f"() => {box}.scrollHeight - {box}.clientHeight > 80", timeout=120_000)
         page.evaluate(f"() => {{ {box}.scrollTop = -60; }}")
         before = page.evaluate(f"() => [{box}.scrollTop, {box}.querySelectorAll('tbody tr').length]")
         assert before[0] < -20, f"the table scrolls ({before})"
-        page.wait_for_function(f"() => {box}.querySelectorAll('tbody tr').length >= {before[1] + 2}", timeout=60_000)
+        page.wait_for_function(f"() => {box}.querySelectorAll('tbody tr').length >= {before[1] + 2}", timeout=120_000)
         assert page.evaluate(f"() => {box}.scrollTop") < -20, "the table stayed where it was scrolled"
     finally:
         lab.kernel("w.stop(); w.wait()", timeout=120_000)
@@ -243,6 +252,7 @@ def test_the_live_loss_chart_is_in_view_during_a_fit_at_1400x1000_with_the_plann
 def test_the_runs_chart_reads_whatever_the_runs_and_names_one_best(lab):
     page = lab.page
     lay_out(lab, "1220")
+    runs_drawn(lab)  # the previous test's stopped fit among them
     runs = lab.value("[(r.lr_steep, r.valid_loss, r.diverged) for r in w.runs]")
     diverged = [i for i, r in enumerate(runs) if r[2]]
     assert diverged == [i for i, r in enumerate(runs) if r[0] == 3.0], runs  # the 1-epoch fit at lr 3
@@ -374,6 +384,11 @@ def test_the_code_line_breaks_between_values_never_inside_a_number(lab):
     page = lab.page
     lay_out(lab, "470", 1000)
     lab.kernel("w.sweep(lrs=[0.0015848931924611143, 0.005011872336272725, 0.015848931924611114], epochs=1); w.wait()")
+    code = lab.value("w.code")
+    page.wait_for_function(
+        "(code) => (document.querySelector('.lrw-root .lrw-code pre') || {}).textContent === code", arg=code,
+        timeout=60_000,
+    )  # fmt: skip
     broken = page.evaluate(
         """() => { const pre = document.querySelector('.lrw-root .lrw-code pre'), text = pre.firstChild, out = [];
           for (const m of text.textContent.matchAll(/[0-9][0-9.e+-]*/g)) {
@@ -405,8 +420,18 @@ JS_SENSITIVITY = """() => { const f = [...document.querySelectorAll('.lrw-root .
 def test_the_chart_of_how_much_the_rate_matters_reads_whole_at_470_and_1740_px(lab, layout):
     """The sweep's 1-epoch runs by rate (one diverged, at lr 3): every point inside the plot, the rules' labels inside
     it and apart, the diverged run's arrow at the top, the heading naming the group and its best."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     lay_out(lab, layout)
+    runs_drawn(lab)
     runs = lab.value("[(r.lr_steep, r.diverged) for r in w.runs if r.epochs == 1 and not r.search]")
+    try:  # the previous test's sweep added three: drawn after the kernel has them
+        lab.page.wait_for_function(
+            f"() => {{ const g = ({JS_SENSITIVITY})(); return g !== null && g.dots.length === {len(runs)}; }}",
+            timeout=60_000,
+        )
+    except PlaywrightTimeout:
+        pass  # the assertions below say what is missing
     got = lab.page.evaluate(JS_SENSITIVITY)
     assert got is not None, "the chart is shown once a group has two runs"
     assert len(got["dots"]) == len(runs), f"a point per run, the diverged one's an arrow: {got['dots']}"
