@@ -135,9 +135,16 @@ def shot_on_failure(server, request):
         print(f"\nscreenshot of the failing page: {lab.screenshot(request.node.name)}")
 
 
+JS_CURVES = """() => [...document.querySelectorAll('path.line')].filter(p => (p.getAttribute('d') || '').length > 100)
+    .length >= 2"""
+
+
 def find_lr(lab: Lab) -> None:
+    """Click Find LR; wait for the result in the kernel, then on the page (drawn after the kernel has it)."""
     lab.page.get_by_role("button", name="Find LR").click()
     lab.wait_kernel("w.result is not None and not w.busy", timeout=120)
+    wait_status(lab.page, "lr_find done", 60)
+    lab.page.wait_for_function(JS_CURVES, timeout=30_000)  # the smoothed and raw curves, drawn
 
 
 def fit_and_check(lab: Lab, epochs: int) -> None:
@@ -317,11 +324,7 @@ def test_voila_find_and_fit(browser, voila, request):
     wait_status(page, "lr_find done", 120)
     for name in COLORS:
         handle(lab, name)  # each marker's handle drawn, a bqplot Scatter point
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('path.line')].filter(p => (p.getAttribute('d') || '').length > 100)"
-        ".length >= 2",
-        timeout=30_000,
-    )  # the smoothed and raw curves, drawn
+    page.wait_for_function(JS_CURVES, timeout=30_000)  # the smoothed and raw curves, drawn
     fields = {n: page.locator(".widget-text", has_text=n).locator("input") for n in COLORS}
     lo, hi = (float(fields[n].input_value()) for n in COLORS)
     assert 0 < lo <= hi < 10
@@ -333,6 +336,7 @@ def test_voila_find_and_fit(browser, voila, request):
     assert m, code
     assert (float(m[1]), float(m[2])) == (pytest.approx(lo, rel=1e-5), pytest.approx(hi, rel=1e-5))
     rows = page.locator(".lrwidget-epochs tbody tr")
+    rows.first.wait_for(timeout=30_000)
     assert rows.count() == 1
     cells = rows.first.locator("td").all_inner_texts()  # epoch, train_loss, valid_loss, accuracy, time
     assert cells[0] == "0" and float(cells[3]) > 0.5, cells
