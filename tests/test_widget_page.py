@@ -133,17 +133,23 @@ JS_TEXTS_IN = """() => [...document.querySelectorAll('.lrw-root svg text')].ever
   return !r.width || (r.left >= s.left - 1 && r.right <= s.right + 1); })"""
 
 
+def wait_then_check(page, js: str, timeout: int, **options) -> None:
+    """Wait until `js` is true on the page; on a timeout go on, and leave it to the assertions after to say what is
+    missing (they name it, where a timeout would not)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(js, timeout=timeout, **options)
+    except PlaywrightTimeout:
+        pass
+
+
 def lay_out(lab: Lab, layout: str, height: int = 3000) -> None:
     """The window and file browser of `layout`; tall, so that every chart is in view and laid out, its texts drawn where
     they settle (a text that never comes inside is left to the checks to report)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
     width, sidebar = LAYOUTS[layout]
     settle(lab.page, width, height, sidebar, output=int(layout))
-    try:
-        lab.page.wait_for_function(JS_TEXTS_IN, timeout=10_000, polling=100)
-    except PlaywrightTimeout:
-        pass
+    wait_then_check(lab.page, JS_TEXTS_IN, 10_000, polling=100)
 
 
 def to_top(lab: Lab) -> None:
@@ -154,11 +160,10 @@ def to_top(lab: Lab) -> None:
     )
 
 
-def runs_drawn(lab: Lab) -> int:
-    """The kernel's number of runs, once the page shows a row for each: the browser draws them after the kernel."""
+def runs_drawn(lab: Lab) -> None:
+    """Wait until the page shows a row for each of the kernel's runs: the browser draws them after the kernel."""
     n = lab.value("len(w.runs)")
     lab.page.wait_for_function(f"() => document.querySelectorAll('.lrw-run-row').length >= {n}", timeout=60_000)
-    return n
 
 
 @pytest.fixture(scope="module")
@@ -420,18 +425,13 @@ JS_SENSITIVITY = """() => { const f = [...document.querySelectorAll('.lrw-root .
 def test_the_chart_of_how_much_the_rate_matters_reads_whole_at_470_and_1740_px(lab, layout):
     """The sweep's 1-epoch runs by rate (one diverged, at lr 3): every point inside the plot, the rules' labels inside
     it and apart, the diverged run's arrow at the top, the heading naming the group and its best."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
     lay_out(lab, layout)
-    runs_drawn(lab)
     runs = lab.value("[(r.lr_steep, r.diverged) for r in w.runs if r.epochs == 1 and not r.search]")
-    try:  # the previous test's sweep added three: drawn after the kernel has them
-        lab.page.wait_for_function(
-            f"() => {{ const g = ({JS_SENSITIVITY})(); return g !== null && g.dots.length === {len(runs)}; }}",
-            timeout=60_000,
-        )
-    except PlaywrightTimeout:
-        pass  # the assertions below say what is missing
+    wait_then_check(  # the previous test's sweep added three: drawn after the kernel has them
+        lab.page,
+        f"() => {{ const g = ({JS_SENSITIVITY})(); return g !== null && g.dots.length === {len(runs)}; }}",
+        60_000,
+    )
     got = lab.page.evaluate(JS_SENSITIVITY)
     assert got is not None, "the chart is shown once a group has two runs"
     assert len(got["dots"]) == len(runs), f"a point per run, the diverged one's an arrow: {got['dots']}"
